@@ -1,0 +1,118 @@
+//! `heph-selfupdate check`: is there an update? Changes nothing (the HTTP cache aside).
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::evaluate::{Evaluation, evaluate};
+use crate::exit;
+use crate::policy::{Overrides, Reason};
+use crate::state::StateFile;
+use crate::timefmt::rfc3339;
+use crate::world::World;
+
+pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
+    let state = StateFile::new(cfg.state_file()).peek()?;
+    let eval = evaluate(cfg, world, &state, &Overrides::default())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&eval))?);
+    } else {
+        print!(
+            "{}",
+            to_text(&eval, log::max_level() >= log::LevelFilter::Debug)
+        );
+    }
+    Ok(if eval.decision.due {
+        exit::UPDATE_AVAILABLE
+    } else {
+        exit::OK
+    })
+}
+
+/// When a held release becomes eligible, if that is known.
+fn wait_until(eval: &Evaluation) -> Option<String> {
+    match &eval.decision.reason {
+        Reason::Held(s) => s.reason.until().map(rfc3339),
+        _ => None,
+    }
+}
+
+/// The `--json` object.
+pub fn to_json(eval: &Evaluation) -> serde_json::Value {
+    let d = &eval.decision;
+    json!({
+        "installed": d.installed.as_ref().map(ToString::to_string),
+        "installed_source": eval.installed.source,
+        "binary": eval.installed.binary_path.display().to_string(),
+        "missing": eval.installed.missing,
+        "latest": d.chosen.as_ref().map(|c| c.version.to_string()),
+        "tag": d.chosen.as_ref().map(|c| c.tag.clone()),
+        "published_at": d.chosen.as_ref().and_then(|c| c.published_at).map(rfc3339),
+        "update_available": d.due,
+        "reason": d.reason.code(),
+        "message": d.summary(),
+        "wait_until": wait_until(eval),
+        "skipped": d.skipped.iter().map(|s| json!({
+            "tag": s.tag,
+            "version": s.version.as_ref().map(ToString::to_string),
+            "reason": s.reason.code(),
+            "detail": s.reason.to_string(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The text report.
+pub fn to_text(eval: &Evaluation, list_skipped: bool) -> String {
+    use std::fmt::Write;
+    let d = &eval.decision;
+    let mut out = String::new();
+    let installed = match &d.installed {
+        Some(v) => format!(
+            "{v} ({}, from {})",
+            eval.installed.binary_path.display(),
+            match eval.installed.source {
+                crate::installed::VersionSource::Binary => "--version",
+                crate::installed::VersionSource::InstallRecords => "cargo's install records",
+                crate::installed::VersionSource::Unknown => "unknown",
+            }
+        ),
+        None if eval.installed.binary_exists => {
+            format!("unknown ({})", eval.installed.binary_path.display())
+        }
+        None => format!(
+            "nothing ({} not found)",
+            eval.installed.binary_path.display()
+        ),
+    };
+    let _ = writeln!(out, "installed: {installed}");
+    if !eval.installed.missing.is_empty() {
+        let _ = writeln!(out, "missing:   {}", eval.installed.missing.join(", "));
+    }
+    match &d.chosen {
+        Some(c) => {
+            let published = c
+                .published_at
+                .map(|t| format!(", published {}", rfc3339(t)))
+                .unwrap_or_default();
+            let _ = writeln!(out, "release:   {} ({}){published}", c.tag, c.version);
+        }
+        None => {
+            let _ = writeln!(out, "release:   none eligible");
+        }
+    }
+    let _ = writeln!(out, "result:    {}", d.summary());
+    if !d.skipped.is_empty() {
+        if list_skipped {
+            for s in &d.skipped {
+                let _ = writeln!(out, "skipped:   {}: {}", s.tag, s.reason);
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "skipped:   {} release(s) (-v lists them)",
+                d.skipped.len()
+            );
+        }
+    }
+    out
+}

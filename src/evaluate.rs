@@ -1,0 +1,91 @@
+//! Gathering what the decision needs — installed version, releases, remembered holds —
+//! and making it. Shared by `check`, `check-and-apply` and `--dry-run`.
+
+use anyhow::{Context, Result};
+
+use crate::config::Config;
+use crate::forge::{self, ForgeTarget};
+use crate::http::Fetcher;
+use crate::http_cache::HttpCache;
+use crate::installed::{self, Installed};
+use crate::policy::{self, Decision, Overrides};
+use crate::release::Release;
+use crate::state::State;
+use crate::world::World;
+
+/// Everything one decision was made from, and the decision.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub installed: Installed,
+    pub releases: Vec<Release>,
+    pub decision: Decision,
+}
+
+/// The forge target the configuration describes.
+pub fn forge_target(cfg: &Config) -> ForgeTarget<'_> {
+    ForgeTarget {
+        kind: cfg.forge,
+        base_url: &cfg.forge_url,
+        repo: &cfg.repo,
+        token: cfg.token.as_ref(),
+    }
+}
+
+/// Lists the forge's releases (through the ETag cache).
+pub fn fetch_releases(cfg: &Config, world: &World) -> Result<Vec<Release>> {
+    let cache = HttpCache::new(cfg.cache_dir.join("http"));
+    let fetcher = Fetcher {
+        client: world.http.as_ref(),
+        clock: world.clock.as_ref(),
+        cache: Some(&cache),
+        timeout: cfg.http_timeout,
+    };
+    let target = forge_target(cfg);
+    forge::list_releases(&fetcher, &target, world.clock.now()).with_context(|| {
+        format!(
+            "could not list the releases of {} on {}",
+            cfg.repo, cfg.forge_url
+        )
+    })
+}
+
+/// Probes what is installed, lists releases, and decides.
+pub fn evaluate(
+    cfg: &Config,
+    world: &World,
+    state: &State,
+    overrides: &Overrides,
+) -> Result<Evaluation> {
+    let installed = installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
+    let releases = fetch_releases(cfg, world)?;
+    let decision = redecide(&installed, &releases, cfg, state, overrides, world);
+    Ok(Evaluation {
+        installed,
+        releases,
+        decision,
+    })
+}
+
+/// The decision again, e.g. under the lock with freshly read state.
+pub fn redecide(
+    installed: &Installed,
+    releases: &[Release],
+    cfg: &Config,
+    state: &State,
+    overrides: &Overrides,
+    world: &World,
+) -> Decision {
+    policy::decide(
+        &installed.state(),
+        releases,
+        &cfg.policy,
+        &state.holds(),
+        overrides,
+        world.clock.now(),
+    )
+}

@@ -1,0 +1,206 @@
+//! What is installed: the daemon's version (from `<bin_dir>/<binary> --version`, else
+//! cargo's install records) and which package binaries are present.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semver::Version;
+
+use crate::policy::InstalledState;
+use crate::process::{Cmd, Runner};
+use crate::version::parse_version_output;
+
+/// A `--version` that takes longer than this is treated as unknown.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the installed version was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionSource {
+    /// `<binary> --version` said so.
+    Binary,
+    /// The binary could not tell; cargo's install records did.
+    InstallRecords,
+    /// Not installed, or nothing could tell.
+    Unknown,
+}
+
+/// The installed daemon.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub version: Option<Version>,
+    pub source: VersionSource,
+    /// `<bin_dir>/<binary>`.
+    pub binary_path: PathBuf,
+    pub binary_exists: bool,
+    /// Packages whose binary is not in `bin_dir`.
+    pub missing: Vec<String>,
+    /// What went wrong asking the binary, if anything.
+    pub problem: Option<String>,
+}
+
+impl Installed {
+    /// The plain values the decision needs.
+    pub fn state(&self) -> InstalledState {
+        InstalledState {
+            version: self.version.clone(),
+            missing: self.missing.clone(),
+        }
+    }
+}
+
+/// The command that asks a binary its version.
+pub fn version_cmd(binary: &Path) -> Cmd {
+    Cmd::new(binary, format!("ask {} its version", binary.display()))
+        .arg("--version")
+        .timeout(VERSION_TIMEOUT)
+}
+
+/// Runs `<binary> --version` and parses it; `Err` says why it could not tell.
+pub fn ask_version(runner: &dyn Runner, binary: &Path) -> Result<Version, String> {
+    match runner.run(&version_cmd(binary)) {
+        Ok(out) if out.success() => parse_version_output(&out.stdout).ok_or_else(|| {
+            let first: String = out
+                .stdout
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect();
+            format!(
+                "`{} --version` printed no version: {first:?}",
+                binary.display()
+            )
+        }),
+        Ok(out) => Err(format!(
+            "`{} --version` failed ({})",
+            binary.display(),
+            out.code
+                .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"))
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Finds out what is installed in `bin_dir`.
+pub fn probe(runner: &dyn Runner, bin_dir: &Path, binary: &str, packages: &[String]) -> Installed {
+    let binary_path = bin_dir.join(binary);
+    let binary_exists = binary_path.exists();
+    let missing = packages
+        .iter()
+        .filter(|p| !bin_dir.join(p.as_str()).exists())
+        .cloned()
+        .collect();
+    let mut installed = Installed {
+        version: None,
+        source: VersionSource::Unknown,
+        binary_path: binary_path.clone(),
+        binary_exists,
+        missing,
+        problem: None,
+    };
+    if !binary_exists {
+        return installed;
+    }
+    match ask_version(runner, &binary_path) {
+        Ok(v) => {
+            installed.version = Some(v);
+            installed.source = VersionSource::Binary;
+        }
+        Err(problem) => {
+            log::warn!("{problem}; looking at cargo's install records instead");
+            installed.problem = Some(problem);
+            if let Some(v) = version_from_records(&binary_path, binary) {
+                installed.version = Some(v);
+                installed.source = VersionSource::InstallRecords;
+            }
+        }
+    }
+    installed
+}
+
+/// The version cargo recorded for the package that installed `binary`: in the root the
+/// binary resolves into (a version root), else in `bin_dir/..` (a plain cargo root).
+fn version_from_records(binary_path: &Path, binary: &str) -> Option<Version> {
+    let resolved = std::fs::canonicalize(binary_path).unwrap_or_else(|_| binary_path.to_path_buf());
+    let roots = [
+        resolved.parent()?.parent()?.to_path_buf(),
+        binary_path.parent()?.parent()?.to_path_buf(),
+    ];
+    roots.iter().find_map(|root| {
+        crate::install_records::read(root)
+            .ok()?
+            .into_iter()
+            .find(|r| r.bins.iter().any(|b| b == binary))?
+            .version
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::Output;
+    use crate::process::fake::{Recorder, ok};
+
+    fn setup(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        for f in files {
+            std::fs::write(dir.path().join("bin").join(f), "").unwrap();
+        }
+        dir
+    }
+
+    fn pkgs() -> Vec<String> {
+        vec!["heph".into(), "hephd".into()]
+    }
+
+    #[test]
+    fn reads_the_version_the_daemon_prints() {
+        let dir = setup(&["heph", "hephd"]);
+        let r = Recorder::new(|_| ok("hephd 1.8.1 (3fa9c2d)\n"));
+        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        assert_eq!(i.version, Some(Version::new(1, 8, 1)));
+        assert_eq!(i.source, VersionSource::Binary);
+        assert!(i.missing.is_empty());
+        assert!(r.lines()[0].ends_with("bin/hephd --version"));
+    }
+
+    #[test]
+    fn a_missing_binary_is_not_installed_and_not_run() {
+        let dir = setup(&["heph"]);
+        let r = Recorder::new(|_| ok(""));
+        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        assert_eq!(i.version, None);
+        assert_eq!(i.missing, ["hephd"]);
+        assert!(r.seen.borrow().is_empty());
+    }
+
+    #[test]
+    fn falls_back_to_install_records_when_the_binary_cannot_say() {
+        let dir = setup(&["heph", "hephd"]);
+        std::fs::write(
+            dir.path().join(".crates2.json"),
+            r#"{"installs":{"hephd 1.7.0 (git+https://f/x.git?tag=v1.7.0#0123456789abcdef0123456789abcdef01234567)":{"bins":["hephd"]}}}"#,
+        )
+        .unwrap();
+        let r = Recorder::new(|_| Output {
+            code: Some(1),
+            ..Output::default()
+        });
+        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        assert_eq!(i.version, Some(Version::new(1, 7, 0)));
+        assert_eq!(i.source, VersionSource::InstallRecords);
+        assert!(i.problem.unwrap().contains("failed"));
+    }
+
+    #[test]
+    fn a_lying_or_empty_version_output_is_unknown() {
+        let dir = setup(&["heph", "hephd"]);
+        let r = Recorder::new(|_| ok(""));
+        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        assert_eq!(i.version, None);
+        assert_eq!(i.source, VersionSource::Unknown);
+    }
+}

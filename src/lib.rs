@@ -1,0 +1,60 @@
+//! heph-selfupdate: keeps `hephd` current, safely and unattended.
+//!
+//! The decision is pure ([`policy`]); the world (HTTP, processes, clock) is passed in
+//! ([`world`]); each command lives in [`commands`].
+
+pub mod build;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod evaluate;
+pub mod exit;
+pub mod forge;
+pub mod fsutil;
+pub mod http;
+pub mod http_cache;
+pub mod install_records;
+pub mod installed;
+pub mod lock;
+pub mod logger;
+pub mod policy;
+pub mod process;
+pub mod redact;
+pub mod release;
+pub mod secret;
+pub mod service;
+pub mod signals;
+pub mod state;
+pub mod timefmt;
+pub mod version;
+pub mod world;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+/// Runs the program with these arguments; returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+        }
+    };
+    let world = world::World::real();
+    logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
+    signals::install();
+    match commands::dispatch(&cli, &world) {
+        Ok(code) => code,
+        Err(err) => {
+            logger::report_error(&err);
+            exit::for_error(&err, commands::forge_down(&cli))
+        }
+    }
+}

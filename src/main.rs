@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(heph_selfupdate::run(std::env::args_os()));
+}

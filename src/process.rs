@@ -1,0 +1,624 @@
+//! Child processes: one small runner. Argv only (never a shell), a human summary for
+//! every command, its command line logged, its status checked, and the tail of its
+//! stderr kept for the error message.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+/// Lines of stderr kept for error messages.
+const TAIL_LINES: usize = 30;
+/// Captured stdout is cut here (a `--version` that prints megabytes is lying anyway).
+const MAX_STDOUT: u64 = 1024 * 1024;
+/// How long a stopped process group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// One program to run.
+#[derive(Debug, Clone, Default)]
+pub struct Cmd {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Variables to set in the child's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Variables to remove from the child's environment.
+    pub env_remove: Vec<OsString>,
+    pub cwd: Option<PathBuf>,
+    /// What this does, in words: "build hephd v0.2.0".
+    pub summary: String,
+    /// Kill the whole process group when exceeded.
+    pub timeout: Option<Duration>,
+    /// Own process group, lowest CPU and I/O priority, killed if we die.
+    pub background: bool,
+    /// Log each output line as it arrives (and to `log_file`), for long builds.
+    pub stream: bool,
+    pub log_file: Option<PathBuf>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<PathBuf>, summary: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+            summary: summary.into(),
+            ..Self::default()
+        }
+    }
+
+    #[must_use]
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn args<I, S>(mut self, items: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(items.into_iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Self {
+        self.env_remove.push(k.as_ref().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    #[must_use]
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// The argv as strings (lossy), for previews and JSON.
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The command line for people to read (quoted where needed). Not for a shell.
+    pub fn display(&self) -> String {
+        self.argv()
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^{}".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What a finished program left.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// The exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    /// The last lines of stderr (and of stdout, for streamed commands).
+    pub tail: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The kept output lines as one string.
+    pub fn tail_text(&self) -> String {
+        self.tail.join("\n")
+    }
+}
+
+/// Why a command did not give an exit status.
+#[derive(Debug)]
+pub enum RunError {
+    /// The program could not be started.
+    Spawn {
+        summary: String,
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// It ran longer than its time limit and was killed.
+    TimedOut {
+        summary: String,
+        after: Duration,
+        tail: Vec<String>,
+    },
+    /// We were told to stop (SIGTERM/SIGINT); it was killed.
+    Interrupted { summary: String },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Spawn {
+                summary,
+                program,
+                source,
+            } => {
+                write!(
+                    f,
+                    "could not start {} to {summary}: {source}",
+                    program.display()
+                )?;
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    f.write_str(
+                        "\nhelp: install it, or put it on PATH (services get a minimal PATH)",
+                    )?;
+                }
+                Ok(())
+            }
+            Self::TimedOut { summary, after, .. } => {
+                write!(
+                    f,
+                    "{summary}: stopped after the time limit of {}",
+                    crate::timefmt::human_duration(*after)
+                )
+            }
+            Self::Interrupted { summary } => write!(f, "{summary}: interrupted by a signal"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A command that ran and failed.
+#[derive(Debug)]
+pub struct CmdFailed {
+    pub summary: String,
+    pub command: String,
+    pub output: Output,
+}
+
+impl fmt::Display for CmdFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.output.code.map_or_else(
+            || "killed by a signal".to_owned(),
+            |c| format!("exit status {c}"),
+        );
+        write!(
+            f,
+            "could not {}: `{}` failed with {status}",
+            self.summary, self.command
+        )?;
+        let tail = self.output.tail_text();
+        if !tail.trim().is_empty() {
+            let last: Vec<&str> = tail
+                .lines()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            write!(f, "\n  | {}", last.join("\n  | "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CmdFailed {}
+
+/// Runs programs. Tests substitute a recording fake.
+pub trait Runner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError>;
+}
+
+/// Runs `cmd` and turns a non-zero exit into a [`CmdFailed`] error.
+pub fn run_checked(runner: &dyn Runner, cmd: &Cmd) -> Result<Output> {
+    let output = runner.run(cmd)?;
+    if output.success() {
+        Ok(output)
+    } else {
+        Err(CmdFailed {
+            summary: cmd.summary.clone(),
+            command: cmd.display(),
+            output,
+        }
+        .into())
+    }
+}
+
+/// Finds `name` on `path` (a PATH value), like a shell would, without one.
+pub fn find_on_path(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path?)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The real runner.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemRunner;
+
+impl Runner for SystemRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        if cmd.stream {
+            log::info!("running: {}", cmd.display());
+        } else {
+            log::debug!("running: {}", cmd.display());
+        }
+        let started = Instant::now();
+        let mut command = Command::new(&cmd.program);
+        command
+            .args(&cmd.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in &cmd.env_remove {
+            command.env_remove(k);
+        }
+        for (k, v) in &cmd.env {
+            command.env(k, v);
+        }
+        if let Some(dir) = &cmd.cwd {
+            command.current_dir(dir);
+        }
+        if cmd.background {
+            background(&mut command);
+        }
+        let mut child = command.spawn().map_err(|source| RunError::Spawn {
+            summary: cmd.summary.clone(),
+            program: cmd.program.clone(),
+            source,
+        })?;
+        let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let out_reader = stdout.map(|s| {
+            if cmd.stream {
+                spawn_line_reader(s, Arc::clone(&tail), log_file.clone())
+            } else {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let _ = s.take(MAX_STDOUT).read_to_end(&mut buf);
+                    String::from_utf8_lossy(&buf).into_owned()
+                })
+            }
+        });
+        let err_reader = stderr.map(|s| {
+            spawn_line_reader(
+                s,
+                Arc::clone(&tail),
+                if cmd.stream { log_file } else { None },
+            )
+        });
+        let stream = cmd.stream;
+        let waited = wait(&mut child, cmd, started);
+        let stdout = out_reader.and_then(|h| h.join().ok()).unwrap_or_default();
+        if let Some(h) = err_reader {
+            let _ = h.join();
+        }
+        let tail: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        let code = match waited {
+            Waited::Exited(code) => code,
+            Waited::TimedOut => {
+                return Err(RunError::TimedOut {
+                    summary: cmd.summary.clone(),
+                    after: cmd.timeout.unwrap_or_default(),
+                    tail,
+                });
+            }
+            Waited::Interrupted => {
+                return Err(RunError::Interrupted {
+                    summary: cmd.summary.clone(),
+                });
+            }
+        };
+        let elapsed = started.elapsed();
+        if stream {
+            log::info!(
+                "finished: {} ({}) in {}",
+                cmd.summary,
+                code.map_or("killed".into(), |c| format!("exit {c}")),
+                crate::timefmt::human_duration(elapsed)
+            );
+        }
+        Ok(Output {
+            code,
+            stdout: if stream { String::new() } else { stdout },
+            tail,
+            elapsed,
+        })
+    }
+}
+
+enum Waited {
+    Exited(Option<i32>),
+    TimedOut,
+    Interrupted,
+}
+
+fn wait(child: &mut std::process::Child, cmd: &Cmd, started: Instant) -> Waited {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Waited::Exited(status.code()),
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("lost track of {}: {e}", cmd.summary);
+                return Waited::Exited(None);
+            }
+        }
+        let timed_out = cmd.timeout.is_some_and(|t| started.elapsed() >= t);
+        let interrupted = crate::signals::interrupted();
+        if timed_out || interrupted {
+            stop(child, cmd.background);
+            return if timed_out {
+                Waited::TimedOut
+            } else {
+                Waited::Interrupted
+            };
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to the child (its whole group when it has one), SIGKILL after a grace period.
+fn stop(child: &mut std::process::Child, group: bool) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    let target = if group { -pid } else { pid };
+    // SAFETY: kill(2) with a pid we spawned (or its process group); no memory involved.
+    unsafe { libc::kill(target, libc::SIGTERM) };
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Leftover members of the group (rustc under cargo) get SIGKILL too.
+    unsafe { libc::kill(target, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Own process group (so the whole build can be killed), lowest CPU and I/O priority,
+/// and on Linux killed when we die, so a SIGKILLed run does not leave cargo behind.
+fn background(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls (prctl, getppid, setpriority, syscall, _exit)
+    // run between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+                const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The parent may have died before prctl took effect.
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    libc::_exit(1);
+                }
+                libc::syscall(
+                    libc::SYS_ioprio_set,
+                    IOPRIO_WHO_PROCESS,
+                    0,
+                    IOPRIO_CLASS_IDLE << 13,
+                );
+            }
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            Ok(())
+        });
+    }
+}
+
+type SharedLog = Arc<Mutex<std::fs::File>>;
+
+fn open_log(path: &Path) -> Option<SharedLog> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map(|f| Arc::new(Mutex::new(f)))
+        .map_err(|e| log::warn!("could not open the build log {}: {e}", path.display()))
+        .ok()
+}
+
+fn spawn_line_reader<R: Read + Send + 'static>(
+    source: R,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    log_file: Option<SharedLog>,
+) -> std::thread::JoinHandle<String> {
+    let stream = log_file.is_some();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(source);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match reader.by_ref().take(64 * 1024).read_until(b'\n', &mut raw) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+            if let Some(f) = &log_file
+                && let Ok(mut f) = f.lock()
+            {
+                let _ = writeln!(f, "{line}");
+            }
+            if stream && !line.is_empty() {
+                log::info!("  | {line}");
+            }
+            if let Ok(mut t) = tail.lock() {
+                if t.len() == TAIL_LINES {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        }
+        String::new()
+    })
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A recording [`Runner`] for unit tests.
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Records every command; answers from a function of the command.
+    pub struct Recorder<F: Fn(&Cmd) -> Output> {
+        pub seen: RefCell<Vec<Cmd>>,
+        pub answer: F,
+    }
+
+    impl<F: Fn(&Cmd) -> Output> std::fmt::Debug for Recorder<F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Recorder").field("seen", &self.seen).finish_non_exhaustive()
+        }
+    }
+
+    impl<F: Fn(&Cmd) -> Output> Recorder<F> {
+        pub fn new(answer: F) -> Self {
+            Self {
+                seen: RefCell::new(Vec::new()),
+                answer,
+            }
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.seen.borrow().iter().map(Cmd::display).collect()
+        }
+    }
+
+    impl<F: Fn(&Cmd) -> Output> Runner for Recorder<F> {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.seen.borrow_mut().push(cmd.clone());
+            Ok((self.answer)(cmd))
+        }
+    }
+
+    pub fn ok(stdout: &str) -> Output {
+        Output {
+            code: Some(0),
+            stdout: stdout.to_owned(),
+            ..Output::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_argv_without_a_shell() {
+        let out = SystemRunner
+            .run(&Cmd::new("/bin/echo", "echo").args(["$HOME", "a;b", "`id`"]))
+            .unwrap();
+        assert_eq!(out.stdout, "$HOME a;b `id`\n");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error_with_help() {
+        let err = SystemRunner
+            .run(&Cmd::new("/nonexistent/cargo", "build"))
+            .unwrap_err();
+        assert!(matches!(err, RunError::Spawn { .. }));
+        assert!(err.to_string().contains("help: install it"));
+    }
+
+    #[test]
+    fn a_failure_keeps_the_stderr_tail() {
+        let cmd = Cmd::new("/bin/sh", "fail on purpose")
+            .args(["-c", "echo one >&2; echo two >&2; exit 3"]);
+        let err = run_checked(&SystemRunner, &cmd).unwrap_err().to_string();
+        assert!(
+            err.contains("exit status 3") && err.contains("| one") && err.contains("| two"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let mut cmd = Cmd::new("/bin/sh", "sleep")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(300));
+        cmd.background = true;
+        let err = SystemRunner.run(&cmd).unwrap_err();
+        assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // The grandchild was in the group and is gone (or a zombie waiting to be reaped).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        assert!(
+            matches!(state, None | Some('Z' | 'X')),
+            "grandchild {pid} survived: {stat}"
+        );
+    }
+
+    #[test]
+    fn display_quotes_for_reading() {
+        let cmd = Cmd::new("cargo", "x").args(["install", "--tag=v1.0.0", "a b", "it's"]);
+        assert_eq!(cmd.display(), r"cargo install --tag=v1.0.0 'a b' 'it'\''s'");
+    }
+
+    #[test]
+    fn finds_programs_on_a_given_path() {
+        let found = find_on_path("sh", Some(OsStr::new("/nonexistent:/bin")));
+        assert_eq!(found, Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_on_path("sh", Some(OsStr::new("/nonexistent"))), None);
+    }
+}
