@@ -512,7 +512,9 @@ pub mod fake {
 
     impl<F: Fn(&Cmd) -> Output> std::fmt::Debug for Recorder<F> {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Recorder").field("seen", &self.seen).finish_non_exhaustive()
+            f.debug_struct("Recorder")
+                .field("seen", &self.seen)
+                .finish_non_exhaustive()
         }
     }
 

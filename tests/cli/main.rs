@@ -1,0 +1,9 @@
+//! Integration tests: the real binary against a loopback stand-in forge and stand-in
+//! programs, each test in its own sandboxed home.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod check;
+mod config;

@@ -1,0 +1,216 @@
+//! A sandboxed home for one test: its own HOME, XDG dirs, `~/.cargo/bin`, fake programs
+//! first on PATH, and the environment of the one child it runs — nothing global.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::forge::FakeForge;
+
+/// What a run of the binary left.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// stdout and stderr together, for "never printed" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// One sandbox.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub bin_dir: PathBuf,
+    pub fakes: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("heph-test-")
+            .tempdir()
+            .expect("tempdir");
+        let home = dir.path().join("home");
+        let bin_dir = home.join(".cargo/bin");
+        let fakes = dir.path().join("fakebin");
+        for d in [&home, &bin_dir, &fakes] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        let mut env = Self {
+            dir,
+            home: home.clone(),
+            bin_dir,
+            fakes,
+            vars: Vec::new(),
+        };
+        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.fakes.display());
+        env.var("PATH", &path);
+        env.var("HOME", &home.display().to_string());
+        env.var(
+            "XDG_CONFIG_HOME",
+            &home.join(".config").display().to_string(),
+        );
+        env.var(
+            "XDG_DATA_HOME",
+            &home.join(".local/share").display().to_string(),
+        );
+        env.var(
+            "XDG_STATE_HOME",
+            &home.join(".local/state").display().to_string(),
+        );
+        env.var("XDG_CACHE_HOME", &home.join(".cache").display().to_string());
+        // Fake programs write what they were asked here.
+        env.var(
+            "FAKE_LOG",
+            &env.dir.path().join("calls.log").display().to_string(),
+        );
+        env.var(
+            "FAKE_STATE",
+            &env.dir.path().join("fake-state").display().to_string(),
+        );
+        std::fs::create_dir_all(env.dir.path().join("fake-state")).expect("mkdir");
+        env
+    }
+
+    /// Sets a variable for the runs (replacing an earlier value).
+    pub fn var(&mut self, k: &str, v: &str) -> &mut Self {
+        self.vars.retain(|(key, _)| key != k);
+        self.vars.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub fn unset(&mut self, k: &str) -> &mut Self {
+        self.vars.retain(|(key, _)| key != k);
+        self
+    }
+
+    /// Points the configuration at a stand-in forge.
+    pub fn forge(&mut self, forge: &FakeForge) -> &mut Self {
+        let flavour = forge.state.lock().unwrap().flavour;
+        self.var("HEPH_SELFUPDATE_FORGE", flavour.config_name());
+        self.var("HEPH_SELFUPDATE_FORGE_URL", &forge.url());
+        self
+    }
+
+    /// Writes the config file at its default place.
+    pub fn config_file(&self, text: &str) -> PathBuf {
+        let dir = self.home.join(".config/heph-selfupdate");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// An executable script in the fake programs directory (first on PATH).
+    pub fn fake_bin(&self, name: &str, script: &str) -> PathBuf {
+        write_script(&self.fakes.join(name), script)
+    }
+
+    /// Plain binaries in `~/.cargo/bin` that report `version`, as `cargo install` leaves them.
+    pub fn install_plain(&self, version: &str, packages: &[&str]) {
+        for p in packages {
+            write_script(
+                &self.bin_dir.join(p),
+                &super::fakes::version_script(p, version),
+            );
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.join(".local/state/heph-selfupdate")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.join(".local/share/heph-selfupdate")
+    }
+
+    /// The state file, parsed (Null if absent).
+    pub fn state(&self) -> serde_json::Value {
+        match std::fs::read_to_string(self.state_dir().join("state.json")) {
+            Ok(t) => serde_json::from_str(&t).expect("state is JSON"),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    /// The calls the fake programs recorded, one per line.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join("calls.log"));
+    }
+
+    /// A command for the binary with exactly this sandbox's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(super::binary());
+        cmd.args(args).env_clear().current_dir(self.dir.path());
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run heph-selfupdate");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Writes an executable file.
+pub fn write_script(path: &Path, text: &str) -> PathBuf {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    // Write to a new file then rename: replacing a running script in place is unsafe.
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).expect("write script");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, path).expect("rename script");
+    path.to_path_buf()
+}
+
+impl Drop for TestEnv {
+    /// Stops a daemon the stand-in service manager started.
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("fake-state/pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Stand-in programs (POSIX sh): a daemon that reports its version, a recording `cargo`
+//! that installs such daemons, and a recording service manager (`systemctl`,
+//! `launchctl`) that really starts and stops the daemon process.
+//!
+//! They record each call as one line in `$FAKE_LOG` and read their mode from files in
+//! `$FAKE_STATE`, so a test can change their behaviour between runs.
+
+/// A binary that prints `<name> <version> (fake)` for `--version` and otherwise runs as a
+/// daemon until killed — unless `$FAKE_STATE/bad-<version>` exists, then it dies at start.
+pub fn version_script(name: &str, version: &str) -> String {
+    format!(
+        r#"#!/bin/sh
+case "$1" in --version) echo "{name} {version} (fake)"; exit 0;; esac
+if [ -n "$FAKE_STATE" ] && [ -f "$FAKE_STATE/bad-{version}" ]; then echo "{name}: fatal error at start" >&2; exit 1; fi
+exec sleep 100000
+"#
+    )
+}
+
+const RECORD: &str = r#"printf '%s' "$(basename "$0")" >> "$FAKE_LOG"; for a in "$@"; do printf ' %s' "$a" >> "$FAKE_LOG"; done; echo >> "$FAKE_LOG"
+"#;
+
+/// `cargo install` stand-in. Modes (file `$FAKE_STATE/cargo-mode`): `ok`, `fail` (a
+/// compile error), `network` (a fetch error), `rustc` (needs a newer rustc), `slow` (sleeps
+/// 5 s first), `hang` (never finishes), `lie` (installs binaries reporting 0.0.1),
+/// `wrong-commit` (records another commit). Writes `.crates2.json` with the tag's commit.
+pub fn cargo_script() -> String {
+    format!(
+        r#"#!/bin/sh
+{RECORD}
+mode=$(cat "$FAKE_STATE/cargo-mode" 2>/dev/null || echo ok)
+[ "$1" = "--version" ] && {{ echo "cargo 1.95.0 (fake)"; exit 0; }}
+[ "$1" = "install" ] || {{ echo "fake cargo: only install" >&2; exit 2; }}
+root= tag= git= pkgs=
+for a in "$@"; do
+  case "$a" in
+    --root=*) root="${{a#--root=}}";;
+    --tag=*) tag="${{a#--tag=}}";;
+    --git=*) git="${{a#--git=}}";;
+    --*|install) ;;
+    *) pkgs="$pkgs $a";;
+  esac
+done
+echo "    Updating git repository \`$git\`" >&2
+case "$mode" in
+  fail) echo "error[E0425]: cannot find value \`x\` in this scope" >&2; echo "error: could not compile \`hephd\` (bin \"hephd\") due to 1 previous error" >&2; exit 101;;
+  network) echo "error: failed to clone into: /tmp/x" >&2; echo "Caused by: network failure seems to have happened" >&2; exit 101;;
+  rustc) echo "error: rustc 1.70.0 is not supported by the following package:" >&2; echo "  hephd@0.2.0 requires rustc 1.85" >&2; exit 101;;
+  slow) sleep 5;;
+  hang) sleep 100000;;
+esac
+version=${{tag#v}}
+[ "$mode" = lie ] && version=0.0.1
+commit=$(git ls-remote "$git" "refs/tags/$tag" "refs/tags/$tag^{{}}" | tail -n 1 | cut -f1)
+[ "$mode" = wrong-commit ] && commit=0123456789abcdef0123456789abcdef01234567
+mkdir -p "$root/bin"
+installs=""
+for p in $pkgs; do
+  cat > "$root/bin/$p.new" <<SCRIPT
+#!/bin/sh
+case "\$1" in --version) echo "$p $version (fake)"; exit 0;; esac
+if [ -n "\$FAKE_STATE" ] && [ -f "\$FAKE_STATE/bad-$version" ]; then echo "$p: fatal error at start" >&2; exit 1; fi
+exec sleep 100000
+SCRIPT
+  chmod +x "$root/bin/$p.new"; mv "$root/bin/$p.new" "$root/bin/$p"
+  echo "  Installing $root/bin/$p" >&2
+  [ -n "$installs" ] && installs="$installs,"
+  installs="$installs\"$p $version (git+$git?tag=$tag#$commit)\":{{\"bins\":[\"$p\"]}}"
+done
+echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
+"#
+    )
+}
+
+/// A service manager stand-in: `systemctl` and `launchctl` in one script (by its name).
+/// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
+/// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
+/// it fails as if the manager could not be reached.
+pub fn service_manager_script() -> String {
+    format!(
+        r#"#!/bin/sh
+{RECORD}
+S="$FAKE_STATE"
+me=$(basename "$0")
+if [ -f "$S/manager-down" ]; then echo "Failed to connect to bus: No such file or directory" >&2; exit 1; fi
+alive() {{
+  [ -f "$S/pid" ] || return 1
+  pid=$(cat "$S/pid")
+  [ -r "/proc/$pid/stat" ] || return 1
+  st=$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)
+  [ "$st" != Z ]
+}}
+restart() {{
+  if [ -f "$S/pid" ]; then kill "$(cat "$S/pid")" 2>/dev/null; sleep 0.1; fi
+  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 &
+  echo $! > "$S/pid"
+  n=$(cat "$S/invocations" 2>/dev/null || echo 0); echo $((n+1)) > "$S/invocations"
+}}
+verb=""
+for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$verb" ]; then verb="$a"; fi;; esac; done
+case "$me:$verb" in
+  systemctl:restart|systemctl:start|launchctl:kickstart) restart;;
+  systemctl:show)
+    if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
+    else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi
+    echo "NRestarts=0"
+    echo "InvocationID=$(cat "$S/invocations" 2>/dev/null || echo 0)"
+    echo "LoadState=loaded";;
+  launchctl:print)
+    echo "$2 = {{"
+    echo "	active count = 1"
+    echo "	state = $(if alive; then echo running; else echo 'not running'; fi)"
+    if alive; then echo "	pid = $(cat "$S/pid")"; fi
+    echo "	runs = $(cat "$S/invocations" 2>/dev/null || echo 0)"
+    echo "	last exit code = $(if alive; then echo '(never exited)'; else echo 1; fi)"
+    echo "}}";;
+  *) ;;
+esac
+exit 0
+"#
+    )
+}

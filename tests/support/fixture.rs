@@ -1,0 +1,188 @@
+//! Real git repositories for tests: a small tagged repository (for `git ls-remote`), and
+//! a tiny Cargo workspace with packages `heph` and `hephd` whose tags really build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs git in `dir` with a fixed identity; panics with its stderr on failure.
+#[track_caller]
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Fixture",
+            "-c",
+            "user.email=fixture@test.invalid",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "tag.gpgSign=false",
+            "-c",
+            "commit.gpgSign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// How a fixture release's daemon behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// Reports its version and stays up.
+    Good,
+    /// Exits with an error as soon as it starts as a daemon.
+    DiesAtStart,
+}
+
+/// A git repository with tags; `url()` is what cargo and git fetch.
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+impl Repo {
+    pub fn init(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        git(dir, &["init", "-q"]);
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    /// The commit a tag names (peeled).
+    pub fn commit_of(&self, tag: &str) -> String {
+        git(&self.dir, &["rev-parse", &format!("{tag}^{{commit}}")])
+    }
+
+    /// Commits everything and adds an annotated tag.
+    pub fn commit_and_tag(&self, tag: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(
+            &self.dir,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("release {tag}"),
+            ],
+        );
+        git(
+            &self.dir,
+            &["tag", "-a", tag, "-m", &format!("release {tag}")],
+        );
+        self.commit_of(tag)
+    }
+
+    /// Moves a tag to a new commit (a force-pushed tag).
+    pub fn move_tag(&self, tag: &str) -> String {
+        git(
+            &self.dir,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("moved {tag}"),
+            ],
+        );
+        git(
+            &self.dir,
+            &["tag", "-f", "-a", tag, "-m", &format!("moved {tag}")],
+        );
+        self.commit_of(tag)
+    }
+}
+
+/// A repository whose tags carry no code (enough for `git ls-remote` and the fake cargo).
+pub fn tagged_repo(dir: &Path, tags: &[&str]) -> Repo {
+    let repo = Repo::init(dir);
+    for tag in tags {
+        std::fs::write(dir.join("VERSION"), tag).expect("write");
+        repo.commit_and_tag(tag);
+    }
+    repo
+}
+
+/// The cargo to use for fixtures: the one running the tests.
+pub fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+/// Writes the workspace for `version` with daemon behaviour `daemon` and a `note` that
+/// the daemon prints (so a code-only change is visible without a version bump).
+pub fn write_workspace(dir: &Path, version: &str, daemon: Daemon, note: &str) {
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    w(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n",
+    );
+    w(".gitignore", "/target\n");
+    for name in ["heph", "hephd"] {
+        w(
+            &format!("crates/{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[dependencies]\n"
+            ),
+        );
+    }
+    w(
+        "crates/heph/src/main.rs",
+        "fn main() {\n    println!(\"heph {} (fixture)\", env!(\"CARGO_PKG_VERSION\"));\n}\n",
+    );
+    let dies = daemon == Daemon::DiesAtStart;
+    w(
+        "crates/hephd/src/main.rs",
+        &format!(
+            r#"fn main() {{
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--version") {{
+        println!("hephd {{}} ({note})", env!("CARGO_PKG_VERSION"));
+        return;
+    }}
+    if {dies} {{
+        eprintln!("hephd: fatal: cannot open the database");
+        std::process::exit(1);
+    }}
+    eprintln!("hephd {{}} started ({note})", env!("CARGO_PKG_VERSION"));
+    loop {{
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }}
+}}
+"#
+        ),
+    );
+    let status = Command::new(cargo())
+        .args(["generate-lockfile", "--offline", "--quiet"])
+        .current_dir(dir)
+        .status()
+        .expect("cargo generate-lockfile");
+    assert!(status.success(), "generate-lockfile failed");
+}
+
+/// A workspace repository with one tag per `(tag, daemon)`, built in order.
+pub fn workspace_repo(dir: &Path, releases: &[(&str, Daemon)]) -> Repo {
+    let repo = Repo::init(dir);
+    for (tag, daemon) in releases {
+        let version = tag.trim_start_matches('v');
+        write_workspace(dir, version, *daemon, &format!("build of {tag}"));
+        repo.commit_and_tag(tag);
+    }
+    repo
+}

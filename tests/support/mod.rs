@@ -1,0 +1,23 @@
+//! Test support shared by the integration tests, the demo and the benchmark: a loopback
+//! stand-in forge, a sandboxed home with fake programs, and real git fixtures.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod env;
+pub mod fakes;
+pub mod fixture;
+pub mod forge;
+
+use std::path::PathBuf;
+
+/// The heph-selfupdate binary under test.
+pub fn binary() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_heph-selfupdate") {
+        return PathBuf::from(p);
+    }
+    // Examples live in target/<profile>/examples/; the binary one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("heph-selfupdate"))
+        .expect("target dir")
+}
