@@ -115,6 +115,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("allowed_signers", "ssh allowed-signers file for verify_tag"),
     ("build_timeout", "time limit of one build"),
+    (
+        "retry_pause",
+        "pause before retrying a failed fetch (doubles each time)",
+    ),
     ("min_free_space", "free disk space needed before building"),
     ("keep_versions", "how many version roots to keep"),
     (
@@ -240,6 +244,7 @@ pub struct Config {
     pub verify_tag: bool,
     pub allowed_signers: Option<PathBuf>,
     pub build_timeout: Duration,
+    pub retry_pause: Duration,
     pub min_free_space: u64,
     pub keep_versions: usize,
     pub service_manager: ServiceManagerKind,
@@ -702,6 +707,7 @@ impl Resolver {
             ));
         }
         let build_timeout = self.duration("build_timeout", "90min")?;
+        let retry_pause = self.duration("retry_pause", "10s")?;
         let min_free_space =
             self.parsed("min_free_space", "2GiB", "a size such as \"2GiB\"", |s| {
                 s.parse::<u64>()
@@ -765,6 +771,7 @@ impl Resolver {
             verify_tag,
             allowed_signers,
             build_timeout,
+            retry_pause,
             min_free_space,
             keep_versions,
             service_manager,

@@ -31,9 +31,13 @@ pub fn forge_target(cfg: &Config) -> ForgeTarget<'_> {
     }
 }
 
-/// Lists the forge's releases (through the ETag cache).
-pub fn fetch_releases(cfg: &Config, world: &World) -> Result<Vec<Release>> {
-    let cache = HttpCache::new(cfg.cache_dir.join("http"));
+/// Lists the forge's releases (through the ETag cache; `store` false leaves it as it is).
+pub fn fetch_releases(cfg: &Config, world: &World, store: bool) -> Result<Vec<Release>> {
+    let cache = if store {
+        HttpCache::new(cfg.cache_dir.join("http"))
+    } else {
+        HttpCache::read_only(cfg.cache_dir.join("http"))
+    };
     let fetcher = Fetcher {
         client: world.http.as_ref(),
         clock: world.clock.as_ref(),
@@ -49,12 +53,14 @@ pub fn fetch_releases(cfg: &Config, world: &World) -> Result<Vec<Release>> {
     })
 }
 
-/// Probes what is installed, lists releases, and decides.
+/// Probes what is installed, lists releases, and decides. `store_cache` false: no file
+/// is written (for `--dry-run`).
 pub fn evaluate(
     cfg: &Config,
     world: &World,
     state: &State,
     overrides: &Overrides,
+    store_cache: bool,
 ) -> Result<Evaluation> {
     let installed = installed::probe(
         world.runner.as_ref(),
@@ -62,7 +68,7 @@ pub fn evaluate(
         &cfg.binary,
         &cfg.packages,
     );
-    let releases = fetch_releases(cfg, world)?;
+    let releases = fetch_releases(cfg, world, store_cache)?;
     let decision = redecide(&installed, &releases, cfg, state, overrides, world);
     Ok(Evaluation {
         installed,

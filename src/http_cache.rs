@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct HttpCache {
     dir: PathBuf,
+    read_only: bool,
 }
 
 /// One cached answer.
@@ -21,7 +22,18 @@ pub struct CachedAnswer {
 
 impl HttpCache {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            read_only: false,
+        }
+    }
+
+    /// A cache that answers from what is stored but never writes or removes anything.
+    pub fn read_only(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            read_only: true,
+        }
     }
 
     /// 64-bit FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
@@ -53,7 +65,9 @@ impl HttpCache {
                     "ignoring a corrupt HTTP cache entry {} (removed)",
                     path.display()
                 );
-                let _ = std::fs::remove_file(&path);
+                if !self.read_only {
+                    let _ = std::fs::remove_file(&path);
+                }
                 None
             }
         }
@@ -64,7 +78,7 @@ impl HttpCache {
         let Ok(body) = std::str::from_utf8(body) else {
             return;
         };
-        if !is_header_safe(etag) {
+        if self.read_only || !is_header_safe(etag) {
             return;
         }
         let answer = CachedAnswer {

@@ -281,6 +281,8 @@ impl Runner for SystemRunner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The forge token is for our HTTP requests only; no child (or build script) sees it.
+        command.env_remove(crate::config::TOKEN_ENV);
         for k in &cmd.env_remove {
             command.env_remove(k);
         }

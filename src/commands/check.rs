@@ -13,7 +13,7 @@ use crate::world::World;
 
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     let state = StateFile::new(cfg.state_file()).peek()?;
-    let eval = evaluate(cfg, world, &state, &Overrides::default())?;
+    let eval = evaluate(cfg, world, &state, &Overrides::default(), true)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&to_json(&eval))?);
     } else {

@@ -1,7 +1,11 @@
 //! One module per command. Each takes the validated configuration and the world.
 
+pub mod apply;
 pub mod check;
+pub mod preview;
+pub mod rollback;
 pub mod show_config;
+pub mod status;
 
 use anyhow::Result;
 
@@ -16,12 +20,10 @@ pub fn dispatch(cli: &Cli, world: &World) -> Result<i32> {
     match &cli.command {
         Command::Check(args) => check::run(&cfg, world, args.json),
         Command::Config(args) => show_config::run(&cfg, args.json),
-        Command::CheckAndApply(_)
-        | Command::Status(_)
-        | Command::Rollback(_)
-        | Command::Doctor(_) => {
-            anyhow::bail!("this command is not available in this build")
-        }
+        Command::CheckAndApply(args) => apply::run(&cfg, world, args),
+        Command::Status(args) => status::run(&cfg, world, args.json),
+        Command::Rollback(args) => rollback::run(&cfg, world, args.json),
+        Command::Doctor(_) => anyhow::bail!("doctor is not available in this build yet"),
     }
 }
 

@@ -1,4 +1,16 @@
-//! The service manager that runs the daemon.
+//! The service manager that runs the daemon: restart it and observe it. `systemd`
+//! (user or system scope) and `launchd` behind one trait; `none` when the user restarts
+//! the daemon themselves.
+
+mod launchd;
+mod systemd;
+
+use anyhow::Result;
+
+use crate::process::{Cmd, Runner};
+
+pub use launchd::Launchd;
+pub use systemd::Systemd;
 
 /// Which service manager restarts the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,5 +28,84 @@ impl ServiceManagerKind {
             Self::SystemdUser | Self::SystemdSystem | Self::None => "hephd.service",
             Self::Launchd => "mcquack.eblume.heph",
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SystemdUser => "systemd-user",
+            Self::SystemdSystem => "systemd-system",
+            Self::Launchd => "launchd",
+            Self::None => "none",
+        }
+    }
+}
+
+/// What the service manager says about the daemon at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Up and running (not starting, not stopping, not failed).
+    pub running: bool,
+    /// Definitely failed or gone (not merely starting).
+    pub failed: bool,
+    pub pid: Option<u32>,
+    /// How often the manager restarted it (systemd `NRestarts`, launchd `runs`).
+    pub restarts: Option<u64>,
+    /// Changes with every start (systemd `InvocationID`).
+    pub invocation: Option<String>,
+    /// A short description for messages.
+    pub detail: String,
+}
+
+/// Restarting and observing the daemon's service.
+pub trait ServiceManager {
+    /// The command that restarts the service (also shown by `--dry-run`).
+    fn restart_cmd(&self) -> Cmd;
+    /// The command that reads the service's state.
+    fn observe_cmd(&self) -> Cmd;
+    /// Reads the service's state from `observe_cmd`'s output.
+    fn parse(&self, stdout: &str) -> Observation;
+    /// Human name: "systemd user unit hephd.service".
+    fn describe(&self) -> String;
+
+    /// Restarts the service; an error when the manager refuses.
+    fn restart(&self, runner: &dyn Runner) -> Result<()> {
+        crate::process::run_checked(runner, &self.restart_cmd())?;
+        Ok(())
+    }
+
+    /// Observes the service; an error when the manager cannot be asked.
+    fn observe(&self, runner: &dyn Runner) -> Result<Observation> {
+        let cmd = self.observe_cmd();
+        let out = runner.run(&cmd)?;
+        if !out.success() {
+            return Ok(Observation {
+                failed: true,
+                detail: format!(
+                    "{} is not known to the service manager ({})",
+                    self.describe(),
+                    out.tail_text().trim()
+                ),
+                ..Observation::default()
+            });
+        }
+        Ok(self.parse(&out.stdout))
+    }
+}
+
+/// The service manager for the configuration; `None` for `service_manager = "none"`.
+pub fn for_config(
+    kind: ServiceManagerKind,
+    service: &str,
+    uid: u32,
+    systemctl: &std::path::Path,
+    launchctl: &std::path::Path,
+) -> Option<Box<dyn ServiceManager>> {
+    match kind {
+        ServiceManagerKind::SystemdUser => Some(Box::new(Systemd::new(systemctl, service, true))),
+        ServiceManagerKind::SystemdSystem => {
+            Some(Box::new(Systemd::new(systemctl, service, false)))
+        }
+        ServiceManagerKind::Launchd => Some(Box::new(Launchd::new(launchctl, service, uid))),
+        ServiceManagerKind::None => None,
     }
 }

@@ -133,6 +133,48 @@ impl TestEnv {
         write_script(&self.fakes.join(name), script)
     }
 
+    /// The recording `cargo`, `systemctl` and `launchctl` first on PATH.
+    pub fn install_fakes(&self) {
+        self.fake_bin("cargo", &super::fakes::cargo_script());
+        let manager = super::fakes::service_manager_script();
+        self.fake_bin("systemctl", &manager);
+        self.fake_bin("launchctl", &manager);
+    }
+
+    /// Sets a stand-in program's mode (a file in `$FAKE_STATE`).
+    pub fn fake_mode(&self, name: &str, value: &str) {
+        std::fs::write(self.dir.path().join("fake-state").join(name), value).expect("write mode");
+    }
+
+    pub fn clear_fake_mode(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.path().join("fake-state").join(name));
+    }
+
+    /// The PID of the daemon the stand-in service manager runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("fake-state/pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// True when that daemon is alive (not a zombie).
+    pub fn daemon_alive(&self) -> bool {
+        self.daemon_pid().is_some_and(pid_alive)
+    }
+
+    /// Starts the daemon as the service manager would, before a test.
+    pub fn start_daemon(&self) {
+        let mut cmd = Command::new(self.fakes.join("systemctl"));
+        cmd.args(["--user", "start", "hephd.service"]).env_clear();
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        assert!(cmd.status().expect("start daemon").success());
+        self.clear_calls();
+    }
+
     /// Plain binaries in `~/.cargo/bin` that report `version`, as `cargo install` leaves them.
     pub fn install_plain(&self, version: &str, packages: &[&str]) {
         for p in packages {
@@ -191,6 +233,19 @@ impl TestEnv {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// True when the process exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next();
+    matches!(state, Some(s) if s != 'Z' && s != 'X')
 }
 
 /// Writes an executable file.

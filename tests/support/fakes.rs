@@ -18,6 +18,7 @@ exec sleep 100000
 }
 
 const RECORD: &str = r#"printf '%s' "$(basename "$0")" >> "$FAKE_LOG"; for a in "$@"; do printf ' %s' "$a" >> "$FAKE_LOG"; done; echo >> "$FAKE_LOG"
+if [ -n "$HEPH_SELFUPDATE_TOKEN" ]; then echo "TOKEN-IN-ENVIRONMENT $(basename "$0")" >> "$FAKE_LOG"; fi
 "#;
 
 /// `cargo install` stand-in. Modes (file `$FAKE_STATE/cargo-mode`): `ok`, `fail` (a

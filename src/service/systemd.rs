@@ -1,0 +1,138 @@
+//! systemd: `systemctl [--user] restart` and `systemctl show`. A restart exiting 0 proves
+//! nothing (the daemon may die a second later); health is read from `show`.
+
+use std::path::{Path, PathBuf};
+
+use super::{Observation, ServiceManager};
+use crate::process::Cmd;
+
+/// A systemd unit, in the user's manager or the system's.
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    systemctl: PathBuf,
+    unit: String,
+    user: bool,
+}
+
+impl Systemd {
+    pub fn new(systemctl: &Path, unit: &str, user: bool) -> Self {
+        Self {
+            systemctl: systemctl.to_path_buf(),
+            unit: unit.to_owned(),
+            user,
+        }
+    }
+
+    fn base(&self, summary: String) -> Cmd {
+        let cmd = Cmd::new(&self.systemctl, summary);
+        if self.user { cmd.arg("--user") } else { cmd }
+    }
+}
+
+impl ServiceManager for Systemd {
+    fn restart_cmd(&self) -> Cmd {
+        self.base(format!("restart {}", self.unit))
+            .arg("restart")
+            .arg(&self.unit)
+    }
+
+    fn observe_cmd(&self) -> Cmd {
+        self.base(format!("read the state of {}", self.unit))
+            .arg("show")
+            .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID")
+            .arg(&self.unit)
+    }
+
+    fn parse(&self, stdout: &str) -> Observation {
+        let get = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .map_or("", str::trim)
+        };
+        let active = get("ActiveState");
+        let sub = get("SubState");
+        let load = get("LoadState");
+        let pid = get("MainPID").parse::<u32>().ok().filter(|p| *p > 0);
+        Observation {
+            running: active == "active" && pid.is_some(),
+            // `auto-restart`: it exited and systemd waits to start it again — it died.
+            failed: active == "failed"
+                || load == "not-found"
+                || sub == "auto-restart"
+                || (active == "inactive" && sub == "dead"),
+            pid,
+            restarts: get("NRestarts").parse().ok(),
+            invocation: Some(get("InvocationID").to_owned()).filter(|s| !s.is_empty()),
+            detail: format!(
+                "{}: {}{}",
+                self.unit,
+                if load == "not-found" {
+                    "not found"
+                } else {
+                    active
+                },
+                if sub.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({sub})")
+                }
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "systemd {} unit {}",
+            if self.user { "user" } else { "system" },
+            self.unit
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> Systemd {
+        Systemd::new(Path::new("systemctl"), "hephd.service", true)
+    }
+
+    #[test]
+    fn commands_use_the_user_manager() {
+        assert_eq!(
+            unit().restart_cmd().display(),
+            "systemctl --user restart hephd.service"
+        );
+        assert!(
+            unit()
+                .observe_cmd()
+                .display()
+                .starts_with("systemctl --user show --property=")
+        );
+        let system = Systemd::new(Path::new("systemctl"), "hephd.service", false);
+        assert_eq!(
+            system.restart_cmd().display(),
+            "systemctl restart hephd.service"
+        );
+    }
+
+    #[test]
+    fn reads_show_output() {
+        let o = unit().parse("LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=4242\nNRestarts=3\nInvocationID=abc\n");
+        assert!(o.running && !o.failed);
+        assert_eq!(o.pid, Some(4242));
+        assert_eq!(o.restarts, Some(3));
+        assert_eq!(o.invocation.as_deref(), Some("abc"));
+        let o = unit().parse("LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nMainPID=0\nNRestarts=4\n");
+        assert!(!o.running && o.failed, "waiting to restart after a crash");
+        let o =
+            unit().parse("LoadState=loaded\nActiveState=activating\nSubState=start\nMainPID=0\n");
+        assert!(!o.running && !o.failed, "still starting");
+        let o = unit().parse("LoadState=loaded\nActiveState=failed\nSubState=failed\nMainPID=0\n");
+        assert!(o.failed);
+        let o =
+            unit().parse("LoadState=not-found\nActiveState=inactive\nSubState=dead\nMainPID=0\n");
+        assert!(o.failed && o.detail.contains("not found"));
+    }
+}

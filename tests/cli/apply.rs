@@ -1,0 +1,646 @@
+//! `check-and-apply`, `status` and `rollback` with recording stand-ins for cargo and the
+//! service manager (which really starts and stops a stand-in daemon), a real git
+//! repository for tag resolution, and the loopback forge.
+
+use std::path::Path;
+
+use crate::support::env::{TestEnv, pid_alive};
+use crate::support::fixture::{Repo, tagged_repo};
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+
+struct Sandbox {
+    env: TestEnv,
+    forge: FakeForge,
+    repo: Repo,
+}
+
+fn sandbox(installed: &str, tags: &[&str]) -> Sandbox {
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        tags.iter().rev().map(|t| FakeRelease::new(t)).collect(),
+    );
+    let mut env = TestEnv::new();
+    let repo = tagged_repo(&env.dir.path().join("repo"), tags);
+    env.forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s")
+        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "15s")
+        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
+    env.install_fakes();
+    env.install_plain(installed, &["heph", "hephd"]);
+    env.start_daemon();
+    Sandbox { env, forge, repo }
+}
+
+fn link_of(env: &TestEnv, p: &str) -> String {
+    std::fs::read_link(env.bin_dir.join(p))
+        .map(|t| t.display().to_string())
+        .unwrap_or_default()
+}
+
+fn version_of(path: &Path) -> String {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn calls_of(env: &TestEnv, program: &str) -> Vec<String> {
+    env.calls()
+        .into_iter()
+        .filter(|c| c.starts_with(program))
+        .collect()
+}
+
+#[test]
+fn updates_by_building_switching_restarting_and_proving_health() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let env = &s.env;
+    let old_pid = env.daemon_pid().unwrap();
+    let run = env.run(&["check-and-apply"]);
+    run.expect(0);
+    let data = env.data_dir();
+    let commit = s.repo.commit_of("v0.2.0");
+    let cargo = calls_of(env, "cargo");
+    assert_eq!(
+        cargo,
+        [format!(
+            "cargo install --locked --force --git={} --tag=v0.2.0 --root={} --target-dir={} heph hephd",
+            s.repo.url(),
+            data.join("versions/.partial-0.2.0").display(),
+            data.join("tmp/target-0.2.0").display()
+        )]
+    );
+    let systemctl = calls_of(env, "systemctl");
+    assert!(
+        systemctl.contains(&"systemctl --user restart hephd.service".to_owned()),
+        "{systemctl:?}"
+    );
+    assert!(
+        systemctl[0].starts_with("systemctl --user show --property="),
+        "observed before the restart"
+    );
+    assert!(
+        systemctl
+            .last()
+            .unwrap()
+            .starts_with("systemctl --user show"),
+        "observed after"
+    );
+
+    // bin_dir links into `current`, which names the new root.
+    for p in ["heph", "hephd"] {
+        assert_eq!(
+            link_of(env, p),
+            data.join("current/bin").join(p).display().to_string()
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(data.join("current")).unwrap(),
+        Path::new("versions/0.2.0")
+    );
+    assert_eq!(version_of(&env.bin_dir.join("hephd")), "hephd 0.2.0 (fake)");
+    assert_eq!(
+        version_of(&data.join("versions/0.1.0/bin/hephd")),
+        "hephd 0.1.0 (fake)",
+        "old binaries adopted"
+    );
+    assert!(
+        !data.join("tmp").join("target-0.2.0").exists(),
+        "fresh target dir removed"
+    );
+
+    // The daemon runs again, as a new process.
+    let new_pid = env.daemon_pid().unwrap();
+    assert_ne!(new_pid, old_pid);
+    assert!(env.daemon_alive());
+    assert!(!pid_alive(old_pid));
+
+    let state = env.state();
+    assert_eq!(state["current"], "0.2.0");
+    assert_eq!(state["previous"], "0.1.0");
+    let last = state["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["outcome"], "updated");
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str()),
+        (Some("0.1.0"), Some("0.2.0"))
+    );
+    assert!(commit.len() == 40);
+    assert!(
+        !env.calls()
+            .iter()
+            .any(|c| c.contains("TOKEN-IN-ENVIRONMENT"))
+    );
+
+    // A second run has nothing to do.
+    env.clear_calls();
+    env.run(&["check-and-apply"]).expect(0);
+    assert!(calls_of(env, "cargo").is_empty());
+}
+
+#[test]
+fn status_shows_versions_roots_and_the_last_run() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    let run = s.env.run(&["status"]);
+    run.expect(0);
+    assert!(run.stdout.contains("installed:   0.2.0"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("roots:       0.2.0 (current), 0.1.0 (previous)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("updated  0.1.0 -> 0.2.0"),
+        "{}",
+        run.stdout
+    );
+    let j = s.env.run(&["status", "--json"]).json();
+    assert_eq!(j["installed"]["managed"], true);
+    assert_eq!(j["last_apply"]["outcome"], "updated");
+    assert_eq!(j["running"], serde_json::Value::Null);
+}
+
+#[test]
+fn dry_run_prints_the_exact_commands_and_changes_nothing() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let env = &s.env;
+    let run = env.run(&["check-and-apply", "--dry-run", "--json"]);
+    run.expect(0);
+    let j = run.json();
+    assert_eq!(j["action"], "update");
+    assert_eq!(
+        (j["from"].as_str(), j["to"].as_str(), j["tag"].as_str()),
+        (Some("0.1.0"), Some("0.2.0"), Some("v0.2.0"))
+    );
+    let cmds: Vec<Vec<String>> = serde_json::from_value(j["commands"].clone()).unwrap();
+    let programs: Vec<String> = cmds
+        .iter()
+        .map(|c| {
+            Path::new(&c[0])
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        programs,
+        [
+            "git",
+            "cargo",
+            "hephd",
+            "hephd",
+            "systemctl",
+            "systemctl",
+            "systemctl"
+        ]
+    );
+    assert_eq!(cmds[1][1..4], ["install", "--locked", "--force"]);
+    assert!(cmds[1].contains(&"--tag=v0.2.0".to_owned()));
+    assert_eq!(cmds[5][1..], ["--user", "restart", "hephd.service"]);
+    assert_eq!(j["steps"][1]["env"]["CARGO_NET_GIT_FETCH_WITH_CLI"], "true");
+    assert!(env.calls().is_empty(), "nothing ran: {:?}", env.calls());
+    assert!(!env.state_dir().exists(), "no lock, no state");
+    assert!(!env.data_dir().exists(), "no version roots");
+    assert!(
+        !env.home.join(".cache/heph-selfupdate").exists(),
+        "no cache written"
+    );
+    let text = env.run(&["check-and-apply", "--dry-run"]);
+    text.expect(0);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.contains(" install --locked --force --git=")),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .starts_with("# update: update available: 0.1.0 -> 0.2.0"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn dry_run_with_nothing_due_has_no_commands() {
+    let s = sandbox("0.2.0", &["v0.1.0", "v0.2.0"]);
+    let j = s
+        .env
+        .run(&["check-and-apply", "--dry-run", "--json"])
+        .json();
+    assert_eq!(j["action"], "none");
+    assert_eq!(j["commands"], serde_json::json!([]));
+}
+
+#[test]
+fn a_busy_lock_exits_75_and_builds_nothing() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let held = heph_selfupdate::lock::RunLock::acquire(&s.env.state_dir()).unwrap();
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(75);
+    assert!(
+        run.stderr.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        run.stderr
+    );
+    assert!(calls_of(&s.env, "cargo").is_empty());
+    drop(held);
+    s.env.run(&["check-and-apply"]).expect(0);
+}
+
+#[test]
+fn a_second_run_during_a_build_exits_75_and_status_still_answers() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "slow");
+    let mut first = s
+        .env
+        .command(&["check-and-apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run is building.
+    for _ in 0..100 {
+        if !calls_of(&s.env, "cargo").is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = s.env.run(&["check-and-apply"]);
+    second.expect(75);
+    assert!(second.stderr.contains("holds"), "{}", second.stderr);
+    let status = s.env.run(&["status", "--json"]);
+    status.expect(0);
+    assert_eq!(status.json()["running"]["pid"], first.id());
+    s.env.run(&["check"]).expect(100);
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(calls_of(&s.env, "cargo").len(), 1, "exactly one build");
+}
+
+#[test]
+fn a_failed_build_leaves_bin_dir_untouched_and_backs_off() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let env = &s.env;
+    env.fake_mode("cargo-mode", "fail");
+    let before = std::fs::read(env.bin_dir.join("hephd")).unwrap();
+    let pid = env.daemon_pid();
+    let run = env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(run.stderr.contains("could not compile"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("build log"),
+        "says where the log is: {}",
+        run.stderr
+    );
+    assert!(
+        std::fs::symlink_metadata(env.bin_dir.join("hephd"))
+            .unwrap()
+            .file_type()
+            .is_file(),
+        "still the plain binary"
+    );
+    assert_eq!(std::fs::read(env.bin_dir.join("hephd")).unwrap(), before);
+    assert_eq!(env.daemon_pid(), pid, "no restart");
+    assert!(
+        !calls_of(env, "systemctl")
+            .iter()
+            .any(|c| c.contains("restart"))
+    );
+    assert!(
+        !env.data_dir().join("versions/.partial-0.2.0").exists(),
+        "half-built root removed"
+    );
+    let state = env.state();
+    assert_eq!(state["backoff"]["version"], "0.2.0");
+    assert_eq!(state["backoff"]["failures"], 1);
+    assert_eq!(state["history"][0]["outcome"], "failed");
+
+    // Within the backoff nothing is tried; check and status say why.
+    env.clear_calls();
+    env.fake_mode("cargo-mode", "ok");
+    env.run(&["check-and-apply"]).expect(0);
+    assert!(calls_of(env, "cargo").is_empty());
+    assert_eq!(env.run(&["check", "--json"]).json()["reason"], "backoff");
+    assert!(
+        env.run(&["status"])
+            .stdout
+            .contains("backoff:     0.2.0 failed 1 time(s)")
+    );
+
+    // --force ignores the backoff.
+    env.run(&["check-and-apply", "--force"]).expect(0);
+    assert_eq!(calls_of(env, "cargo").len(), 1);
+    assert_eq!(
+        env.state()["backoff"],
+        serde_json::Value::Null,
+        "cleared by the success"
+    );
+}
+
+#[test]
+fn a_network_failure_is_retried_then_exits_75_without_backoff() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "network");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(75);
+    assert_eq!(calls_of(&s.env, "cargo").len(), 3, "three attempts");
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(s.env.state()["backoff"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_too_old_toolchain_is_not_retried_and_gets_a_hint() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "rustc");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert_eq!(calls_of(&s.env, "cargo").len(), 1);
+    assert!(
+        run.stderr.contains("toolchain = \"stable\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_tag_moved_since_the_check_fails_the_update() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "wrong-commit");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(run.stderr.contains("was the tag moved?"), "{}", run.stderr);
+    assert!(
+        std::fs::symlink_metadata(s.env.bin_dir.join("hephd"))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+}
+
+#[test]
+fn a_build_that_lies_about_its_version_is_refused() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "lie");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("reports version 0.0.1"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unhealthy_release_is_rolled_back_marked_bad_and_not_retried() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let env = &s.env;
+    env.fake_mode("bad-0.2.0", "");
+    let run = env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("rolled back to 0.1.0"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_link(env.data_dir().join("current")).unwrap(),
+        Path::new("versions/0.1.0")
+    );
+    assert_eq!(version_of(&env.bin_dir.join("hephd")), "hephd 0.1.0 (fake)");
+    assert!(env.daemon_alive(), "the old daemon runs again");
+    let state = env.state();
+    assert_eq!(state["bad"][0]["version"], "0.2.0");
+    assert_eq!(state["history"][0]["outcome"], "rolled-back");
+    assert_eq!(state["current"], "0.1.0");
+    let status = env.run(&["status"]).stdout;
+    assert!(status.contains("bad:         0.2.0"), "{status}");
+
+    env.clear_calls();
+    env.run(&["check-and-apply"]).expect(0);
+    assert!(
+        calls_of(env, "cargo").is_empty(),
+        "a bad version is not tried again"
+    );
+    assert_eq!(env.run(&["check", "--json"]).json()["reason"], "marked_bad");
+
+    // A newer release is tried.
+    s.forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    crate::support::fixture::git(
+        &s.repo.dir,
+        &["commit", "-q", "--allow-empty", "-m", "0.3.0"],
+    );
+    crate::support::fixture::git(&s.repo.dir, &["tag", "v0.3.0"]);
+    env.run(&["check-and-apply"]).expect(0);
+    assert_eq!(version_of(&env.bin_dir.join("hephd")), "hephd 0.3.0 (fake)");
+}
+
+#[test]
+fn notify_mode_reports_once_and_changes_nothing() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let script = s.env.fake_bin("notify", "#!/bin/sh\necho \"notify $HEPH_SELFUPDATE_EVENT $HEPH_SELFUPDATE_FROM $HEPH_SELFUPDATE_TO\" >> \"$FAKE_LOG\"\n");
+    s.env.var("HEPH_SELFUPDATE_MODE", "notify").var(
+        "HEPH_SELFUPDATE_NOTIFY_COMMAND",
+        &script.display().to_string(),
+    );
+    let pid = s.env.daemon_pid();
+    s.env.run(&["check-and-apply"]).expect(0);
+    s.env.run(&["check-and-apply"]).expect(0);
+    assert_eq!(s.env.calls(), ["notify update-available 0.1.0 0.2.0"]);
+    assert!(!s.env.data_dir().exists());
+    assert_eq!(s.env.daemon_pid(), pid);
+    assert_eq!(s.env.state()["history"][0]["outcome"], "notified");
+    assert!(
+        s.env
+            .run(&["status"])
+            .stdout
+            .contains("pending:     update to 0.2.0 available")
+    );
+}
+
+#[test]
+fn a_notify_command_hears_of_updates_and_its_failure_is_not_fatal() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let script = s.env.fake_bin("notify", "#!/bin/sh\necho \"notify $HEPH_SELFUPDATE_EVENT $HEPH_SELFUPDATE_TO\" >> \"$FAKE_LOG\"\nexit 3\n");
+    s.env.var(
+        "HEPH_SELFUPDATE_NOTIFY_COMMAND",
+        &script.display().to_string(),
+    );
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(s.env.calls().contains(&"notify updated 0.2.0".to_owned()));
+    assert!(
+        run.stderr.contains("notify_command failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_forge_exits_75_and_changes_nothing() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    s.env
+        .var("HEPH_SELFUPDATE_FORGE_URL", &format!("http://{closed}"));
+    s.env.run(&["check-and-apply"]).expect(75);
+    assert!(s.env.calls().is_empty());
+    assert!(!s.env.data_dir().exists());
+}
+
+#[test]
+fn a_git_server_that_vanishes_before_the_build_changes_nothing() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.var(
+        "HEPH_SELFUPDATE_GIT_URL",
+        "http://127.0.0.1:9/eblume/hephaestus.git",
+    );
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(75);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(calls_of(&s.env, "cargo").is_empty());
+    assert!(
+        std::fs::symlink_metadata(s.env.bin_dir.join("hephd"))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+}
+
+#[test]
+fn to_installs_a_chosen_older_release() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    let run = s.env.run(&["check-and-apply", "--to", "v0.1.0"]);
+    run.expect(0);
+    assert_eq!(
+        version_of(&s.env.bin_dir.join("hephd")),
+        "hephd 0.1.0 (fake)"
+    );
+    s.env
+        .run(&["check-and-apply", "--to", "not-a-version"])
+        .expect(2);
+}
+
+#[test]
+fn keeps_only_keep_versions_roots() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    s.env.run(&["check-and-apply", "--to", "0.2.0"]).expect(0);
+    s.env.run(&["check-and-apply"]).expect(0);
+    let mut roots: Vec<String> = std::fs::read_dir(s.env.data_dir().join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    roots.sort();
+    assert_eq!(roots, ["0.2.0", "0.3.0"]);
+}
+
+#[test]
+fn adding_a_package_installs_it_at_the_same_version() {
+    let mut s = sandbox("0.2.0", &["v0.1.0", "v0.2.0"]);
+    s.env.var("HEPH_SELFUPDATE_PACKAGES", "heph,hephd,heph-tui");
+    s.env.run(&["check-and-apply"]).expect(0);
+    assert!(calls_of(&s.env, "cargo")[0].ends_with("heph hephd heph-tui"));
+    assert_eq!(
+        version_of(&s.env.bin_dir.join("heph-tui")),
+        "heph-tui 0.2.0 (fake)"
+    );
+}
+
+#[test]
+fn rollback_returns_to_the_previous_root_and_marks_the_other_bad() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    let pid = s.env.daemon_pid();
+    let run = s.env.run(&["rollback"]);
+    run.expect(0);
+    assert_eq!(
+        version_of(&s.env.bin_dir.join("hephd")),
+        "hephd 0.1.0 (fake)"
+    );
+    assert_ne!(s.env.daemon_pid(), pid, "restarted");
+    assert!(s.env.daemon_alive());
+    assert_eq!(s.env.state()["bad"][0]["version"], "0.2.0");
+    assert_eq!(
+        s.env.run(&["check", "--json"]).json()["reason"],
+        "marked_bad"
+    );
+    let again = s.env.run(&["rollback"]);
+    again.expect(1);
+    assert!(
+        again.stderr.contains("nothing to roll back to"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn launchd_is_driven_through_its_gui_domain() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "launchd")
+        .var("HEPH_SELFUPDATE_SERVICE", "mcquack.eblume.heph");
+    s.env.run(&["check-and-apply"]).expect(0);
+    let uid = unsafe { libc::getuid() };
+    let target = format!("gui/{uid}/mcquack.eblume.heph");
+    let calls = calls_of(&s.env, "launchctl");
+    assert!(
+        calls.contains(&format!("launchctl kickstart -k {target}")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&format!("launchctl print {target}")),
+        "{calls:?}"
+    );
+    assert!(calls_of(&s.env, "systemctl").is_empty());
+    assert!(s.env.daemon_alive());
+}
+
+#[test]
+fn without_a_service_manager_it_installs_and_says_a_restart_is_needed() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.var("HEPH_SELFUPDATE_SERVICE_MANAGER", "none");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("restart hephd yourself"),
+        "{}",
+        run.stderr
+    );
+    assert!(calls_of(&s.env, "systemctl").is_empty());
+    assert_eq!(
+        version_of(&s.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (fake)"
+    );
+}
+
+#[test]
+fn the_token_reaches_no_child_process() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.var("HEPH_SELFUPDATE_TOKEN", "tok-never-in-children");
+    let run = s.env.run(&["check-and-apply", "-vv"]);
+    run.expect(0);
+    assert!(!run.all().contains("tok-never-in-children"));
+    let calls = s.env.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("TOKEN-IN-ENVIRONMENT") || c.contains("tok-never")),
+        "{calls:?}"
+    );
+    let state = std::fs::read_to_string(s.env.state_dir().join("state.json")).unwrap();
+    assert!(!state.contains("tok-never"));
+}
