@@ -8,3 +8,4 @@ mod support;
 mod apply;
 mod check;
 mod config;
+mod e2e_cargo;

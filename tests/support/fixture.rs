@@ -134,17 +134,21 @@ pub fn write_workspace(dir: &Path, version: &str, daemon: Daemon, note: &str) {
         "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n",
     );
     w(".gitignore", "/target\n");
-    for name in ["heph", "hephd"] {
+    // `heph` keeps version 0.1.0 in every release while its code changes: the case where a
+    // reused target dir would silently install stale code (rust-lang/cargo#13259).
+    for (name, v) in [("heph", "0.1.0"), ("hephd", version)] {
         w(
             &format!("crates/{name}/Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[dependencies]\n"
+                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\n"
             ),
         );
     }
     w(
         "crates/heph/src/main.rs",
-        "fn main() {\n    println!(\"heph {} (fixture)\", env!(\"CARGO_PKG_VERSION\"));\n}\n",
+        &format!(
+            "fn main() {{\n    println!(\"heph {{}} ({note})\", env!(\"CARGO_PKG_VERSION\"));\n}}\n"
+        ),
     );
     let dies = daemon == Daemon::DiesAtStart;
     w(
