@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use semver::Version;
@@ -30,7 +29,6 @@ pub struct Layout {
 pub struct Root {
     pub name: String,
     pub path: PathBuf,
-    pub modified: SystemTime,
 }
 
 impl Layout {
@@ -98,21 +96,16 @@ impl Layout {
                 if name.starts_with('.') {
                     return None;
                 }
-                let modified = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
                 Some(Root {
                     name,
                     path: e.path(),
-                    modified,
                 })
             })
             .collect();
+        // Newest version first; names that are not versions ("adopted") last.
         roots.sort_by(|a, b| {
-            b.modified
-                .cmp(&a.modified)
-                .then_with(|| b.name.cmp(&a.name))
+            let (va, vb) = (root_version(&a.name), root_version(&b.name));
+            vb.cmp(&va).then_with(|| b.name.cmp(&a.name))
         });
         roots
     }
@@ -120,18 +113,21 @@ impl Layout {
     /// Removes what an interrupted run left: half-built roots and scratch target dirs.
     pub fn clean_leftovers(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
-        if let Ok(entries) = fs::read_dir(self.versions_dir()) {
+        let leftovers = [
+            (self.versions_dir(), PARTIAL_PREFIX),
+            (self.data_dir.clone(), ".current.tmp-"),
+            (self.tmp_dir(), ""),
+        ];
+        for (dir, prefix) in leftovers {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(PARTIAL_PREFIX) || name.starts_with(".current.tmp") {
+                if e.file_name().to_string_lossy().starts_with(prefix) {
                     crate::fsutil::remove_all(&e.path())?;
                     removed.push(e.path());
                 }
             }
-        }
-        if self.tmp_dir().exists() {
-            crate::fsutil::remove_all(&self.tmp_dir())?;
-            removed.push(self.tmp_dir());
         }
         Ok(removed)
     }
@@ -225,17 +221,35 @@ impl Layout {
     }
 
     /// Deletes old roots: keeps the `keep` newest, and never one in `protect`.
-    pub fn prune(&self, keep: usize, protect: &[&str]) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for (i, root) in self.roots().into_iter().enumerate() {
-            if i < keep || protect.contains(&root.name.as_str()) {
-                continue;
+    pub fn prune(&self, keep: usize, protect: &[&str], bad: &[Version]) -> Result<Vec<String>> {
+        let roots = self.roots();
+        let is_bad = |r: &Root| root_version(&r.name).is_some_and(|v| bad.contains(&v));
+        // Protected roots count first; the remaining places go to the newest good ones.
+        let mut kept: Vec<&str> = roots
+            .iter()
+            .filter(|r| protect.contains(&r.name.as_str()))
+            .map(|r| r.name.as_str())
+            .collect();
+        for r in roots.iter().filter(|r| !is_bad(r)) {
+            if kept.len() >= keep {
+                break;
             }
+            if !kept.contains(&r.name.as_str()) {
+                kept.push(&r.name);
+            }
+        }
+        let mut removed = Vec::new();
+        for root in roots.iter().filter(|r| !kept.contains(&r.name.as_str())) {
             crate::fsutil::remove_all(&root.path)?;
-            removed.push(root.name);
+            removed.push(root.name.clone());
         }
         Ok(removed)
     }
+}
+
+/// The version a root name stands for (`0.2.0`, `0.2.0~2`; `None` for "adopted").
+pub fn root_version(name: &str) -> Option<Version> {
+    Version::parse(name.split('~').next()?).ok()
 }
 
 /// Replaces `path` with a symlink to `target` in one rename (no moment without it).
@@ -343,17 +357,26 @@ mod tests {
     }
 
     #[test]
-    fn prunes_old_roots_but_never_protected_ones() {
+    fn prunes_bad_and_old_roots_but_never_protected_ones() {
         let (_d, l) = layout();
-        for (i, n) in ["0.1.0", "0.2.0", "0.3.0", "0.4.0"].iter().enumerate() {
+        for n in ["0.1.0", "0.2.0", "0.3.0", "0.4.0"] {
             make_root(&l, n, &["hephd"]);
-            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 * (i as u64 + 1));
-            fs::File::open(l.root(n)).unwrap().set_modified(t).unwrap();
         }
-        let removed = l.prune(2, &["0.1.0"]).unwrap();
-        assert_eq!(removed, ["0.2.0"]);
+        let bad = [Version::new(0, 4, 0)];
+        let removed = l.prune(2, &["0.3.0", "0.1.0"], &bad).unwrap();
+        assert_eq!(removed, ["0.4.0", "0.2.0"]);
         let names: Vec<_> = l.roots().into_iter().map(|r| r.name).collect();
-        assert_eq!(names, ["0.4.0", "0.3.0", "0.1.0"]);
+        assert_eq!(names, ["0.3.0", "0.1.0"]);
+    }
+
+    #[test]
+    fn keeps_the_newest_good_roots_up_to_the_limit() {
+        let (_d, l) = layout();
+        for n in ["0.1.0", "0.2.0", "0.3.0", "0.4.0", "adopted"] {
+            make_root(&l, n, &["hephd"]);
+        }
+        let removed = l.prune(3, &["0.2.0"], &[]).unwrap();
+        assert_eq!(removed, ["0.1.0", "adopted"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::exit;
 use crate::health::Proof;
 use crate::http::ForgeUnavailable;
 use crate::installed::{Installed, ask_version};
-use crate::layout::Layout;
+use crate::layout::{Layout, root_version};
 use crate::lock::RunLock;
 use crate::notify::{self, Event, Notice};
 use crate::policy::{Candidate, Decision, Overrides};
@@ -182,11 +182,6 @@ pub fn manager(cfg: &Config, world: &World) -> Option<Box<dyn ServiceManager>> {
     )
 }
 
-/// The version a root name stands for (`0.2.0`, `0.2.0~2`).
-pub fn root_version(name: &str) -> Option<Version> {
-    Version::parse(name.split('~').next()?).ok()
-}
-
 /// Restarts the service and proves it healthy (`Ok(Err(why))` when unhealthy).
 pub fn restart_and_prove(
     cfg: &Config,
@@ -297,7 +292,10 @@ impl<'a> Job<'a> {
                 .into_iter()
                 .flatten()
                 .collect();
-            match self.layout.prune(self.cfg.keep_versions, &protect) {
+            match self
+                .layout
+                .prune(self.cfg.keep_versions, &protect, &state.holds().bad)
+            {
                 Ok(removed) if !removed.is_empty() => {
                     log::info!("removed old version roots: {}", removed.join(", "));
                 }

@@ -10,7 +10,8 @@ use crate::lock::RunLock;
 use crate::state::{Outcome, RunRecord, StateFile};
 use crate::world::World;
 
-use super::apply::{manager, restart_and_prove, root_version};
+use super::apply::{manager, restart_and_prove};
+use crate::layout::root_version;
 
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     let lock = RunLock::acquire(&cfg.state_dir)?;

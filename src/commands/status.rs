@@ -79,7 +79,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 "path": r.path,
                 "current": current.as_deref() == Some(r.name.as_str()),
                 "previous": state.previous.as_deref() == Some(r.name.as_str()),
-                "bad": bad.iter().any(|b| super::apply::root_version(&r.name).is_some_and(|v| v.to_string() == *b)),
+                "bad": bad.iter().any(|b| crate::layout::root_version(&r.name).is_some_and(|v| v.to_string() == *b)),
             })).collect::<Vec<_>>(),
             "mode": match cfg.mode { Mode::Apply => "apply", Mode::Notify => "notify" },
             "service_manager": cfg.service_manager.name(),
@@ -134,7 +134,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 if state.previous.as_deref() == Some(r.name.as_str()) {
                     tags.push("previous");
                 }
-                if super::apply::root_version(&r.name)
+                if crate::layout::root_version(&r.name)
                     .is_some_and(|v| bad.contains(&v.to_string().as_str()))
                 {
                     tags.push("bad");

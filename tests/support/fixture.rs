@@ -116,9 +116,24 @@ pub fn tagged_repo(dir: &Path, tags: &[&str]) -> Repo {
     repo
 }
 
-/// The cargo to use for fixtures: the one running the tests.
+/// The real cargo of the toolchain (not the rustup proxy, which needs the real HOME):
+/// `$CARGO` under `cargo test`/`cargo run`, else the one next to `rustc --print sysroot`.
 pub fn cargo() -> PathBuf {
-    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+    if let Some(c) = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return c;
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    sysroot
+        .map(|s| s.join("bin/cargo"))
+        .filter(|c| c.exists())
+        .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
 /// Writes the workspace for `version` with daemon behaviour `daemon` and a `note` that
