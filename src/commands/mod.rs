@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod doctor;
 pub mod preview;
 pub mod rollback;
 pub mod show_config;
@@ -23,7 +24,7 @@ pub fn dispatch(cli: &Cli, world: &World) -> Result<i32> {
         Command::CheckAndApply(args) => apply::run(&cfg, world, args),
         Command::Status(args) => status::run(&cfg, world, args.json),
         Command::Rollback(args) => rollback::run(&cfg, world, args.json),
-        Command::Doctor(_) => anyhow::bail!("doctor is not available in this build yet"),
+        Command::Doctor(args) => doctor::run(&cfg, world, args.json),
     }
 }
 

@@ -9,3 +9,4 @@ mod apply;
 mod check;
 mod config;
 mod e2e_cargo;
+mod units;

@@ -1,0 +1,441 @@
+//! `heph-selfupdate doctor`: one line per thing an update needs, each with a fix when it
+//! fails. Meant to run in the service's own environment (`make doctor`), because PATH,
+//! toolchain and git access there are where unattended updates fail.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::build::{Tools, build_env};
+use crate::config::Config;
+use crate::evaluate::fetch_releases;
+use crate::exit;
+use crate::installed;
+use crate::layout::Layout;
+use crate::process::{Cmd, Output};
+use crate::service::ServiceManagerKind;
+use crate::world::World;
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    /// Works, but something deserves attention; does not fail `doctor`.
+    Warn,
+    Fail,
+    /// Facts, not checks.
+    Info,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "[ ok ]",
+            Self::Warn => "[warn]",
+            Self::Fail => "[FAIL]",
+            Self::Info => "[info]",
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+            Self::Info => "info",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn check(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+fn first_line(out: &Output) -> String {
+    let text = if out.stdout.trim().is_empty() {
+        out.tail_text()
+    } else {
+        out.stdout.clone()
+    };
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// Runs `cmd`; `Ok(first line)` when it exits 0.
+fn probe(world: &World, cmd: &Cmd) -> Result<String, String> {
+    match world.runner.run(cmd) {
+        Ok(out) if out.success() => Ok(first_line(&out)),
+        Ok(out) => Err(format!(
+            "{} failed ({}): {}",
+            cmd.display(),
+            out.code
+                .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
+            out.tail_text().lines().last().unwrap_or("").trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn writable(dir: &Path, ours: bool) -> Result<(), String> {
+    if ours {
+        crate::fsutil::create_private_dir(dir).map_err(|e| format!("{e:#}"))?;
+    } else if !dir.is_dir() {
+        return Err(format!("{} does not exist", dir.display()));
+    }
+    let probe = dir.join(format!(".heph-selfupdate-doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn checks(cfg: &Config, world: &World) -> Vec<Check> {
+    let mut out = Vec::new();
+    let file = cfg.file.as_ref().map_or_else(
+        || "no config file; defaults and environment".to_owned(),
+        |p| p.display().to_string(),
+    );
+    out.push(check(
+        "configuration",
+        Status::Ok,
+        format!("valid ({file})"),
+        None,
+    ));
+    for w in &cfg.warnings {
+        out.push(check("configuration", Status::Warn, w.clone(), None));
+    }
+
+    let tools = Tools::find(cfg, world.path_var());
+    let toolchain = cfg
+        .toolchain
+        .clone()
+        .or_else(|| world.env.get("RUSTUP_TOOLCHAIN").cloned())
+        .map(|t| format!(", RUSTUP_TOOLCHAIN={t}"))
+        .unwrap_or_default();
+    let cargo_version = build_env(
+        Cmd::new(&tools.cargo, "ask cargo its version").arg("--version"),
+        cfg,
+    );
+    out.push(match probe(world, &cargo_version) {
+        Ok(v) => check("cargo", Status::Ok, format!("{v} ({}){toolchain}", tools.cargo.display()), None),
+        Err(e) => check(
+            "cargo",
+            Status::Fail,
+            e,
+            Some("install Rust with rustup, and make sure ~/.cargo/bin is on the service's PATH (or set `cargo`)".into()),
+        ),
+    });
+    out.push(
+        match probe(
+            world,
+            &Cmd::new(&tools.git, "ask git its version").arg("--version"),
+        ) {
+            Ok(v) => check(
+                "git",
+                Status::Ok,
+                format!("{v} ({})", tools.git.display()),
+                None,
+            ),
+            Err(e) => check(
+                "git",
+                Status::Fail,
+                e,
+                Some("install git and put it on the service's PATH".into()),
+            ),
+        },
+    );
+
+    out.push(match fetch_releases(cfg, world, true) {
+        Ok(releases) => {
+            let auth = if cfg.token.is_some() {
+                "; the token was accepted"
+            } else {
+                ""
+            };
+            check(
+                "forge",
+                Status::Ok,
+                format!(
+                    "{} lists {} release(s) of {}{auth}",
+                    cfg.forge_url,
+                    releases.len(),
+                    cfg.repo
+                ),
+                None,
+            )
+        }
+        Err(e) => check(
+            "forge",
+            Status::Fail,
+            format!("{e:#}").lines().next().unwrap_or("").to_owned(),
+            Some("check forge, forge_url, repo and the token (`heph-selfupdate config`)".into()),
+        ),
+    });
+    let ls_remote = build_env(
+        Cmd::new(&tools.git, "reach the git URL").args([
+            "ls-remote",
+            "--exit-code",
+            &cfg.git_url,
+            "HEAD",
+        ]),
+        cfg,
+    )
+    .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));
+    out.push(match probe(world, &ls_remote) {
+        Ok(_) => check("git access", Status::Ok, format!("{} answers, with the environment cargo gets", crate::redact::url(&cfg.git_url)), None),
+        Err(e) => check(
+            "git access",
+            Status::Fail,
+            e,
+            Some("use an anonymous https:// git_url, or for ssh:// a deploy key via GIT_SSH_COMMAND in ~/.config/heph-selfupdate/env (services have no ssh-agent)".into()),
+        ),
+    });
+
+    for (name, dir, ours) in [
+        ("bin_dir", &cfg.bin_dir, false),
+        ("data dir", &cfg.data_dir, true),
+        ("state dir", &cfg.state_dir, true),
+        ("cache dir", &cfg.cache_dir, true),
+    ] {
+        out.push(match writable(dir, ours) {
+            Ok(()) => check(
+                name,
+                Status::Ok,
+                format!("{} is writable", dir.display()),
+                None,
+            ),
+            Err(e) => check(
+                name,
+                Status::Fail,
+                e,
+                Some(format!(
+                    "create {} and make it writable by this user",
+                    dir.display()
+                )),
+            ),
+        });
+    }
+    out.push(match crate::fsutil::free_space(&cfg.data_dir) {
+        Ok(free) if free >= cfg.min_free_space => check(
+            "disk",
+            Status::Ok,
+            format!(
+                "{} free at {}",
+                bytesize::ByteSize::b(free),
+                cfg.data_dir.display()
+            ),
+            None,
+        ),
+        Ok(free) => check(
+            "disk",
+            Status::Fail,
+            format!(
+                "only {} free at {}; min_free_space is {}",
+                bytesize::ByteSize::b(free),
+                cfg.data_dir.display(),
+                bytesize::ByteSize::b(cfg.min_free_space)
+            ),
+            Some("free some space, or lower min_free_space".into()),
+        ),
+        Err(e) => check("disk", Status::Fail, format!("{e:#}"), None),
+    });
+
+    service_checks(cfg, world, &mut out);
+
+    let inst = installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
+    let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
+    let managed = if layout.is_managed(&cfg.binary) {
+        format!(
+            "managed: version root {}",
+            layout.current().unwrap_or_default()
+        )
+    } else {
+        "plain binaries (the first update takes them under management)".to_owned()
+    };
+    let version = inst.version.as_ref().map_or_else(
+        || "not installed or unknown".to_owned(),
+        ToString::to_string,
+    );
+    out.push(check(
+        "installed",
+        Status::Info,
+        format!("{} {version}, {managed}", cfg.binary),
+        None,
+    ));
+    out
+}
+
+fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
+    let Some(manager) = super::apply::manager(cfg, world) else {
+        out.push(check(
+            "service",
+            Status::Info,
+            "service_manager = none: the daemon is not restarted after an update",
+            None,
+        ));
+        return;
+    };
+    let observe = manager.observe_cmd();
+    match world.runner.run(&observe) {
+        Ok(o) if o.success() => {
+            let obs = manager.parse(&o.stdout);
+            if o.stdout.contains("LoadState=not-found") {
+                out.push(check(
+                    "service",
+                    Status::Fail,
+                    format!("{} is not known to the service manager", manager.describe()),
+                    Some("set `service` to the unit name (or launchd label) that runs hephd".into()),
+                ));
+            } else {
+                out.push(check("service", Status::Ok, format!("{} ({})", manager.describe(), obs.detail), None));
+            }
+        }
+        Ok(o) => out.push(check(
+            "service",
+            Status::Fail,
+            format!("{} cannot be read: {}", manager.describe(), o.tail_text().lines().last().unwrap_or("").trim()),
+            Some(match cfg.service_manager {
+                ServiceManagerKind::Launchd => "load the agent with `launchctl bootstrap gui/$UID <plist>`".into(),
+                _ => "the user's systemd manager must be reachable (XDG_RUNTIME_DIR set; run inside the session or with lingering on)".into(),
+            }),
+        )),
+        Err(e) => out.push(check("service", Status::Fail, e.to_string(), None)),
+    }
+    let path = world.path_var();
+    match cfg.service_manager {
+        ServiceManagerKind::SystemdUser => {
+            let systemctl = crate::process::find_on_path("systemctl", path)
+                .unwrap_or_else(|| "systemctl".into());
+            let enabled = Cmd::new(systemctl, "ask whether the timer is enabled").args([
+                "--user",
+                "is-enabled",
+                "heph-selfupdate.timer",
+            ]);
+            out.push(match probe(world, &enabled) {
+                Ok(state) => check(
+                    "timer",
+                    Status::Info,
+                    format!("heph-selfupdate.timer is {state}"),
+                    None,
+                ),
+                Err(_) => check(
+                    "timer",
+                    Status::Info,
+                    "heph-selfupdate.timer is not enabled (updates are off)",
+                    Some("`make install enable` turns them on".into()),
+                ),
+            });
+            let user = world
+                .env
+                .get("USER")
+                .cloned()
+                .unwrap_or_else(|| world.uid.to_string());
+            let loginctl =
+                crate::process::find_on_path("loginctl", path).unwrap_or_else(|| "loginctl".into());
+            let linger = Cmd::new(loginctl, "ask whether lingering is on").args([
+                "show-user",
+                &user,
+                "--property=Linger",
+                "--value",
+            ]);
+            out.push(match probe(world, &linger) {
+                Ok(v) if v == "yes" => check(
+                    "lingering",
+                    Status::Ok,
+                    format!("on for {user}: the timer runs while logged out"),
+                    None,
+                ),
+                _ => check(
+                    "lingering",
+                    Status::Warn,
+                    format!("off for {user}: user timers run only while {user} is logged in"),
+                    Some(format!("loginctl enable-linger {user}")),
+                ),
+            });
+        }
+        ServiceManagerKind::Launchd => {
+            let agents = cfg.home.join("Library/LaunchAgents");
+            let found = std::fs::read_dir(&agents)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| e.file_name().to_string_lossy().contains("selfupdate"))
+                })
+                .unwrap_or(false);
+            out.push(if found {
+                check(
+                    "timer",
+                    Status::Info,
+                    format!(
+                        "a heph-selfupdate agent is installed in {}",
+                        agents.display()
+                    ),
+                    None,
+                )
+            } else {
+                check(
+                    "timer",
+                    Status::Info,
+                    "no heph-selfupdate agent installed (updates are off)",
+                    Some("`make install enable` turns them on".into()),
+                )
+            });
+        }
+        ServiceManagerKind::SystemdSystem | ServiceManagerKind::None => {}
+    }
+}
+
+pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
+    let checks = checks(cfg, world);
+    let ok = checks.iter().all(|c| c.status != Status::Fail);
+    if json {
+        let out = json!({
+            "ok": ok,
+            "checks": checks.iter().map(|c| json!({
+                "name": c.name, "status": c.status.code(), "detail": c.detail, "fix": c.fix,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for c in &checks {
+            println!("{} {}: {}", c.status.label(), c.name, c.detail);
+            if let Some(fix) = c.fix.as_ref().filter(|_| c.status != Status::Ok) {
+                println!("       fix: {fix}");
+            }
+        }
+        println!(
+            "{}",
+            if ok {
+                "all checks passed"
+            } else {
+                "some checks failed (see fix: lines)"
+            }
+        );
+    }
+    Ok(if ok { exit::OK } else { exit::FAILED })
+}

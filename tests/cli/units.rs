@@ -1,0 +1,345 @@
+//! The systemd units, the launchd plist and the Makefile targets that install and enable
+//! them; `doctor`; journal priority prefixes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::env::TestEnv;
+use crate::support::fixture::tagged_repo;
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs make in the repository with a clean environment plus `vars`.
+fn make(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new("make");
+    cmd.arg("--no-print-directory")
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear();
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run make")
+}
+
+#[track_caller]
+fn make_ok(args: &[&str], vars: &[(&str, &str)]) -> String {
+    let out = make(args, vars);
+    assert!(
+        out.status.success(),
+        "make {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs into a DESTDIR as if HOME were /home/u; returns the DESTDIR.
+fn install(dest: &Path, extra: &[&str]) {
+    let destdir = format!("DESTDIR={}", dest.display());
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let mut args = vec!["install", &destdir, &bin, "PREFIX=/home/u/.local"];
+    args.extend_from_slice(extra);
+    make_ok(&args, &[("HOME", "/home/u")]);
+}
+
+#[track_caller]
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = repo_root().join("tests/snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "{name} changed; review and run with UPDATE_SNAPSHOTS=1"
+    );
+}
+
+#[test]
+fn make_install_renders_the_units_and_is_idempotent() {
+    let dest = tempfile::tempdir().unwrap();
+    install(dest.path(), &["UNAME=Linux"]);
+    install(dest.path(), &["UNAME=Linux"]);
+    let units = dest.path().join("home/u/.config/systemd/user");
+    let service = std::fs::read_to_string(units.join("heph-selfupdate.service")).unwrap();
+    let timer = std::fs::read_to_string(units.join("heph-selfupdate.timer")).unwrap();
+    assert!(service.contains("ExecStart=/home/u/.local/bin/heph-selfupdate check-and-apply"));
+    assert!(!service.contains('@'), "every placeholder rendered");
+    assert!(
+        dest.path()
+            .join("home/u/.local/bin/heph-selfupdate")
+            .exists()
+    );
+    assert_snapshot("heph-selfupdate.service", &service);
+    assert_snapshot("heph-selfupdate.timer", &timer);
+}
+
+#[test]
+fn make_dry_runs_show_commands_and_change_nothing() {
+    let dest = tempfile::tempdir().unwrap();
+    let destdir = format!("DESTDIR={}", dest.path().display());
+    let out = make_ok(
+        &["-n", "install", &destdir, "BIN=/nonexistent", "UNAME=Linux"],
+        &[("HOME", "/home/u")],
+    );
+    assert!(out.contains("install -m 0755"), "{out}");
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+    let out = make_ok(&["-n", "enable", "UNAME=Linux"], &[("HOME", "/home/u")]);
+    assert!(
+        out.contains("systemctl --user daemon-reload")
+            && out.contains("systemctl --user enable --now heph-selfupdate.timer"),
+        "{out}"
+    );
+    let out = make_ok(&["-n", "disable", "UNAME=Linux"], &[("HOME", "/home/u")]);
+    assert!(
+        out.contains("systemctl --user disable --now heph-selfupdate.timer"),
+        "{out}"
+    );
+    let out = make_ok(&["-n", "doctor", "UNAME=Linux"], &[("HOME", "/home/u")]);
+    assert!(
+        out.contains("systemd-run --user --wait --pipe")
+            && out.contains("--setenv=PATH=/home/u/.cargo/bin:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify_silently() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    // Render with real, existing paths: verify checks that ExecStart exists.
+    let home = dest.path().join("home");
+    let destdir = format!("DESTDIR={}", dest.path().join("root").display());
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let prefix = format!("PREFIX={}", dest.path().join("prefix").display());
+    make_ok(
+        &["install", &destdir, &bin, &prefix, "UNAME=Linux"],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    // Install the binary where ExecStart names it.
+    let target = dest.path().join("prefix/bin");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(crate::support::binary(), target.join("heph-selfupdate")).unwrap();
+    let units = dest
+        .path()
+        .join("root")
+        .join(home.strip_prefix("/").unwrap())
+        .join(".config/systemd/user");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("heph-selfupdate.service"))
+        .arg(units.join("heph-selfupdate.timer"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify said:\n{text}"
+    );
+}
+
+fn python_plist_check(path: &Path) -> serde_json::Value {
+    let script = r#"
+import json, plistlib, sys
+with open(sys.argv[1], 'rb') as f:
+    p = plistlib.load(f)
+print(json.dumps({k: (v if not isinstance(v, bool) else {"bool": v}) for k, v in p.items()}))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "plist does not parse: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_launchd_plist_parses_with_absolute_paths_and_the_right_types() {
+    let dest = tempfile::tempdir().unwrap();
+    install(dest.path(), &["UNAME=Darwin"]);
+    let plist = dest
+        .path()
+        .join("home/u/Library/LaunchAgents/dev.hephaestus.selfupdate.plist");
+    let text = std::fs::read_to_string(&plist).unwrap();
+    assert!(!text.contains('@') && !text.contains('~') && !text.contains("$HOME"));
+    assert_snapshot("dev.hephaestus.selfupdate.plist", &text);
+    let p = python_plist_check(&plist);
+    assert_eq!(p["Label"], "dev.hephaestus.selfupdate");
+    assert_eq!(
+        p["ProgramArguments"],
+        serde_json::json!(["/home/u/.local/bin/heph-selfupdate", "check-and-apply"])
+    );
+    assert_eq!(p["StartInterval"], 3600);
+    assert_eq!(p["RunAtLoad"], serde_json::json!({"bool": false}));
+    assert_eq!(p["ProcessType"], "Background");
+    assert_eq!(p["LowPriorityIO"], serde_json::json!({"bool": true}));
+    assert_eq!(p["Nice"], 19);
+    let env = &p["EnvironmentVariables"];
+    let path = env["PATH"].as_str().unwrap();
+    assert!(
+        path.starts_with("/home/u/.cargo/bin:") && path.contains("/opt/homebrew/bin"),
+        "{path}"
+    );
+    assert_eq!(env["HOME"], "/home/u");
+    assert_eq!(env["RUSTUP_TOOLCHAIN"], "stable");
+    assert_eq!(
+        p["StandardErrorPath"],
+        "/home/u/Library/Logs/heph-selfupdate.log"
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    install(dest.path(), &["UNAME=Darwin", "TOOLCHAIN="]);
+    let p = python_plist_check(
+        &dest
+            .path()
+            .join("home/u/Library/LaunchAgents/dev.hephaestus.selfupdate.plist"),
+    );
+    assert!(
+        p["EnvironmentVariables"].get("RUSTUP_TOOLCHAIN").is_none(),
+        "no toolchain configured"
+    );
+}
+
+#[test]
+fn make_enable_and_disable_drive_launchctl_in_the_gui_domain() {
+    let env = TestEnv::new();
+    env.install_fakes();
+    let uid = unsafe { libc::getuid() };
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.fakes.display());
+    let log = env.dir.path().join("calls.log").display().to_string();
+    let vars = [
+        ("HOME", "/home/u"),
+        ("PATH", path.as_str()),
+        ("FAKE_LOG", log.as_str()),
+    ];
+    let mut cmd = |target: &str| {
+        let out = Command::new("make")
+            .args(["--no-print-directory", target, "UNAME=Darwin"])
+            .current_dir(repo_root())
+            .env_clear()
+            .envs(vars)
+            .env("FAKE_STATE", env.dir.path().join("fake-state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cmd("enable");
+    cmd("disable");
+    assert_eq!(
+        env.calls(),
+        [
+            format!("launchctl bootout gui/{uid}/dev.hephaestus.selfupdate"),
+            format!(
+                "launchctl bootstrap gui/{uid} /home/u/Library/LaunchAgents/dev.hephaestus.selfupdate.plist"
+            ),
+            format!("launchctl bootout gui/{uid}/dev.hephaestus.selfupdate"),
+        ]
+    );
+}
+
+#[test]
+fn log_lines_carry_journal_priorities_only_under_the_journal() {
+    let mut env = TestEnv::new();
+    env.var("HEPH_SELFUPDATE_FORGE_URL", "http://127.0.0.1:9");
+    let plain = env.run(&["check"]);
+    assert!(plain.stderr.starts_with("error: "), "{}", plain.stderr);
+    env.var("JOURNAL_STREAM", "8:12345");
+    let journal = env.run(&["check"]);
+    assert!(
+        journal.stderr.lines().all(|l| l.starts_with("<3>")),
+        "{}",
+        journal.stderr
+    );
+}
+
+#[test]
+fn doctor_reports_each_check_with_a_fix() {
+    let forge = FakeForge::start(Flavour::Forgejo, vec![FakeRelease::new("v0.1.0")]);
+    let mut env = TestEnv::new();
+    let repo = tagged_repo(&env.dir.path().join("repo"), &["v0.1.0"]);
+    env.forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB");
+    env.install_fakes();
+    env.install_plain("0.1.0", &["heph", "hephd"]);
+    let run = env.run(&["doctor", "--json"]);
+    let j = run.json();
+    let status = |name: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+    };
+    for name in [
+        "configuration",
+        "cargo",
+        "git",
+        "forge",
+        "git access",
+        "bin_dir",
+        "data dir",
+        "state dir",
+        "cache dir",
+        "disk",
+        "service",
+    ] {
+        assert_eq!(
+            status(name).as_deref(),
+            Some("ok"),
+            "{name}: {}",
+            serde_json::to_string_pretty(&j).unwrap()
+        );
+    }
+    assert_eq!(status("lingering").as_deref(), Some("warn"));
+    assert_eq!(j["ok"], true);
+    run.expect(0);
+
+    // Break two things: cargo is gone and the git URL is unreachable.
+    std::fs::remove_file(env.fakes.join("cargo")).unwrap();
+    env.var("HEPH_SELFUPDATE_GIT_URL", "http://127.0.0.1:9/nothing.git");
+    let run = env.run(&["doctor"]);
+    run.expect(1);
+    assert!(
+        run.stdout.contains("[FAIL] cargo:") && run.stdout.contains("[FAIL] git access:"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("fix: install Rust with rustup"),
+        "{}",
+        run.stdout
+    );
+}
