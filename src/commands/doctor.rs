@@ -381,12 +381,10 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
         }
         ServiceManagerKind::Launchd => {
             let agents = cfg.home.join("Library/LaunchAgents");
-            let found = std::fs::read_dir(&agents)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .any(|e| e.file_name().to_string_lossy().contains("selfupdate"))
-                })
-                .unwrap_or(false);
+            let found = std::fs::read_dir(&agents).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().contains("selfupdate"))
+            });
             out.push(if found {
                 check(
                     "timer",
