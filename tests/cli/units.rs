@@ -239,7 +239,7 @@ fn make_enable_and_disable_drive_launchctl_in_the_gui_domain() {
         ("PATH", path.as_str()),
         ("FAKE_LOG", log.as_str()),
     ];
-    let mut cmd = |target: &str| {
+    let cmd = |target: &str| {
         let out = Command::new("make")
             .args(["--no-print-directory", target, "UNAME=Darwin"])
             .current_dir(repo_root())
