@@ -9,4 +9,5 @@ mod apply;
 mod check;
 mod config;
 mod e2e_cargo;
+mod systemd;
 mod units;

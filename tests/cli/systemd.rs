@@ -1,0 +1,293 @@
+//! Real systemd, end to end (root only; skips with a message elsewhere, CI runs it):
+//! a throw-away user installs and enables the real units with `make install enable`; a
+//! stand-in hephd.service runs v0.1.0 (built by the real cargo from a local git
+//! repository); one start of heph-selfupdate.service — as the timer would — updates it to
+//! v0.2.0 with a new main PID; v0.3.0, whose daemon dies at start, is rolled back for
+//! real and marked bad; `make doctor` passes in the service's environment; `make disable`
+//! leaves no timer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::fixture::{self, Daemon, workspace_repo};
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+use crate::support::sandbox::{self, Sandbox, UserGuard, check};
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn sysroot() -> PathBuf {
+    let out = Command::new(fixture::cargo())
+        .args(["--version"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fixture::cargo()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
+    if let Some(why) = sandbox::unavailable() {
+        eprintln!(
+            "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
+        );
+        return;
+    }
+    let (user, uid, home) = sandbox::create_user();
+    let _user_guard = UserGuard(user.clone());
+
+    // Everything the user needs, in the user's home (never in /tmp: the sandbox has its own).
+    let repo = workspace_repo(
+        &home.join("hephaestus"),
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::DiesAtStart),
+        ],
+    );
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")],
+    );
+    let cargo_home = home.join(".cargo");
+    let out = Command::new(fixture::cargo())
+        .args([
+            "install",
+            "--quiet",
+            "--locked",
+            "--git",
+            &repo.url(),
+            "--tag",
+            "v0.1.0",
+            "heph",
+            "hephd",
+        ])
+        .env("CARGO_HOME", &cargo_home)
+        .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    check(&out, "installing v0.1.0");
+    let src = home.join("src");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for f in [
+        "Makefile",
+        "units/heph-selfupdate.service",
+        "units/heph-selfupdate.timer",
+        "plists/heph-selfupdate.plist",
+    ] {
+        write(
+            &src.join(f),
+            &std::fs::read_to_string(root.join(f)).unwrap(),
+        );
+    }
+    std::fs::copy(crate::support::binary(), home.join("heph-selfupdate.bin")).unwrap();
+    let toolchain = home.join("toolchain");
+    std::fs::create_dir_all(&toolchain).unwrap();
+    let h = home.display();
+    write(
+        &home.join(".config/heph-selfupdate/config.toml"),
+        &format!(
+            "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"3s\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n",
+            forge.url(),
+            repo.url()
+        ),
+    );
+    // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
+    write(
+        &home.join(".config/heph-selfupdate/env"),
+        &format!(
+            "PATH={h}/toolchain/bin:{h}/.cargo/bin:{h}/.local/bin:/usr/local/bin:/usr/bin:/bin\n"
+        ),
+    );
+    write(
+        &home.join(".config/systemd/user/hephd.service"),
+        "[Unit]\nDescription=stand-in hephd\n\n[Service]\nExecStart=%h/.cargo/bin/hephd --mode local\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
+    );
+    check(
+        &Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(&home)
+            .output()
+            .unwrap(),
+        "chown",
+    );
+
+    let sb = match Sandbox::boot(&user, uid, &home, &[(sysroot(), toolchain)]) {
+        Ok(sb) => sb,
+        Err(why) => {
+            eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
+            return;
+        }
+    };
+
+    check(
+        &sb.user(&["systemctl", "--user", "daemon-reload"]),
+        "daemon-reload",
+    );
+    check(
+        &sb.user(&["systemctl", "--user", "start", "hephd.service"]),
+        "start hephd",
+    );
+    let first_pid = sb.property("hephd.service", "MainPID");
+    assert_ne!(first_pid, "0");
+
+    let make = |target: &str| {
+        sb.user(&[
+            "make",
+            "--no-print-directory",
+            "-C",
+            &format!("{h}/src"),
+            target,
+            &format!("BIN={h}/heph-selfupdate.bin"),
+        ])
+    };
+    let out = make("install");
+    check(&out, "make install");
+    let out = make("enable");
+    check(&out, "make enable");
+    assert!(
+        text(&out).contains("loginctl enable-linger"),
+        "warns about lingering:\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        sb.property("heph-selfupdate.timer", "UnitFileState"),
+        "enabled"
+    );
+    let timers = check(
+        &sb.user(&["systemctl", "--user", "list-timers", "--all", "--no-pager"]),
+        "list-timers",
+    );
+    assert!(timers.contains("heph-selfupdate.timer"), "{timers}");
+
+    // One run, as the timer would start it.
+    let out = sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
+    let journal = text(&sb.user(&[
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]));
+    assert!(
+        out.status.success(),
+        "the service failed:\n{}\njournal:\n{journal}",
+        text(&out)
+    );
+    assert!(journal.contains("updated 0.1.0 -> 0.2.0"), "{journal}");
+    assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
+    let second_pid = sb.property("hephd.service", "MainPID");
+    assert_ne!(second_pid, first_pid, "restarted onto the new binary");
+    let version = check(
+        &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
+        "hephd --version",
+    );
+    assert_eq!(version.trim(), "hephd 0.2.0 (build of v0.2.0)");
+    let errors = text(&sb.user(&[
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "-p",
+        "err",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]));
+    assert!(
+        !errors.contains("updated"),
+        "info lines are not logged as errors:\n{errors}"
+    );
+
+    // `make doctor` in the service's own environment.
+    let out = make("doctor");
+    assert!(
+        out.status.success(),
+        "doctor failed in the service environment:\n{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("[ ok ] cargo"), "{}", text(&out));
+
+    // v0.3.0 dies at start: rolled back for real, marked bad.
+    forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    let out = sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
+    assert!(!out.status.success(), "a rolled-back run fails the unit");
+    let journal = text(&sb.user(&[
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]));
+    assert!(journal.contains("rolled back to 0.2.0"), "{journal}");
+    let errors = text(&sb.user(&[
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "-p",
+        "err",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]));
+    assert!(
+        errors.contains("0.3.0 is unhealthy"),
+        "errors carry the error priority:\n{errors}"
+    );
+    assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
+    let version = check(
+        &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
+        "hephd --version",
+    );
+    assert_eq!(version.trim(), "hephd 0.2.0 (build of v0.2.0)");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["bad"][0]["version"], "0.3.0");
+
+    // Turning it off leaves no timer.
+    check(&make("disable"), "make disable");
+    let timers = check(
+        &sb.user(&["systemctl", "--user", "list-timers", "--all", "--no-pager"]),
+        "list-timers",
+    );
+    assert!(!timers.contains("heph-selfupdate"), "{timers}");
+    assert_eq!(
+        sb.property("heph-selfupdate.timer", "UnitFileState"),
+        "disabled"
+    );
+    check(&make("disable"), "make disable, again");
+    check(&make("uninstall"), "make uninstall");
+    assert!(
+        !home
+            .join(".config/systemd/user/heph-selfupdate.service")
+            .exists()
+    );
+    assert!(!home.join(".local/bin/heph-selfupdate").exists());
+}
