@@ -348,6 +348,9 @@ impl<'a> Job<'a> {
     fn update(&mut self, state: &mut State) -> (Outcome, String, Option<anyhow::Error>) {
         let (tag, version) = (self.chosen.tag.clone(), self.chosen.version.clone());
         log::info!("{}", self.decision.summary());
+        if let Err(e) = crate::fsutil::create_private_dir(&self.layout.versions_dir()) {
+            return self.failed(state, &version, FailureKind::Disk, e);
+        }
         match self.layout.clean_leftovers() {
             Ok(removed) => {
                 for p in removed {
