@@ -108,8 +108,8 @@ pub enum FailureKind {
     Interrupted,
     /// Built, but not what was asked for (wrong version, missing binary, moved tag, bad signature).
     Verification,
-    /// Not enough free disk space.
-    Disk,
+    /// The machine is not ready: disk space, directories, the service manager.
+    Environment,
 }
 
 impl FailureKind {
@@ -292,9 +292,9 @@ impl Builder<'_> {
     pub fn build(&self, target: &Target) -> Result<PathBuf, BuildFailure> {
         self.check_disk()?;
         let staging = self.layout.staging(&target.version);
-        crate::fsutil::remove_all(&staging).map_err(|e| fail(FailureKind::Disk, e))?;
+        crate::fsutil::remove_all(&staging).map_err(|e| fail(FailureKind::Environment, e))?;
         crate::fsutil::create_private_dir(&self.layout.tmp_dir())
-            .map_err(|e| fail(FailureKind::Disk, e))?;
+            .map_err(|e| fail(FailureKind::Environment, e))?;
         let deadline = Instant::now() + self.cfg.build_timeout;
         let started = Instant::now();
         log::info!(
@@ -327,10 +327,11 @@ impl Builder<'_> {
             dirs.push(self.cfg.cache_dir.clone());
         }
         for dir in dirs {
-            let free = crate::fsutil::free_space(&dir).map_err(|e| fail(FailureKind::Disk, e))?;
+            let free =
+                crate::fsutil::free_space(&dir).map_err(|e| fail(FailureKind::Environment, e))?;
             if free < self.cfg.min_free_space {
                 return Err(fail(
-                    FailureKind::Disk,
+                    FailureKind::Environment,
                     anyhow!(
                         "only {} free at {} and a build needs min_free_space = {}\nhelp: free some space, or lower min_free_space",
                         bytesize::ByteSize::b(free),
@@ -354,7 +355,7 @@ impl Builder<'_> {
         let tag = &target.tag;
         if !co.exists() {
             crate::fsutil::create_private_dir(&self.cfg.cache_dir)
-                .map_err(|e| fail(FailureKind::Disk, e))?;
+                .map_err(|e| fail(FailureKind::Environment, e))?;
             self.run_with_retries(&co.init(), deadline)?;
         }
         self.run_with_retries(
@@ -538,6 +539,8 @@ pub fn classify(tail: &str) -> FailureKind {
         || lower.contains("is not supported by the following package")
     {
         FailureKind::Toolchain
+    } else if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
+        FailureKind::Environment
     } else if NETWORK_SIGNS.iter().any(|s| lower.contains(s)) {
         FailureKind::Network
     } else {
@@ -575,6 +578,10 @@ mod tests {
             classify("Could not find directory of OpenSSL installation"),
             FailureKind::Compile,
             "not a network error"
+        );
+        assert_eq!(
+            classify("error: failed to write /x/y.rlib: No space left on device (os error 28)"),
+            FailureKind::Environment
         );
     }
 

@@ -93,6 +93,10 @@ pub enum Command {
         after_help = "Examples:\n  heph-selfupdate doctor\n  make doctor        # inside the service's own environment"
     )]
     Doctor(JsonArgs),
+
+    /// Internal: kills a build's process group when the run that started it dies.
+    #[command(name = "__reap-group", hide = true)]
+    ReapGroup { pgid: i32, parent: u32 },
 }
 
 #[derive(Debug, Args, Clone, Default)]

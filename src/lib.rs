@@ -51,6 +51,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
+    if let cli::Command::ReapGroup { pgid, parent } = cli.command {
+        return process::reap_group(pgid, parent);
+    }
     let world = world::World::real();
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
     signals::install();

@@ -264,8 +264,44 @@ pub fn find_on_path(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
 }
 
 /// The real runner.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemRunner;
+#[derive(Debug, Default, Clone)]
+pub struct SystemRunner {
+    /// Our own executable: for a background command, `<reaper> __reap-group` watches us
+    /// and kills the command's process group if we die (even by SIGKILL).
+    pub reaper: Option<PathBuf>,
+}
+
+/// Starts the watcher that kills process group `pgid` when this process dies.
+fn spawn_reaper(reaper: &Path, pgid: u32) -> Option<std::process::Child> {
+    Command::new(reaper)
+        .args([
+            "__reap-group",
+            &pgid.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| log::debug!("no process-group watcher: {e}"))
+        .ok()
+}
+
+/// The watcher's loop (`heph-selfupdate __reap-group PGID PARENT`): when PARENT is gone,
+/// SIGKILL the group; when the group is gone, exit.
+pub fn reap_group(pgid: i32, parent: u32) -> i32 {
+    loop {
+        // SAFETY: kill(2) and getppid(2) touch no memory.
+        if unsafe { libc::kill(-pgid, 0) } != 0 {
+            return 0;
+        }
+        if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 impl Runner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
@@ -300,6 +336,10 @@ impl Runner for SystemRunner {
             program: cmd.program.clone(),
             source,
         })?;
+        let mut reaper = match (&self.reaper, cmd.background) {
+            (Some(r), true) => spawn_reaper(r, child.id()),
+            _ => None,
+        };
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stdout = child.stdout.take();
@@ -324,6 +364,17 @@ impl Runner for SystemRunner {
         });
         let stream = cmd.stream;
         let waited = wait(&mut child, cmd, started);
+        if cmd.background {
+            // Whatever is left of the group (a killed cargo's rustc) must not outlive it,
+            // nor hold the output pipes open.
+            if let Ok(pgid) = i32::try_from(child.id()) {
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+        }
+        if let Some(r) = reaper.as_mut() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         let stdout = out_reader.and_then(|h| h.join().ok()).unwrap_or_default();
         if let Some(h) = err_reader {
             let _ = h.join();
@@ -555,7 +606,7 @@ mod tests {
 
     #[test]
     fn runs_argv_without_a_shell() {
-        let out = SystemRunner
+        let out = SystemRunner::default()
             .run(&Cmd::new("/bin/echo", "echo").args(["$HOME", "a;b", "`id`"]))
             .unwrap();
         assert_eq!(out.stdout, "$HOME a;b `id`\n");
@@ -563,7 +614,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_a_spawn_error_with_help() {
-        let err = SystemRunner
+        let err = SystemRunner::default()
             .run(&Cmd::new("/nonexistent/cargo", "build"))
             .unwrap_err();
         assert!(matches!(err, RunError::Spawn { .. }));
@@ -574,7 +625,9 @@ mod tests {
     fn a_failure_keeps_the_stderr_tail() {
         let cmd = Cmd::new("/bin/sh", "fail on purpose")
             .args(["-c", "echo one >&2; echo two >&2; exit 3"]);
-        let err = run_checked(&SystemRunner, &cmd).unwrap_err().to_string();
+        let err = run_checked(&SystemRunner::default(), &cmd)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("exit status 3") && err.contains("| one") && err.contains("| two"),
             "{err}"
@@ -590,7 +643,7 @@ mod tests {
             .args(["-c", &script])
             .timeout(Duration::from_millis(300));
         cmd.background = true;
-        let err = SystemRunner.run(&cmd).unwrap_err();
+        let err = SystemRunner::default().run(&cmd).unwrap_err();
         assert!(matches!(err, RunError::TimedOut { .. }), "{err}");
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()

@@ -2,7 +2,7 @@
 //! backoff, version roots, notifications). Written atomically, only under the run lock.
 //!
 //! A damaged file is never silently reset: it is moved aside with a warning and the
-//! previous good copy (`state.json.bak`) is used, so bad-version marks survive.
+//! identical copy (`state.json.bak`) is used, so bad-version marks survive.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -186,7 +186,7 @@ impl StateFile {
                 })?;
                 if let Read::Good(s) = read(&self.backup())? {
                     log::warn!(
-                        "the state file was damaged ({why}); moved it to {} and restored the previous copy",
+                        "the state file was damaged ({why}); moved it to {} and restored its backup copy",
                         aside.display()
                     );
                     Ok(*s)
@@ -221,20 +221,18 @@ impl StateFile {
         }
     }
 
-    /// Writes the state atomically, keeping the previous version as the backup.
+    /// Writes the state atomically, twice: the file and its backup copy.
     pub fn save(&self, state: &State, _lock: &RunLock) -> Result<()> {
         if let Some(dir) = self.path.parent() {
             crate::fsutil::create_private_dir(dir)?;
         }
-        if let Ok(bytes) = std::fs::read(&self.path)
-            && serde_json::from_slice::<State>(&bytes).is_ok()
-        {
-            let _ = crate::fsutil::atomic_write(&self.backup(), &bytes);
-        }
         let mut bytes = serde_json::to_vec_pretty(state).context("could not encode the state")?;
         bytes.push(b'\n');
-        crate::fsutil::atomic_write(&self.path, &bytes)
-            .with_context(|| "could not save the run's state\nhelp: check that the state directory is writable and the disk not full")
+        let help = "could not save the run's state\nhelp: check that the state directory is writable and the disk not full";
+        crate::fsutil::atomic_write(&self.path, &bytes).context(help)?;
+        // A second, identical copy: if the file is damaged later (disk, editor, another
+        // program), the bad-version marks and backoff survive in the copy.
+        crate::fsutil::atomic_write(&self.backup(), &bytes).context(help)
     }
 }
 
@@ -396,7 +394,6 @@ mod tests {
         let mut s = State::default();
         s.mark_bad(&v("1.1.0"), T, "died");
         f.save(&s, &lock).unwrap();
-        f.save(&s, &lock).unwrap(); // the second save backs up the first
         std::fs::write(f.path(), "{\"schema\": 1, \"bad\": [").unwrap();
         let loaded = f.load().unwrap();
         assert_eq!(loaded.bad.len(), 1, "bad marks survive");

@@ -31,7 +31,9 @@ impl World {
     pub fn real() -> Self {
         Self {
             http: Box::new(MinreqClient),
-            runner: Box::new(SystemRunner),
+            runner: Box::new(SystemRunner {
+                reaper: std::env::current_exe().ok(),
+            }),
             clock: Box::new(SystemClock),
             env: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

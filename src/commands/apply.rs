@@ -71,9 +71,10 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         world,
     );
     state.last_check = Some(check_record(&decision, world.clock.now()));
+    // Saved before anything changes: a state that cannot be written stops the run here.
+    state_file.save(&state, &lock)?;
     let Some(chosen) = decision.chosen.clone().filter(|_| decision.due) else {
         log::info!("nothing to do: {}", decision.summary());
-        state_file.save(&state, &lock)?;
         print_result(
             args.json,
             Outcome::NothingDue,
@@ -348,8 +349,8 @@ impl<'a> Job<'a> {
     fn update(&mut self, state: &mut State) -> (Outcome, String, Option<anyhow::Error>) {
         let (tag, version) = (self.chosen.tag.clone(), self.chosen.version.clone());
         log::info!("{}", self.decision.summary());
-        if let Err(e) = crate::fsutil::create_private_dir(&self.layout.versions_dir()) {
-            return self.failed(state, &version, FailureKind::Disk, e);
+        if let Err(e) = self.preflight() {
+            return self.failed(state, &version, FailureKind::Environment, e);
         }
         match self.layout.clean_leftovers() {
             Ok(removed) => {
@@ -361,7 +362,7 @@ impl<'a> Job<'a> {
                 return self.failed(
                     state,
                     &version,
-                    FailureKind::Disk,
+                    FailureKind::Environment,
                     e.context("cleaning up an earlier run"),
                 );
             }
@@ -395,6 +396,36 @@ impl<'a> Job<'a> {
         self.switch_and_restart(state, &root, &version)
     }
 
+    /// What must hold before anything is built: a build nobody can switch to or restart
+    /// is wasted, and a half-done switch is worse.
+    fn preflight(&self) -> Result<()> {
+        if !self.cfg.bin_dir.is_dir() {
+            anyhow::bail!(
+                "bin_dir {} does not exist\nhelp: create it, or set bin_dir to where the service runs hephd from",
+                self.cfg.bin_dir.display()
+            );
+        }
+        crate::fsutil::create_private_dir(&self.layout.versions_dir())?;
+        if let Some(m) = manager(self.cfg, self.world) {
+            let help =
+                "help: run `heph-selfupdate doctor` in the service's environment (`make doctor`)";
+            match self.world.runner.run(&m.observe_cmd()) {
+                Err(e) => anyhow::bail!("the service manager cannot be asked: {e}\n{help}"),
+                Ok(o) if !o.success() => anyhow::bail!(
+                    "{} cannot be read: {}\n{help}",
+                    m.describe(),
+                    o.tail_text().lines().last().unwrap_or("").trim()
+                ),
+                Ok(o) if m.parse(&o.stdout).missing => anyhow::bail!(
+                    "{} does not exist\nhelp: set `service` to the unit that runs hephd",
+                    m.describe()
+                ),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// A kept root of this exact build is reused; otherwise the release is built.
     fn reuse_or_build(
         &self,
@@ -417,7 +448,7 @@ impl<'a> Job<'a> {
         std::fs::rename(&staging, self.layout.root(&name))
             .with_context(|| format!("could not move {} into place", staging.display()))
             .map_err(|e| BuildFailure {
-                kind: FailureKind::Disk,
+                kind: FailureKind::Environment,
                 error: e,
             })?;
         Ok(name)
@@ -513,7 +544,7 @@ impl<'a> Job<'a> {
                 return self.failed(
                     state,
                     version,
-                    FailureKind::Disk,
+                    FailureKind::Environment,
                     e.context("switching to the new version root"),
                 );
             }

@@ -305,7 +305,7 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
     match world.runner.run(&observe) {
         Ok(o) if o.success() => {
             let obs = manager.parse(&o.stdout);
-            if o.stdout.contains("LoadState=not-found") {
+            if obs.missing {
                 out.push(check(
                     "service",
                     Status::Fail,

@@ -62,6 +62,7 @@ impl ServiceManager for Launchd {
             pid,
             restarts: get("runs").and_then(|r| r.parse().ok()),
             invocation: None,
+            missing: false,
             detail: format!(
                 "{}: {}{}",
                 self.label,

@@ -52,6 +52,8 @@ pub struct Observation {
     pub restarts: Option<u64>,
     /// Changes with every start (systemd `InvocationID`).
     pub invocation: Option<String>,
+    /// The manager does not know the unit or label at all.
+    pub missing: bool,
     /// A short description for messages.
     pub detail: String,
 }

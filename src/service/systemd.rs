@@ -64,6 +64,7 @@ impl ServiceManager for Systemd {
             pid,
             restarts: get("NRestarts").parse().ok(),
             invocation: Some(get("InvocationID").to_owned()).filter(|s| !s.is_empty()),
+            missing: load == "not-found",
             detail: format!(
                 "{}: {}{}",
                 self.unit,
@@ -133,6 +134,6 @@ mod tests {
         assert!(o.failed);
         let o =
             unit().parse("LoadState=not-found\nActiveState=inactive\nSubState=dead\nMainPID=0\n");
-        assert!(o.failed && o.detail.contains("not found"));
+        assert!(o.failed && o.missing && o.detail.contains("not found"));
     }
 }
