@@ -311,8 +311,14 @@ impl Builder<'_> {
         if self.cfg.build == BuildMode::Git {
             let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
         }
-        result?;
-        self.verify(target, &staging)?;
+        if let Err(e) = result.and_then(|()| self.verify(target, &staging)) {
+            // Half-built or wrong: gone at once (a full disk gets its space back); an
+            // interrupted run leaves it to the next run's clean-up.
+            if e.kind != FailureKind::Interrupted {
+                let _ = crate::fsutil::remove_all(&staging);
+            }
+            return Err(e);
+        }
         log::info!(
             "built {} in {}",
             target.tag,

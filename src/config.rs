@@ -272,7 +272,25 @@ impl Config {
             (None, Some(p)) if !p.is_empty() => (PathBuf::from(p), true),
             _ => (inputs.dirs.config.join("config.toml"), false),
         };
-        let file = read_file(&file_path, explicit)?;
+        let text = match std::fs::read_to_string(&file_path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => None,
+            Err(e) => {
+                return Err(config_err(format!(
+                    "could not read the config file {}: {e}\nhelp: check the path given by --config or {CONFIG_ENV}",
+                    file_path.display()
+                )));
+            }
+        };
+        Self::from_text(inputs, &file_path, text.as_deref())
+    }
+
+    /// Resolves the configuration with `text` as the file's content (`None`: no file).
+    pub fn from_text(inputs: &Inputs, path: &Path, text: Option<&str>) -> Result<Self> {
+        let file = match text {
+            Some(t) => Some((path.to_path_buf(), parse_file(path, t)?)),
+            None => None,
+        };
         let mut r = Resolver::new(inputs, file)?;
         r.build(inputs)
     }
@@ -288,25 +306,14 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path, explicit: bool) -> Result<Option<(PathBuf, toml::Table)>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-        Err(e) => {
-            return Err(config_err(format!(
-                "could not read the config file {}: {e}\nhelp: check the path given by --config or {CONFIG_ENV}",
-                path.display()
-            )));
-        }
-    };
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+fn parse_file(path: &Path, text: &str) -> Result<toml::Table> {
+    text.parse().map_err(|e: toml::de::Error| {
         config_err(format!(
             "the config file {} is not valid TOML: {}",
             path.display(),
             e.message()
         ))
-    })?;
-    Ok(Some((path.to_path_buf(), table)))
+    })
 }
 
 enum Raw {

@@ -350,7 +350,10 @@ impl Runner for SystemRunner {
             } else {
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
-                    let _ = s.take(MAX_STDOUT).read_to_end(&mut buf);
+                    let mut s = s;
+                    let _ = (&mut s).take(MAX_STDOUT).read_to_end(&mut buf);
+                    // Drain the rest unread, so a chatty program is not blocked on a full pipe.
+                    let _ = std::io::copy(&mut s, &mut std::io::sink());
                     String::from_utf8_lossy(&buf).into_owned()
                 })
             }

@@ -251,21 +251,27 @@ fn read(path: &Path) -> Result<Read> {
                 .with_context(|| format!("could not read the state file {}", path.display()));
         }
     };
-    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+    match decode(&bytes) {
+        Ok(Ok(s)) => Ok(Read::Good(Box::new(s))),
+        Ok(Err(why)) => Ok(Read::Damaged(why)),
+        Err(e) => Err(e.context(format!("reading {}", path.display()))),
+    }
+}
+
+/// Decodes a state file's bytes: `Ok(Err(why))` when damaged, `Err` when written by a
+/// newer release (which must not be overwritten).
+pub fn decode(bytes: &[u8]) -> Result<Result<State, String>> {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
-        Err(e) => return Ok(Read::Damaged(format!("not valid JSON: {e}"))),
+        Err(e) => return Ok(Err(format!("not valid JSON: {e}"))),
     };
     let schema = value.get("schema").and_then(serde_json::Value::as_u64);
     if let Some(s) = schema.filter(|s| *s > u64::from(SCHEMA)) {
         bail!(
-            "the state file {} was written by a newer heph-selfupdate (schema {s}, this one knows {SCHEMA})\nhelp: upgrade heph-selfupdate, or move the file aside to start over",
-            path.display()
+            "the state file was written by a newer heph-selfupdate (schema {s}, this one knows {SCHEMA})\nhelp: upgrade heph-selfupdate, or move the file aside to start over"
         );
     }
-    match serde_json::from_value::<State>(value) {
-        Ok(s) => Ok(Read::Good(Box::new(s))),
-        Err(e) => Ok(Read::Damaged(format!("unexpected content: {e}"))),
-    }
+    Ok(serde_json::from_value::<State>(value).map_err(|e| format!("unexpected content: {e}")))
 }
 
 impl State {
@@ -413,7 +419,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::new(dir.path().join("state.json"));
         std::fs::write(f.path(), "{\"schema\": 7}").unwrap();
-        let err = f.load().unwrap_err().to_string();
+        let err = format!("{:#}", f.load().unwrap_err());
         assert!(err.contains("newer heph-selfupdate"), "{err}");
         assert!(f.path().exists(), "left in place");
     }

@@ -405,6 +405,7 @@ impl<'a> Job<'a> {
                 self.cfg.bin_dir.display()
             );
         }
+        crate::fsutil::create_private_dir(&self.cfg.data_dir)?;
         crate::fsutil::create_private_dir(&self.layout.versions_dir())?;
         if let Some(m) = manager(self.cfg, self.world) {
             let help =

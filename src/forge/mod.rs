@@ -104,6 +104,12 @@ impl ForgeTarget<'_> {
     }
 }
 
+/// One page of a release list as `kind` sends it (for tests and fuzzing).
+pub fn parse_releases(kind: ForgeKind, body: &[u8]) -> Result<Vec<Release>> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    Ok(kind.api().parse_page(&value)?.releases)
+}
+
 /// Every release the forge lists for the repository, following pagination.
 pub fn list_releases(
     fetcher: &Fetcher<'_>,
@@ -204,7 +210,7 @@ fn reset_time(r: &crate::http::HttpResponse, now: OffsetDateTime) -> Option<Offs
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
+pub fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let is_next = params.split(';').any(|p| {

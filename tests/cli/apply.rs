@@ -4,56 +4,9 @@
 
 use std::path::Path;
 
-use crate::support::env::{TestEnv, pid_alive};
-use crate::support::fixture::{Repo, tagged_repo};
-use crate::support::forge::{FakeForge, FakeRelease, Flavour};
-
-struct Sandbox {
-    env: TestEnv,
-    forge: FakeForge,
-    repo: Repo,
-}
-
-fn sandbox(installed: &str, tags: &[&str]) -> Sandbox {
-    let forge = FakeForge::start(
-        Flavour::Forgejo,
-        tags.iter().rev().map(|t| FakeRelease::new(t)).collect(),
-    );
-    let mut env = TestEnv::new();
-    let repo = tagged_repo(&env.dir.path().join("repo"), tags);
-    env.forge(&forge)
-        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
-        .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s")
-        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "15s")
-        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
-        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
-        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
-    env.install_fakes();
-    env.install_plain(installed, &["heph", "hephd"]);
-    env.start_daemon();
-    Sandbox { env, forge, repo }
-}
-
-fn link_of(env: &TestEnv, p: &str) -> String {
-    std::fs::read_link(env.bin_dir.join(p))
-        .map(|t| t.display().to_string())
-        .unwrap_or_default()
-}
-
-fn version_of(path: &Path) -> String {
-    let out = std::process::Command::new(path)
-        .arg("--version")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn calls_of(env: &TestEnv, program: &str) -> Vec<String> {
-    env.calls()
-        .into_iter()
-        .filter(|c| c.starts_with(program))
-        .collect()
-}
+use crate::support::env::pid_alive;
+use crate::support::forge::FakeRelease;
+use crate::support::scenario::{calls_of, link_of, sandbox, version_of};
 
 #[test]
 fn updates_by_building_switching_restarting_and_proving_health() {

@@ -9,5 +9,6 @@ mod apply;
 mod check;
 mod config;
 mod e2e_cargo;
+mod faults;
 mod systemd;
 mod units;

@@ -6,12 +6,13 @@
 //! `$FAKE_STATE`, so a test can change their behaviour between runs.
 
 /// A binary that prints `<name> <version> (fake)` for `--version` and otherwise runs as a
-/// daemon until killed — unless `$FAKE_STATE/bad-<version>` exists, then it dies at start.
+/// daemon until killed — unless `$FAKE_STATE/bad-<version>` exists: then it dies at
+/// start, or after the number of seconds the file holds.
 pub fn version_script(name: &str, version: &str) -> String {
     format!(
         r#"#!/bin/sh
 case "$1" in --version) echo "{name} {version} (fake)"; exit 0;; esac
-if [ -n "$FAKE_STATE" ] && [ -f "$FAKE_STATE/bad-{version}" ]; then echo "{name}: fatal error at start" >&2; exit 1; fi
+if [ -n "$FAKE_STATE" ] && [ -f "$FAKE_STATE/bad-{version}" ]; then sleep "$(cat "$FAKE_STATE/bad-{version}")" 2>/dev/null; echo "{name}: fatal error" >&2; exit 1; fi
 exec sleep 100000
 "#
     )
@@ -48,7 +49,10 @@ case "$mode" in
   network) echo "error: failed to clone into: /tmp/x" >&2; echo "Caused by: network failure seems to have happened" >&2; exit 101;;
   rustc) echo "error: rustc 1.70.0 is not supported by the following package:" >&2; echo "  hephd@0.2.0 requires rustc 1.85" >&2; exit 101;;
   slow) sleep 5;;
-  hang) sleep 100000;;
+  hang) mkdir -p "$root/bin"; echo partial > "$root/bin/partial"; echo $$ > "$FAKE_STATE/cargo.pid"
+        sleep 100000 & echo $! > "$FAKE_STATE/cargo-child.pid"; wait; exit 1;;
+  fill) mkdir -p "$root/bin"; dd if=/dev/zero of="$root/bin/filler" bs=1M count=4096 2>&1 | tail -n 1 >&2
+        echo "error: failed to write $root/bin/filler: No space left on device (os error 28)" >&2; exit 101;;
 esac
 version=${{tag#v}}
 [ "$mode" = lie ] && version=0.0.1
@@ -60,7 +64,7 @@ for p in $pkgs; do
   cat > "$root/bin/$p.new" <<SCRIPT
 #!/bin/sh
 case "\$1" in --version) echo "$p $version (fake)"; exit 0;; esac
-if [ -n "\$FAKE_STATE" ] && [ -f "\$FAKE_STATE/bad-$version" ]; then echo "$p: fatal error at start" >&2; exit 1; fi
+if [ -n "\$FAKE_STATE" ] && [ -f "\$FAKE_STATE/bad-$version" ]; then sleep "\$(cat "\$FAKE_STATE/bad-$version")" 2>/dev/null; echo "$p: fatal error" >&2; exit 1; fi
 exec sleep 100000
 SCRIPT
   chmod +x "$root/bin/$p.new"; mv "$root/bin/$p.new" "$root/bin/$p"
@@ -76,7 +80,8 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 /// A service manager stand-in: `systemctl` and `launchctl` in one script (by its name).
 /// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
-/// it fails as if the manager could not be reached.
+/// it fails as if the manager could not be reached; with `$FAKE_STATE/stuck-<version>`
+/// `show` says that version is forever starting.
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -102,6 +107,8 @@ for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$verb" ]; then verb="$a"; fi;;
 case "$me:$verb" in
   systemctl:restart|systemctl:start|launchctl:kickstart) restart;;
   systemctl:show)
+    v=$("$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
+    if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
     else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi
     echo "NRestarts=0"

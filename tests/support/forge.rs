@@ -94,6 +94,8 @@ pub enum Fault {
     Status(u16, String),
     /// 200 with a body that is not JSON.
     Garbage,
+    /// 200 with exactly these bytes (e.g. invalid UTF-8).
+    Bytes(Vec<u8>),
     /// 200 with JSON cut off half-way.
     Truncated,
     /// Accept the connection, never answer.
@@ -226,6 +228,7 @@ fn serve(stream: TcpStream, shared: &Mutex<ForgeState>, addr: SocketAddr) -> std
             return Ok(());
         }
         Some(Fault::Status(code, body)) => return write(&mut out, code, &[], body.as_bytes()),
+        Some(Fault::Bytes(bytes)) => return write(&mut out, 200, &[], &bytes),
         Some(Fault::Garbage) => {
             return write(
                 &mut out,

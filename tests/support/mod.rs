@@ -7,6 +7,7 @@ pub mod fakes;
 pub mod fixture;
 pub mod forge;
 pub mod sandbox;
+pub mod scenario;
 
 use std::path::PathBuf;
 
