@@ -57,6 +57,12 @@ demo:
 	$(CARGO) build --locked --bins --examples
 	./target/debug/examples/demo
 
+## Property-based fuzzing of every parser of outside input (tests/fuzz.rs), long run.
+## `make test` runs the same properties with a few hundred cases each.
+FUZZ_CASES ?= 300000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test fuzz
+
 ## What CI runs (.ci/run).
 ci: test
 

@@ -9,7 +9,7 @@ use crate::config::{Config, Mode};
 use crate::exit;
 use crate::installed;
 use crate::layout::Layout;
-use crate::state::{RunRecord, StateFile};
+use crate::state::{Outcome, RunRecord, StateFile};
 use crate::timefmt::rfc3339;
 use crate::world::World;
 
@@ -25,6 +25,32 @@ pub fn lock_holder(cfg: &Config) -> Option<u32> {
             let alive = i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0);
             alive.then_some(pid)
         })
+}
+
+/// What a person should do after a run that did not end well.
+fn next_step(cfg: &Config, r: &RunRecord) -> Option<String> {
+    let service_status = match cfg.service_manager {
+        crate::service::ServiceManagerKind::Launchd => {
+            format!("launchctl print gui/$UID/{}", cfg.service)
+        }
+        crate::service::ServiceManagerKind::SystemdUser => {
+            format!("systemctl --user status {}", cfg.service)
+        }
+        _ => format!("systemctl status {}", cfg.service),
+    };
+    match r.outcome {
+        Outcome::RollbackFailed => Some(format!(
+            "the daemon is not healthy on the previous version either: check `{service_status}` and its log; once it runs, `heph-selfupdate check-and-apply` resumes (or use --to / rollback)"
+        )),
+        Outcome::RolledBack => Some(format!(
+            "{} stays marked bad until a newer release appears; `check-and-apply --force` tries it again",
+            r.to.as_deref().unwrap_or("the new version")
+        )),
+        Outcome::Failed | Outcome::Interrupted => Some(
+            "the next run tries again (after the backoff, if one is shown); `check-and-apply --force` skips the backoff".to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 fn run_json(r: &RunRecord) -> serde_json::Value {
@@ -89,6 +115,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 "update_available": c.update_available, "reason": c.reason,
             })),
             "last_apply": state.last_apply().map(run_json),
+            "next_step": state.last_apply().and_then(|r| next_step(cfg, r)),
             "history": state.history.iter().rev().take(10).map(run_json).collect::<Vec<_>>(),
             "backoff": backoff.map(|b| json!({"version": b.version, "failures": b.failures, "until": rfc3339(b.until), "reason": b.reason})),
             "bad": state.bad.iter().map(|b| json!({"version": b.version, "at": rfc3339(b.at), "reason": b.reason})).collect::<Vec<_>>(),
@@ -175,6 +202,9 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     }
     if let Some(r) = state.last_apply().and_then(|r| r.log.as_ref()) {
         println!("build log:   {}", r.display());
+    }
+    if let Some(next) = state.last_apply().and_then(|r| next_step(cfg, r)) {
+        println!("next step:   {next}");
     }
     if let Some(b) = backoff {
         println!(

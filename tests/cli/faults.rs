@@ -477,6 +477,11 @@ fn a_failed_rollback_says_so_loudly_and_status_shows_the_state() {
         "the files are back on the old version"
     );
     assert_eq!(status["bad"][0]["version"], "0.2.0");
+    let text = s.env.run(&["status"]).stdout;
+    assert!(
+        text.contains("next step:") && text.contains("systemctl --user status hephd.service"),
+        "{text}"
+    );
     // Once the old daemon can start again, everything is sound.
     s.env.clear_fake_mode("bad-0.1.0");
     s.env.start_daemon();
