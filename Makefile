@@ -63,6 +63,12 @@ FUZZ_CASES ?= 300000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test fuzz
 
+## Benchmarks against the alternatives (curl, the plain cargo install); writes
+## docs/benchmarks.md and docs/rebuild.svg. Needs crates.io once (fixture dependencies).
+bench:
+	$(CARGO) build --locked --release --bins --examples
+	./target/release/examples/bench
+
 ## What CI runs (.ci/run).
 ci: test
 

@@ -18,11 +18,12 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
-/// A short human rendering of a duration: `2d 3h`, `45m`, `12s`.
+/// A short human rendering of a duration: `2d 3h`, `45m`, `12s`, `0.4s`.
 pub fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     match (days, hours, mins) {
+        (0, 0, 0) if secs < 10 => format!("{:.1}s", d.as_secs_f64()),
         (0, 0, 0) => format!("{secs}s"),
         (0, 0, m) => format!("{m}m"),
         (0, h, m) => format!("{h}h {m}m"),
@@ -50,6 +51,10 @@ mod tests {
     #[test]
     fn renders_durations_briefly() {
         assert_eq!(human_duration(std::time::Duration::from_secs(12)), "12s");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(430)),
+            "0.4s"
+        );
         assert_eq!(human_duration(std::time::Duration::from_secs(2700)), "45m");
         assert_eq!(
             human_duration(std::time::Duration::from_secs(3 * 3600 + 60)),

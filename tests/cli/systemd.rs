@@ -6,31 +6,9 @@
 //! real and marked bad; `make doctor` passes in the service's environment; `make disable`
 //! leaves no timer.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::support::fixture::{self, Daemon, workspace_repo};
-use crate::support::forge::{FakeForge, FakeRelease, Flavour};
-use crate::support::sandbox::{self, Sandbox, UserGuard, check};
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn sysroot() -> PathBuf {
-    let out = Command::new(fixture::cargo())
-        .args(["--version"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    fixture::cargo()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use crate::support::fixture::Daemon;
+use crate::support::forge::FakeRelease;
+use crate::support::sandbox::{self, Scenario, check};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -48,115 +26,26 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
         );
         return;
     }
-    let (user, uid, home) = sandbox::create_user();
-    let _user_guard = UserGuard(user.clone());
-
-    // Everything the user needs, in the user's home (never in /tmp: the sandbox has its own).
-    let repo = workspace_repo(
-        &home.join("hephaestus"),
+    let sc = match Scenario::new(
         &[
             ("v0.1.0", Daemon::Good),
             ("v0.2.0", Daemon::Good),
             ("v0.3.0", Daemon::DiesAtStart),
         ],
-    );
-    let forge = FakeForge::start(
-        Flavour::Forgejo,
-        vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")],
-    );
-    let cargo_home = home.join(".cargo");
-    let out = Command::new(fixture::cargo())
-        .args([
-            "install",
-            "--quiet",
-            "--locked",
-            "--git",
-            &repo.url(),
-            "--tag",
-            "v0.1.0",
-            "heph",
-            "hephd",
-        ])
-        .env("CARGO_HOME", &cargo_home)
-        .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .unwrap();
-    check(&out, "installing v0.1.0");
-    let src = home.join("src");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for f in [
-        "Makefile",
-        "units/heph-selfupdate.service",
-        "units/heph-selfupdate.timer",
-        "plists/heph-selfupdate.plist",
-    ] {
-        write(
-            &src.join(f),
-            &std::fs::read_to_string(root.join(f)).unwrap(),
-        );
-    }
-    std::fs::copy(crate::support::binary(), home.join("heph-selfupdate.bin")).unwrap();
-    let toolchain = home.join("toolchain");
-    std::fs::create_dir_all(&toolchain).unwrap();
-    let h = home.display();
-    write(
-        &home.join(".config/heph-selfupdate/config.toml"),
-        &format!(
-            "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"3s\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n",
-            forge.url(),
-            repo.url()
-        ),
-    );
-    // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
-    write(
-        &home.join(".config/heph-selfupdate/env"),
-        &format!(
-            "PATH={h}/toolchain/bin:{h}/.cargo/bin:{h}/.local/bin:/usr/local/bin:/usr/bin:/bin\n"
-        ),
-    );
-    write(
-        &home.join(".config/systemd/user/hephd.service"),
-        "[Unit]\nDescription=stand-in hephd\n\n[Service]\nExecStart=%h/.cargo/bin/hephd --mode local\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
-    );
-    check(
-        &Command::new("chown")
-            .args(["-R", &format!("{user}:{user}")])
-            .arg(&home)
-            .output()
-            .unwrap(),
-        "chown",
-    );
-
-    let sb = match Sandbox::boot(&user, uid, &home, &[(sysroot(), toolchain)]) {
-        Ok(sb) => sb,
+        &["v0.2.0", "v0.1.0"],
+        "3s",
+    ) {
+        Ok(sc) => sc,
         Err(why) => {
             eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
             return;
         }
     };
-
-    check(
-        &sb.user(&["systemctl", "--user", "daemon-reload"]),
-        "daemon-reload",
-    );
-    check(
-        &sb.user(&["systemctl", "--user", "start", "hephd.service"]),
-        "start hephd",
-    );
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let h = home.display();
     let first_pid = sb.property("hephd.service", "MainPID");
     assert_ne!(first_pid, "0");
-
-    let make = |target: &str| {
-        sb.user(&[
-            "make",
-            "--no-print-directory",
-            "-C",
-            &format!("{h}/src"),
-            target,
-            &format!("BIN={h}/heph-selfupdate.bin"),
-        ])
-    };
+    let make = |target: &str| sc.make(target);
     let out = make("install");
     check(&out, "make install");
     let out = make("enable");

@@ -97,7 +97,12 @@ alive() {{
   [ "$st" != Z ]
 }}
 restart() {{
-  if [ -f "$S/pid" ]; then kill "$(cat "$S/pid")" 2>/dev/null; sleep 0.1; fi
+  if [ -f "$S/pid" ]; then
+    kill "$(cat "$S/pid")" 2>/dev/null
+    i=0; while alive && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
+    kill -9 "$(cat "$S/pid")" 2>/dev/null
+    date +%s%N >> "$S/stopped"
+  fi
   "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 &
   echo $! > "$S/pid"
   n=$(cat "$S/invocations" 2>/dev/null || echo 0); echo $((n+1)) > "$S/invocations"

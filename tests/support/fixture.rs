@@ -136,41 +136,78 @@ pub fn cargo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
+/// What the fixture's crates depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deps {
+    /// Nothing: builds in a second or two, unoptimised (tests).
+    None,
+    /// serde (derive), regex and clap (derive), optimised release profile: a realistic
+    /// build for the benchmark.
+    Real,
+}
+
 /// Writes the workspace for `version` with daemon behaviour `daemon` and a `note` that
-/// the daemon prints (so a code-only change is visible without a version bump).
+/// the binaries print (so a code-only change is visible without a version bump).
 pub fn write_workspace(dir: &Path, version: &str, daemon: Daemon, note: &str) {
+    write_workspace_with(dir, version, daemon, note, Deps::None);
+}
+
+/// [`write_workspace`] with a choice of dependencies.
+pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &str, deps: Deps) {
     let w = |rel: &str, text: &str| {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");
     };
+    let profile = match deps {
+        Deps::None => "\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n",
+        Deps::Real => "",
+    };
     w(
         "Cargo.toml",
-        "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n",
+        &format!(
+            "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n{profile}"
+        ),
     );
     w(".gitignore", "/target\n");
+    let dependencies = match deps {
+        Deps::None => "",
+        Deps::Real => {
+            "serde = { version = \"1\", features = [\"derive\"] }\nregex = \"1\"\nclap = { version = \"4\", features = [\"derive\"] }\n"
+        }
+    };
+    // Code that uses the dependencies, so they are really compiled and linked in.
+    let uses = match deps {
+        Deps::None => String::new(),
+        Deps::Real => "#[derive(serde::Serialize, clap::Parser)]\nstruct Options {\n    #[arg(long)]\n    mode: Option<String>,\n}\n\nfn deps_work() -> bool {\n    let _ = <Options as clap::CommandFactory>::command();\n    regex::Regex::new(r\"^[0-9]+\\.[0-9]+\").is_ok_and(|r| r.is_match(env!(\"CARGO_PKG_VERSION\")))\n}\n\n".to_owned(),
+    };
+    let check = if deps == Deps::Real {
+        "    assert!(deps_work());\n"
+    } else {
+        ""
+    };
     // `heph` keeps version 0.1.0 in every release while its code changes: the case where a
     // reused target dir would silently install stale code (rust-lang/cargo#13259).
     for (name, v) in [("heph", "0.1.0"), ("hephd", version)] {
         w(
             &format!("crates/{name}/Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\n"
+                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\n{dependencies}"
             ),
         );
     }
     w(
         "crates/heph/src/main.rs",
         &format!(
-            "fn main() {{\n    println!(\"heph {{}} ({note})\", env!(\"CARGO_PKG_VERSION\"));\n}}\n"
+            "{uses}fn main() {{\n{check}    println!(\"heph {{}} ({note})\", env!(\"CARGO_PKG_VERSION\"));\n}}\n"
         ),
     );
     let dies = daemon == Daemon::DiesAtStart;
     w(
         "crates/hephd/src/main.rs",
         &format!(
-            r#"fn main() {{
-    let args: Vec<String> = std::env::args().collect();
+            r#"{uses}fn main() {{
+{check}    let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--version") {{
         println!("hephd {{}} ({note})", env!("CARGO_PKG_VERSION"));
         return;
@@ -180,6 +217,14 @@ pub fn write_workspace(dir: &Path, version: &str, daemon: Daemon, note: &str) {
         std::process::exit(1);
     }}
     eprintln!("hephd {{}} started ({note})", env!("CARGO_PKG_VERSION"));
+    // For the benchmark: when the daemon is up, to the nanosecond.
+    if let Ok(path) = std::env::var("HEPHD_READY_FILE") {{
+        use std::io::Write;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {{
+            let _ = writeln!(f, "{{now}}");
+        }}
+    }}
     loop {{
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }}
@@ -187,8 +232,15 @@ pub fn write_workspace(dir: &Path, version: &str, daemon: Daemon, note: &str) {
 "#
         ),
     );
+    // With real dependencies the lock file needs the registry index (crates.io).
+    let offline: &[&str] = if deps == Deps::None {
+        &["--offline"]
+    } else {
+        &[]
+    };
     let status = Command::new(cargo())
-        .args(["generate-lockfile", "--offline", "--quiet"])
+        .args(["generate-lockfile", "--quiet"])
+        .args(offline)
         .current_dir(dir)
         .status()
         .expect("cargo generate-lockfile");

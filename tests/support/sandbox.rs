@@ -245,3 +245,142 @@ impl Drop for UserGuard {
         let _ = std::fs::remove_file(format!("/home/{}.sandbox.log", self.0));
     }
 }
+
+/// The common real-systemd scenario: a throw-away user whose home holds a fixture
+/// workspace repository with `releases`, a plain `cargo install` of the first one, the
+/// project's Makefile and units, the binary, a config pointing at a loopback forge that
+/// offers `offered`, and a stand-in `hephd.service` that is running. Drop order: the
+/// sandbox stops before the user is removed.
+pub struct Scenario {
+    pub sb: Sandbox,
+    pub forge: super::forge::FakeForge,
+    pub repo: super::fixture::Repo,
+    pub home: PathBuf,
+    _user: UserGuard,
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+impl Scenario {
+    /// Sets everything up and boots systemd; `Err` says why it cannot run here.
+    pub fn new(
+        releases: &[(&str, super::fixture::Daemon)],
+        offered: &[&str],
+        health_settle: &str,
+    ) -> Result<Self, String> {
+        use super::fixture;
+        if let Some(why) = unavailable() {
+            return Err(why);
+        }
+        let (user, uid, home) = create_user();
+        let guard = UserGuard(user.clone());
+        // Everything the user needs is in the user's home (never /tmp: the sandbox has its own).
+        let repo = fixture::workspace_repo(&home.join("hephaestus"), releases);
+        let forge = super::forge::FakeForge::start(
+            super::forge::Flavour::Forgejo,
+            offered
+                .iter()
+                .map(|t| super::forge::FakeRelease::new(t))
+                .collect(),
+        );
+        let out = Command::new(fixture::cargo())
+            .args([
+                "install",
+                "--quiet",
+                "--locked",
+                "--git",
+                &repo.url(),
+                "--tag",
+                releases[0].0,
+                "heph",
+                "hephd",
+            ])
+            .env("CARGO_HOME", home.join(".cargo"))
+            .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .map_err(|e| e.to_string())?;
+        check(&out, "installing the first release");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for f in [
+            "Makefile",
+            "units/heph-selfupdate.service",
+            "units/heph-selfupdate.timer",
+            "plists/heph-selfupdate.plist",
+        ] {
+            write(
+                &home.join("src").join(f),
+                &std::fs::read_to_string(root.join(f)).expect("project file"),
+            );
+        }
+        std::fs::copy(super::binary(), home.join("heph-selfupdate.bin"))
+            .map_err(|e| e.to_string())?;
+        let toolchain = home.join("toolchain");
+        std::fs::create_dir_all(&toolchain).map_err(|e| e.to_string())?;
+        let h = home.display();
+        write(
+            &home.join(".config/heph-selfupdate/config.toml"),
+            &format!(
+                "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"{health_settle}\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n",
+                forge.url(),
+                repo.url()
+            ),
+        );
+        // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
+        write(
+            &home.join(".config/heph-selfupdate/env"),
+            &format!(
+                "PATH={h}/toolchain/bin:{h}/.cargo/bin:{h}/.local/bin:/usr/local/bin:/usr/bin:/bin\n"
+            ),
+        );
+        write(
+            &home.join(".config/systemd/user/hephd.service"),
+            "[Unit]\nDescription=stand-in hephd\n\n[Service]\nExecStart=%h/.cargo/bin/hephd --mode local\nEnvironment=HEPHD_READY_FILE=%h/hephd.ready\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
+        );
+        check(
+            &Command::new("chown")
+                .args(["-R", &format!("{user}:{user}")])
+                .arg(&home)
+                .output()
+                .map_err(|e| e.to_string())?,
+            "chown",
+        );
+        let sysroot = fixture::cargo()
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or("no sysroot")?;
+        let sb = Sandbox::boot(&user, uid, &home, &[(sysroot, toolchain)])?;
+        check(
+            &sb.user(&["systemctl", "--user", "daemon-reload"]),
+            "daemon-reload",
+        );
+        check(
+            &sb.user(&["systemctl", "--user", "start", "hephd.service"]),
+            "start hephd",
+        );
+        Ok(Self {
+            sb,
+            forge,
+            repo,
+            home,
+            _user: guard,
+        })
+    }
+
+    /// `make TARGET` as the user, in the copy of the project, with the prebuilt binary.
+    pub fn make(&self, target: &str) -> Output {
+        let h = self.home.display();
+        self.sb.user(&[
+            "make",
+            "--no-print-directory",
+            "-C",
+            &format!("{h}/src"),
+            target,
+            &format!("BIN={h}/heph-selfupdate.bin"),
+        ])
+    }
+}
