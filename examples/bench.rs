@@ -131,15 +131,6 @@ fn machine() -> String {
     format!("{uname}; {cpu}; {cores} cores; {rustc}")
 }
 
-/// The sandbox environment for the binary, plus the real toolchain and CARGO_HOME.
-fn toolchain_env(env: &mut TestEnv) {
-    let cargo = fixture::cargo();
-    let bin = cargo.parent().unwrap().display().to_string();
-    let path = format!("{}:{bin}:/usr/local/bin:/usr/bin:/bin", env.fakes.display());
-    env.var("PATH", &path);
-    env.var("CARGO_HOME", &cargo_home().display().to_string());
-}
-
 /// The user's CARGO_HOME: downloaded crates are reused between benchmark runs.
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME").map_or_else(
@@ -149,24 +140,7 @@ fn cargo_home() -> PathBuf {
 }
 
 fn plain_install(repo: &Repo, tag: &str, root: &Path) -> Command {
-    let mut cmd = Command::new(fixture::cargo());
-    cmd.args([
-        "install",
-        "--quiet",
-        "--locked",
-        "--force",
-        "--git",
-        &repo.url(),
-        "--tag",
-        tag,
-        "--root",
-    ])
-    .arg(root)
-    .args(["heph", "hephd"])
-    .env("CARGO_HOME", cargo_home())
-    .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
-    .env_remove("CARGO_TARGET_DIR");
-    cmd
+    fixture::plain_install(repo, tag, root, &cargo_home())
 }
 
 fn output_of(bin: &Path, args: &[&str]) -> String {
@@ -210,7 +184,7 @@ fn check_cost(report: &mut Report) {
         .collect();
     let forge = FakeForge::start(Flavour::Forgejo, releases);
     let mut env = TestEnv::new();
-    toolchain_env(&mut env);
+    env.use_real_toolchain(&cargo_home());
     env.forge(&forge);
     // A real, compiled hephd 0.1.0 is installed: `check` asks it its version.
     let repo = workspace_repo(&env.dir.path().join("repo"), &[("v0.1.0", Daemon::Good)]);
@@ -326,7 +300,6 @@ fn apply_memory(report: &mut Report) {
 fn downtime(report: &mut Report) {
     let tags = ["v0.1.0", "v0.2.0", "v0.3.0", "v0.4.0"];
     let mut env = TestEnv::new();
-    toolchain_env(&mut env);
     let repo = workspace_repo(
         &env.dir.path().join("repo"),
         &tags.map(|t| (t, Daemon::Good)),
@@ -340,7 +313,7 @@ fn downtime(report: &mut Report) {
         .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "50MiB")
         .var("HEPHD_READY_FILE", &ready.display().to_string());
     env.install_fakes();
-    std::fs::remove_file(env.fakes.join("cargo")).unwrap();
+    env.use_real_toolchain(&cargo_home());
     timed(
         &mut plain_install(&repo, "v0.1.0", &env.home.join(".cargo")),
         0,
@@ -460,7 +433,7 @@ fn downtime_systemd(report: &mut Report) {
 /// 3. Rebuild time with real dependencies.
 fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
     let mut base = TestEnv::new();
-    toolchain_env(&mut base);
+    base.use_real_toolchain(&cargo_home());
     let dir = base.dir.path().join("repo");
     let repo = Repo::init(&dir);
     for tag in ["v1.0.0", "v1.1.0"] {
@@ -491,7 +464,7 @@ fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
     let forge = FakeForge::start(Flavour::Forgejo, vec![FakeRelease::new("v1.0.0")]);
     let setup = |build: &str| {
         let mut env = TestEnv::new();
-        toolchain_env(&mut env);
+        env.use_real_toolchain(&cargo_home());
         env.forge(&forge)
             .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
             .var("HEPH_SELFUPDATE_BUILD", build)

@@ -11,8 +11,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
-
 use support::env::TestEnv;
 use support::fixture::{self, Daemon, workspace_repo};
 use support::forge::{FakeForge, FakeRelease, Flavour};
@@ -50,49 +48,25 @@ fn main() {
     );
     println!("stand-in forge (Forgejo API) at {}", forge.url());
 
-    let cargo = fixture::cargo();
-    let toolchain = std::fs::canonicalize(&cargo).unwrap_or_else(|_| cargo.clone());
-    let path = format!(
-        "{}:{}:/usr/local/bin:/usr/bin:/bin",
-        env.fakes.display(),
-        toolchain.parent().unwrap().display()
-    );
-    let cargo_home = env.home.join(".cargo").display().to_string();
-    env.forge(&forge)
-        .var("PATH", &path)
-        .var("CARGO_HOME", &cargo_home)
+    env.install_fakes();
+    let cargo_home = env.home.join(".cargo");
+    env.use_real_toolchain(&cargo_home)
+        .forge(&forge)
         .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
         .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user")
         .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "2s")
         .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "20s")
         .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "50MiB");
-    env.install_fakes();
-    std::fs::remove_file(env.fakes.join("cargo")).unwrap();
 
     println!(
         "\n=== installing v0.1.0 the way people do today: cargo install --locked --git … --tag v0.1.0 heph hephd"
     );
-    let mut install = Command::new(&cargo);
-    install
-        .args([
-            "install",
-            "--quiet",
-            "--locked",
-            "--git",
-            &repo.url(),
-            "--tag",
-            "v0.1.0",
-            "heph",
-            "hephd",
-        ])
-        .env_clear();
-    for (k, v) in &env.vars {
-        install.env(k, v);
-    }
-    assert!(
-        install.status().unwrap().success(),
-        "the initial install failed"
-    );
+    env.run_other(&mut fixture::plain_install(
+        &repo,
+        "v0.1.0",
+        &cargo_home,
+        &cargo_home,
+    ));
     env.start_daemon();
     println!(
         "hephd 0.1.0 is running under the stand-in service manager (pid {})",

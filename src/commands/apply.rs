@@ -658,15 +658,9 @@ impl<'a> Job<'a> {
         );
         let help = format!(
             "help: the daemon needs a person: check `{}` and the service's own log; `heph-selfupdate status` shows the version roots\n{}",
-            match self.cfg.service_manager {
-                crate::service::ServiceManagerKind::Launchd => format!(
-                    "launchctl print gui/{}/{}",
-                    self.world.uid, self.cfg.service
-                ),
-                crate::service::ServiceManagerKind::SystemdUser =>
-                    format!("systemctl --user status {}", self.cfg.service),
-                _ => format!("systemctl status {}", self.cfg.service),
-            },
+            self.cfg
+                .service_manager
+                .status_command(&self.cfg.service, self.world.uid),
             self.log_hint()
         );
         (

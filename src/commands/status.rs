@@ -28,16 +28,8 @@ pub fn lock_holder(cfg: &Config) -> Option<u32> {
 }
 
 /// What a person should do after a run that did not end well.
-fn next_step(cfg: &Config, r: &RunRecord) -> Option<String> {
-    let service_status = match cfg.service_manager {
-        crate::service::ServiceManagerKind::Launchd => {
-            format!("launchctl print gui/$UID/{}", cfg.service)
-        }
-        crate::service::ServiceManagerKind::SystemdUser => {
-            format!("systemctl --user status {}", cfg.service)
-        }
-        _ => format!("systemctl status {}", cfg.service),
-    };
+fn next_step(cfg: &Config, uid: u32, r: &RunRecord) -> Option<String> {
+    let service_status = cfg.service_manager.status_command(&cfg.service, uid);
     match r.outcome {
         Outcome::RollbackFailed => Some(format!(
             "the daemon is not healthy on the previous version either: check `{service_status}` and its log; once it runs, `heph-selfupdate check-and-apply` resumes (or use --to / rollback)"
@@ -67,12 +59,7 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
 
 pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     let state = StateFile::new(cfg.state_file()).peek()?;
-    let inst = installed::probe(
-        world.runner.as_ref(),
-        &cfg.bin_dir,
-        &cfg.binary,
-        &cfg.packages,
-    );
+    let inst = installed::probe_config(world.runner.as_ref(), cfg);
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let resolves_to = std::fs::canonicalize(&inst.binary_path).ok();
     let managed = layout.is_managed(&cfg.binary);
@@ -115,7 +102,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 "update_available": c.update_available, "reason": c.reason,
             })),
             "last_apply": state.last_apply().map(run_json),
-            "next_step": state.last_apply().and_then(|r| next_step(cfg, r)),
+            "next_step": state.last_apply().and_then(|r| next_step(cfg, world.uid, r)),
             "history": state.history.iter().rev().take(10).map(run_json).collect::<Vec<_>>(),
             "backoff": backoff.map(|b| json!({"version": b.version, "failures": b.failures, "until": rfc3339(b.until), "reason": b.reason})),
             "bad": state.bad.iter().map(|b| json!({"version": b.version, "at": rfc3339(b.at), "reason": b.reason})).collect::<Vec<_>>(),
@@ -203,7 +190,10 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     if let Some(r) = state.last_apply().and_then(|r| r.log.as_ref()) {
         println!("build log:   {}", r.display());
     }
-    if let Some(next) = state.last_apply().and_then(|r| next_step(cfg, r)) {
+    if let Some(next) = state
+        .last_apply()
+        .and_then(|r| next_step(cfg, world.uid, r))
+    {
         println!("next step:   {next}");
     }
     if let Some(b) = backoff {

@@ -30,6 +30,15 @@ impl ServiceManagerKind {
         }
     }
 
+    /// The command a person runs to see the daemon's state and log.
+    pub fn status_command(self, service: &str, uid: u32) -> String {
+        match self {
+            Self::Launchd => format!("launchctl print gui/{uid}/{service}"),
+            Self::SystemdUser => format!("systemctl --user status {service}"),
+            Self::SystemdSystem | Self::None => format!("systemctl status {service}"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::SystemdUser => "systemd-user",

@@ -2,7 +2,7 @@
 //! local git repository with tags, served by the loopback forge. The stand-in service
 //! manager really runs the built daemon.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::env::TestEnv;
@@ -15,13 +15,6 @@ struct E2e {
     repo: Repo,
 }
 
-/// The directory of the real cargo (and rustc) running these tests.
-fn toolchain_bin() -> PathBuf {
-    let cargo = fixture::cargo();
-    let resolved = std::fs::canonicalize(&cargo).unwrap_or(cargo);
-    resolved.parent().unwrap().to_path_buf()
-}
-
 fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
     let mut env = TestEnv::new();
     let repo = workspace_repo(&env.dir.path().join("repo"), releases);
@@ -29,51 +22,27 @@ fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
         Flavour::Forgejo,
         offered.iter().rev().map(|t| FakeRelease::new(t)).collect(),
     );
-    let path = format!(
-        "{}:{}:/usr/local/bin:/usr/bin:/bin",
-        env.fakes.display(),
-        toolchain_bin().display()
-    );
-    let cargo_home = env.home.join(".cargo").display().to_string();
-    env.forge(&forge)
-        .var("PATH", &path)
-        .var("CARGO_HOME", &cargo_home)
+    env.install_fakes();
+    let cargo_home = env.home.join(".cargo");
+    env.use_real_toolchain(&cargo_home)
+        .forge(&forge)
         .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
         .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "2s")
         .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "20s")
         .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "10MiB")
         .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
-    env.install_fakes();
-    // The stand-in cargo must not shadow the real one here.
-    std::fs::remove_file(env.fakes.join("cargo")).unwrap();
     E2e { env, forge, repo }
 }
 
 /// Installs `tag` the way people do today: a plain `cargo install` into ~/.cargo.
 fn plain_install(e: &E2e, tag: &str) {
-    let mut cmd = Command::new(fixture::cargo());
-    cmd.args([
-        "install",
-        "--quiet",
-        "--locked",
-        "--git",
-        &e.repo.url(),
-        "--tag",
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install(
+        &e.repo,
         tag,
-        "heph",
-        "hephd",
-    ])
-    .env_clear();
-    for (k, v) in &e.env.vars {
-        cmd.env(k, v);
-    }
-    cmd.env("CARGO_NET_GIT_FETCH_WITH_CLI", "true");
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "plain install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        &cargo_home,
+        &cargo_home,
+    ));
 }
 
 fn run_bin(path: &Path) -> String {

@@ -111,6 +111,37 @@ impl TestEnv {
         self
     }
 
+    /// Uses the real toolchain: its bin dir on PATH after the stand-ins (call it after
+    /// `install_fakes`: it removes the stand-in `cargo`), and `cargo_home` as CARGO_HOME.
+    pub fn use_real_toolchain(&mut self, cargo_home: &Path) -> &mut Self {
+        let cargo = super::fixture::cargo();
+        let bin = cargo.parent().map(Path::to_path_buf).unwrap_or_default();
+        let path = format!(
+            "{}:{}:/usr/local/bin:/usr/bin:/bin",
+            self.fakes.display(),
+            bin.display()
+        );
+        self.var("PATH", &path);
+        self.var("CARGO_HOME", &cargo_home.display().to_string());
+        let _ = std::fs::remove_file(self.fakes.join("cargo"));
+        self
+    }
+
+    /// Runs `cmd` with this sandbox's environment (for programs other than ours).
+    #[track_caller]
+    pub fn run_other(&self, cmd: &mut Command) -> std::process::Output {
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Points the configuration at a stand-in forge.
     pub fn forge(&mut self, forge: &FakeForge) -> &mut Self {
         let flavour = forge.state.lock().unwrap().flavour;

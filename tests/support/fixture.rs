@@ -136,6 +136,30 @@ pub fn cargo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
+/// The install people run today: `cargo install --locked --force --git <repo> --tag <tag>
+/// heph hephd` into `root`, with `cargo_home` as CARGO_HOME (the caller adds the rest of
+/// the environment).
+pub fn plain_install(repo: &Repo, tag: &str, root: &Path, cargo_home: &Path) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.args([
+        "install",
+        "--quiet",
+        "--locked",
+        "--force",
+        "--git",
+        &repo.url(),
+        "--tag",
+        tag,
+        "--root",
+    ])
+    .arg(root)
+    .args(["heph", "hephd"])
+    .env("CARGO_HOME", cargo_home)
+    .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
+    .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
 /// What the fixture's crates depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deps {

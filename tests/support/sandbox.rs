@@ -286,21 +286,8 @@ impl Scenario {
                 .map(|t| super::forge::FakeRelease::new(t))
                 .collect(),
         );
-        let out = Command::new(fixture::cargo())
-            .args([
-                "install",
-                "--quiet",
-                "--locked",
-                "--git",
-                &repo.url(),
-                "--tag",
-                releases[0].0,
-                "heph",
-                "hephd",
-            ])
-            .env("CARGO_HOME", home.join(".cargo"))
-            .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
-            .env_remove("CARGO_TARGET_DIR")
+        let cargo_home = home.join(".cargo");
+        let out = fixture::plain_install(&repo, releases[0].0, &cargo_home, &cargo_home)
             .output()
             .map_err(|e| e.to_string())?;
         check(&out, "installing the first release");
