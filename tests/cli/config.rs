@@ -73,6 +73,33 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn help_texts_are_reviewed_snapshots() {
+    let env = TestEnv::new();
+    for cmd in [
+        "",
+        "check",
+        "check-and-apply",
+        "status",
+        "rollback",
+        "config",
+        "doctor",
+    ] {
+        let args: Vec<&str> = [cmd, "--help"]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let run = env.run(&args);
+        run.expect(0);
+        let name = if cmd.is_empty() {
+            "help.txt".to_owned()
+        } else {
+            format!("help-{cmd}.txt")
+        };
+        crate::support::assert_snapshot(&name, &run.stdout);
+    }
+}
+
+#[test]
 fn every_command_has_help_with_examples() {
     let env = TestEnv::new();
     for cmd in [

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::assert_snapshot;
 use crate::support::env::TestEnv;
 use crate::support::fixture::tagged_repo;
 use crate::support::forge::{FakeForge, FakeRelease, Flavour};
@@ -45,24 +46,6 @@ fn install(dest: &Path, extra: &[&str]) {
     let mut args = vec!["install", &destdir, &bin, "PREFIX=/home/u/.local"];
     args.extend_from_slice(extra);
     make_ok(&args, &[("HOME", "/home/u")]);
-}
-
-#[track_caller]
-fn assert_snapshot(name: &str, actual: &str) {
-    let path = repo_root().join("tests/snapshots").join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual, expected,
-        "{name} changed; review and run with UPDATE_SNAPSHOTS=1"
-    );
 }
 
 #[test]
