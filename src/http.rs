@@ -54,8 +54,10 @@ impl HttpResponse {
 /// Why a request got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {
-    /// Could not connect (refused, DNS, TLS, reset).
+    /// Could not connect (refused, DNS, reset).
     Unreachable(String),
+    /// The TLS handshake failed: the certificate was not accepted. Not transient.
+    Tls(String),
     /// No answer within the time limit.
     TimedOut,
     /// The body is larger than the limit.
@@ -68,6 +70,7 @@ impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unreachable(e) => write!(f, "could not connect: {e}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::TimedOut => f.write_str("no answer within http_timeout"),
             Self::TooLarge => write!(
                 f,
@@ -137,14 +140,14 @@ fn classify(e: minreq::Error) -> TransportError {
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
                 TransportError::TimedOut
             }
+            // rustls reports handshake failures as InvalidData.
+            std::io::ErrorKind::InvalidData => TransportError::Tls(io.to_string()),
             _ => TransportError::Unreachable(io.to_string()),
         },
         minreq::Error::AddressNotFound => {
             TransportError::Unreachable("could not resolve the host name".into())
         }
-        minreq::Error::RustlsCreateConnection(e) => {
-            TransportError::Unreachable(format!("TLS: {e}"))
-        }
+        minreq::Error::RustlsCreateConnection(e) => TransportError::Tls(e.to_string()),
         other => TransportError::Protocol(other.to_string()),
     }
 }
@@ -383,6 +386,10 @@ impl Fetcher<'_> {
                     }
                     .into())
                 }
+                Err(TransportError::Tls(e)) => Err(anyhow::anyhow!(
+                    "the TLS connection to {} failed: {e}\nhelp: the forge's certificate is not trusted here; install its CA in the system store (or point SSL_CERT_FILE at it)",
+                    shown(url)
+                )),
                 Err(e) => Err(anyhow::anyhow!("{}: {e}", shown(url))),
             };
         }

@@ -264,15 +264,23 @@ impl<'a> Job<'a> {
         event: Option<Event>,
     ) -> Result<()> {
         let to = self.chosen.version.to_string();
-        state.record(RunRecord {
-            started: self.started,
-            duration_secs: self.clock_start.elapsed().as_secs_f64(),
-            from: self.from(),
-            to: Some(to.clone()),
-            outcome,
-            reason: message.to_owned(),
-            log: self.log_file.clone(),
-        });
+        // In notify mode every hourly run finds the same pending update: one history entry
+        // for it, not fifty that push the real history out.
+        let repeat = outcome == Outcome::Notified
+            && state.history.last().is_some_and(|r| {
+                r.outcome == Outcome::Notified && r.to.as_deref() == Some(to.as_str())
+            });
+        if !repeat {
+            state.record(RunRecord {
+                started: self.started,
+                duration_secs: self.clock_start.elapsed().as_secs_f64(),
+                from: self.from(),
+                to: Some(to.clone()),
+                outcome,
+                reason: message.to_owned(),
+                log: self.log_file.clone(),
+            });
+        }
         if let Some(event) = event {
             let from = self.from();
             let notice = Notice {
