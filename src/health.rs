@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
-
 use crate::clock::Clock;
 use crate::process::{Cmd, Runner, run_checked};
 use crate::service::{Observation, ServiceManager};
@@ -106,22 +104,35 @@ impl std::fmt::Debug for Proof<'_> {
     }
 }
 
+/// What the proof found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proven {
+    /// Healthy, this long after the restart.
+    Healthy(Duration),
+    /// Seen to be unhealthy: the release is to blame.
+    Unhealthy(String),
+    /// The service manager could not restart or be asked: health is unknown.
+    Unknown(String),
+}
+
 impl Proof<'_> {
-    /// Restarts the service and proves it healthy. `Ok(Err(why))` is a clean "unhealthy";
-    /// `Err` means the service manager could not be asked at all.
-    pub fn restart_and_prove(&self) -> Result<Result<Duration, String>> {
+    /// Restarts the service and proves it healthy.
+    pub fn restart_and_prove(&self) -> Proven {
         let before = self.manager.observe(self.runner).unwrap_or_default();
         let start = self.clock.instant();
         if let Err(e) = self.manager.restart(self.runner) {
-            return Ok(Err(format!("the restart failed: {e:#}")));
+            return Proven::Unknown(format!("the restart failed: {e:#}"));
         }
         let mut watch = Watch::new(before, self.settle, self.timeout);
         loop {
             let elapsed = self.clock.instant().saturating_duration_since(start);
-            let obs = self.manager.observe(self.runner)?;
+            let obs = match self.manager.observe(self.runner) {
+                Ok(obs) => obs,
+                Err(e) => return Proven::Unknown(format!("{e:#}")),
+            };
             match watch.observe(elapsed, &obs) {
                 Verdict::Pending => self.clock.sleep(POLL),
-                Verdict::Unhealthy(why) => return Ok(Err(why)),
+                Verdict::Unhealthy(why) => return Proven::Unhealthy(why),
                 Verdict::Healthy => break,
             }
         }
@@ -135,10 +146,10 @@ impl Proof<'_> {
                 .args(&argv[1..])
                 .timeout(left);
             if let Err(e) = run_checked(self.runner, &cmd) {
-                return Ok(Err(format!("health_command failed: {e:#}")));
+                return Proven::Unhealthy(format!("health_command failed: {e:#}"));
             }
         }
-        Ok(Ok(self.clock.instant().saturating_duration_since(start)))
+        Proven::Healthy(self.clock.instant().saturating_duration_since(start))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError, Mode};
 use crate::evaluate::{Evaluation, evaluate, redecide};
 use crate::exit;
-use crate::health::Proof;
+use crate::health::{Proof, Proven};
 use crate::http::ForgeUnavailable;
 use crate::installed::{Installed, ask_version};
 use crate::layout::{Layout, root_version};
@@ -184,11 +184,7 @@ pub fn manager(cfg: &Config, world: &World) -> Option<Box<dyn ServiceManager>> {
 }
 
 /// Restarts the service and proves it healthy (`Ok(Err(why))` when unhealthy).
-pub fn restart_and_prove(
-    cfg: &Config,
-    world: &World,
-    manager: &dyn ServiceManager,
-) -> Result<Result<(), String>> {
+pub fn restart_and_prove(cfg: &Config, world: &World, manager: &dyn ServiceManager) -> Proven {
     let proof = Proof {
         manager,
         runner: world.runner.as_ref(),
@@ -202,13 +198,15 @@ pub fn restart_and_prove(
         manager.describe(),
         crate::timefmt::human_duration(cfg.health_settle)
     );
-    Ok(proof.restart_and_prove()?.map(|took| {
+    let proven = proof.restart_and_prove();
+    if let Proven::Healthy(took) = proven {
         log::info!(
             "{} is healthy ({} after the restart)",
             manager.describe(),
             crate::timefmt::human_duration(took)
         );
-    }))
+    }
+    proven
 }
 
 /// One update run, under the lock.
@@ -418,14 +416,9 @@ impl<'a> Job<'a> {
         if let Some(m) = manager(self.cfg, self.world) {
             let help =
                 "help: run `heph-selfupdate doctor` in the service's environment (`make doctor`)";
-            match self.world.runner.run(&m.observe_cmd()) {
-                Err(e) => anyhow::bail!("the service manager cannot be asked: {e}\n{help}"),
-                Ok(o) if !o.success() => anyhow::bail!(
-                    "{} cannot be read: {}\n{help}",
-                    m.describe(),
-                    o.tail_text().lines().last().unwrap_or("").trim()
-                ),
-                Ok(o) if m.parse(&o.stdout).missing => anyhow::bail!(
+            match m.observe(self.world.runner.as_ref()) {
+                Err(e) => anyhow::bail!("{e:#}\n{help}"),
+                Ok(o) if o.missing => anyhow::bail!(
                     "{} does not exist\nhelp: set `service` to the unit that runs hephd",
                     m.describe()
                 ),
@@ -525,39 +518,41 @@ impl<'a> Job<'a> {
         root: &str,
         version: &Version,
     ) -> (Outcome, String, Option<anyhow::Error>) {
-        let switched = (|| -> Result<Option<String>> {
-            if let Some(adopted) = self
-                .layout
-                .adopt(&self.cfg.packages, self.installed.version.as_ref())?
-            {
-                log::info!(
-                    "took the installed binaries under management as version root {adopted} (for rollback)"
-                );
-            }
-            let previous = self.layout.current();
-            self.layout.set_current(root)?;
-            self.layout.link_binaries(&self.cfg.packages)?;
-            Ok(previous)
-        })();
-        let previous = match switched {
-            Ok(p) => p,
+        // Adoption changes where the running binaries live, not what they are.
+        match self
+            .layout
+            .adopt(&self.cfg.packages, self.installed.version.as_ref())
+        {
+            Ok(Some(adopted)) => log::info!(
+                "took the installed binaries under management as version root {adopted} (for rollback)"
+            ),
+            Ok(None) => {}
             Err(e) => {
-                // Nothing restarted yet: put `current` back where it was, if it moved.
-                if let Some(prev) = state
-                    .current
-                    .clone()
-                    .filter(|p| self.layout.root(p).exists())
-                {
-                    let _ = self.layout.set_current(&prev);
-                }
                 return self.failed(
                     state,
                     version,
                     FailureKind::Environment,
-                    e.context("switching to the new version root"),
+                    e.context("taking the installed binaries under management"),
                 );
             }
-        };
+        }
+        let previous = self.layout.current();
+        let switched = self
+            .layout
+            .set_current(root)
+            .and_then(|()| self.layout.link_binaries(&self.cfg.packages));
+        if let Err(e) = switched {
+            // Nothing was restarted: put `current` back where it was.
+            if let Some(prev) = &previous {
+                let _ = self.layout.set_current(prev);
+            }
+            return self.failed(
+                state,
+                version,
+                FailureKind::Environment,
+                e.context("switching to the new version root"),
+            );
+        }
         state.previous.clone_from(&previous);
         state.current = Some(root.to_owned());
         state.clear_holds_for(version);
@@ -586,7 +581,7 @@ impl<'a> Job<'a> {
             return (Outcome::Updated, message, None);
         };
         let why = match restart_and_prove(self.cfg, self.world, manager.as_ref()) {
-            Ok(Ok(())) => {
+            Proven::Healthy(_) => {
                 let message = format!(
                     "updated {} -> {version}; {} is healthy",
                     self.from().unwrap_or_else(|| "nothing".into()),
@@ -595,11 +590,22 @@ impl<'a> Job<'a> {
                 log::info!("{message}");
                 return (Outcome::Updated, message, None);
             }
-            Ok(Err(why)) => why,
-            Err(e) => format!("the service manager could not be asked: {e:#}"),
+            Proven::Unhealthy(why) => {
+                log::error!("{version} is unhealthy: {why}");
+                state.mark_bad(version, self.world.clock.now(), &why);
+                why
+            }
+            Proven::Unknown(why) => {
+                // Not proven bad: go back, and try the release again after a backoff.
+                log::error!("the health of {version} is unknown: {why}");
+                let until = state.note_build_failure(version, self.world.clock.now(), &why);
+                log::warn!(
+                    "{version} is not tried again before {} (backoff)",
+                    crate::timefmt::rfc3339(until)
+                );
+                why
+            }
         };
-        log::error!("{version} is unhealthy: {why}");
-        state.mark_bad(version, self.world.clock.now(), &why);
         self.roll_back(state, previous.as_deref(), version, &why, manager.as_ref())
     }
 
@@ -611,9 +617,15 @@ impl<'a> Job<'a> {
         why: &str,
         manager: &dyn ServiceManager,
     ) -> (Outcome, String, Option<anyhow::Error>) {
+        let v = version.to_string();
+        let marked = if state.bad.iter().any(|b| b.version == v) {
+            format!("; {version} is marked bad")
+        } else {
+            String::new()
+        };
         let Some(previous) = previous else {
             let message = format!(
-                "{version} is unhealthy ({why}) and there is no earlier version to roll back to; it is marked bad"
+                "{version} is unhealthy ({why}) and there is no earlier version to roll back to{marked}"
             );
             let help = format!(
                 "help: fix the daemon's environment, then run `heph-selfupdate check-and-apply --force`\n{}",
@@ -630,16 +642,21 @@ impl<'a> Job<'a> {
             .layout
             .set_current(previous)
             .and_then(|()| self.layout.link_binaries(&self.cfg.packages))
-            .and_then(|()| restart_and_prove(self.cfg, self.world, manager));
+            .map(|()| restart_and_prove(self.cfg, self.world, manager));
         state.current = Some(previous.to_owned());
         state.previous = None;
         match back {
-            Ok(Ok(())) => {
+            Ok(Proven::Healthy(_)) => {
                 let message = format!(
-                    "{version} was unhealthy ({why}); rolled back to {previous}, which is healthy; {version} is marked bad"
+                    "{version} was unhealthy ({why}); rolled back to {previous}, which is healthy{marked}"
                 );
                 let help = format!(
-                    "help: {version} is not tried again until a newer release appears or --force is used\n{}",
+                    "help: {version} is not tried again {}; --force skips that\n{}",
+                    if marked.is_empty() {
+                        "before its backoff ends"
+                    } else {
+                        "until a newer release appears"
+                    },
                     self.log_hint()
                 );
                 (
@@ -648,7 +665,9 @@ impl<'a> Job<'a> {
                     Some(anyhow!("{message}\n{help}")),
                 )
             }
-            Ok(Err(back_why)) => self.rollback_failed(version, why, previous, &back_why),
+            Ok(Proven::Unhealthy(back_why) | Proven::Unknown(back_why)) => {
+                self.rollback_failed(version, why, previous, &back_why)
+            }
             Err(e) => self.rollback_failed(version, why, previous, &format!("{e:#}")),
         }
     }

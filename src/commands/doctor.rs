@@ -296,32 +296,24 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
         ));
         return;
     };
-    let observe = manager.observe_cmd();
-    match world.runner.run(&observe) {
-        Ok(o) if o.success() => {
-            let obs = manager.parse(&o.stdout);
-            if obs.missing {
-                out.push(check(
-                    "service",
-                    Status::Fail,
-                    format!("{} is not known to the service manager", manager.describe()),
-                    Some("set `service` to the unit name (or launchd label) that runs hephd".into()),
-                ));
-            } else {
-                out.push(check("service", Status::Ok, format!("{} ({})", manager.describe(), obs.detail), None));
-            }
-        }
-        Ok(o) => out.push(check(
+    out.push(match manager.observe(world.runner.as_ref()) {
+        Ok(obs) if obs.missing => check(
             "service",
             Status::Fail,
-            format!("{} cannot be read: {}", manager.describe(), o.tail_text().lines().last().unwrap_or("").trim()),
+            format!("{} is not known to the service manager", manager.describe()),
+            Some("set `service` to the unit name (or launchd label) that runs hephd".into()),
+        ),
+        Ok(obs) => check("service", Status::Ok, format!("{} ({})", manager.describe(), obs.detail), None),
+        Err(e) => check(
+            "service",
+            Status::Fail,
+            format!("{e:#}"),
             Some(match cfg.service_manager {
                 ServiceManagerKind::Launchd => "load the agent with `launchctl bootstrap gui/$UID <plist>`".into(),
                 _ => "the user's systemd manager must be reachable (XDG_RUNTIME_DIR set; run inside the session or with lingering on)".into(),
             }),
-        )),
-        Err(e) => out.push(check("service", Status::Fail, e.to_string(), None)),
-    }
+        ),
+    });
     let path = world.path_var();
     match cfg.service_manager {
         ServiceManagerKind::SystemdUser => {

@@ -11,6 +11,7 @@ use crate::state::{Outcome, RunRecord, StateFile};
 use crate::world::World;
 
 use super::apply::{manager, restart_and_prove};
+use crate::health::Proven;
 use crate::layout::root_version;
 
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
@@ -38,16 +39,21 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     log::info!("rolling back from {current} to {previous}");
     layout.set_current(&previous)?;
     layout.link_binaries(&cfg.packages)?;
-    let health = if let Some(m) = manager(cfg, world) {
-        restart_and_prove(cfg, world, m.as_ref())?
-    } else {
-        log::warn!(
-            "service_manager = none: restart {} yourself to run {previous}",
-            cfg.binary
-        );
-        Ok(())
+    // Restart and prove; without a service manager the person restarts the daemon.
+    let prove = |version: &str| -> Result<(), String> {
+        let Some(m) = manager(cfg, world) else {
+            log::warn!(
+                "service_manager = none: restart {} yourself to run {version}",
+                cfg.binary
+            );
+            return Ok(());
+        };
+        match restart_and_prove(cfg, world, m.as_ref()) {
+            Proven::Healthy(_) => Ok(()),
+            Proven::Unhealthy(why) | Proven::Unknown(why) => Err(why),
+        }
     };
-    let (outcome, message, result) = match health {
+    let (outcome, message, result) = match prove(&previous) {
         Ok(()) => {
             if let Some(v) = root_version(&current) {
                 state.mark_bad(&v, world.clock.now(), "rolled back by hand");
@@ -64,11 +70,7 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
             log::error!("{previous} is unhealthy ({why}); switching back to {current}");
             layout.set_current(&current)?;
             layout.link_binaries(&cfg.packages)?;
-            let back = match manager(cfg, world) {
-                Some(m) => restart_and_prove(cfg, world, m.as_ref())?,
-                None => Ok(()),
-            };
-            let message = match back {
+            let message = match prove(&current) {
                 Ok(()) => format!(
                     "{previous} was unhealthy ({why}); stayed on {current}, which is healthy"
                 ),

@@ -89,15 +89,11 @@ pub trait ServiceManager {
         let cmd = self.observe_cmd();
         let out = runner.run(&cmd)?;
         if !out.success() {
-            return Ok(Observation {
-                failed: true,
-                detail: format!(
-                    "{} is not known to the service manager ({})",
-                    self.describe(),
-                    out.tail_text().trim()
-                ),
-                ..Observation::default()
-            });
+            anyhow::bail!(
+                "{} cannot be read: {}",
+                self.describe(),
+                out.tail_text().lines().last().unwrap_or("").trim()
+            );
         }
         Ok(self.parse(&out.stdout))
     }

@@ -413,7 +413,11 @@ fn notify_mode_reports_once_and_changes_nothing() {
     assert!(!s.env.data_dir().exists());
     assert_eq!(s.env.daemon_pid(), pid);
     assert_eq!(s.env.state()["history"][0]["outcome"], "notified");
-    assert_eq!(s.env.state()["history"].as_array().unwrap().len(), 1, "one entry per pending update");
+    assert_eq!(
+        s.env.state()["history"].as_array().unwrap().len(),
+        1,
+        "one entry per pending update"
+    );
     assert!(
         s.env
             .run(&["status"])

@@ -459,6 +459,30 @@ fn an_unreachable_service_manager_stops_the_run_before_anything_changes() {
 }
 
 #[test]
+fn a_refused_restart_rolls_back_without_blaming_the_release() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("restart-fails-once", "");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("the restart failed") && run.stderr.contains("rolled back to 0.1.0"),
+        "{}",
+        run.stderr
+    );
+    let state = s.env.state();
+    assert_eq!(
+        state["bad"],
+        serde_json::json!([]),
+        "health unknown is not proof of a bad release"
+    );
+    assert_eq!(
+        state["backoff"]["version"], "0.2.0",
+        "but it waits before the next try"
+    );
+    assert_sound(&s.env, "0.1.0");
+}
+
+#[test]
 fn a_failed_rollback_says_so_loudly_and_status_shows_the_state() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.fake_mode("bad-0.2.0", "");

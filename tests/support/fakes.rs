@@ -81,7 +81,8 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 /// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
 /// it fails as if the manager could not be reached; with `$FAKE_STATE/stuck-<version>`
-/// `show` says that version is forever starting.
+/// `show` says that version is forever starting; with `$FAKE_STATE/restart-fails-once`
+/// the next restart is refused.
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -110,7 +111,9 @@ restart() {{
 verb=""
 for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$verb" ]; then verb="$a"; fi;; esac; done
 case "$me:$verb" in
-  systemctl:restart|systemctl:start|launchctl:kickstart) restart;;
+  systemctl:restart|systemctl:start|launchctl:kickstart)
+    if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
+    restart;;
   systemctl:show)
     v=$("$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
