@@ -380,11 +380,12 @@ impl Builder<'_> {
             ));
         }
         if self.cfg.verify_tag {
-            let signers = self
-                .cfg
-                .allowed_signers
-                .as_deref()
-                .unwrap_or(Path::new("/nonexistent"));
+            let Some(signers) = self.cfg.allowed_signers.as_deref() else {
+                return Err(fail(
+                    FailureKind::Verification,
+                    anyhow!("verify_tag = true needs allowed_signers"),
+                ));
+            };
             let out = self
                 .runner
                 .run(&co.verify_tag(tag, signers))
