@@ -47,6 +47,20 @@ struct Report {
     commands: Vec<String>,
 }
 
+impl Report {
+    /// A peak-memory row (target: under 16 MiB).
+    fn memory(&mut self, what: &str, kib: u64) {
+        self.rows.push(Row {
+            what: what.into(),
+            ours: format!("{:.1} MiB", kib as f64 / 1024.0),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "< 16 MiB".into(),
+            met: kib < 16 * 1024,
+        });
+    }
+}
+
 fn ms(d: f64) -> String {
     format!("{:.1} ms", d * 1000.0)
 }
@@ -268,14 +282,7 @@ fn check_cost(report: &mut Report) {
 
     let _ = std::fs::remove_dir_all(&cache);
     let kib = peak_rss_kib(&mut check(&env));
-    report.rows.push(Row {
-        what: "peak memory of `check`".into(),
-        ours: format!("{:.1} MiB", kib as f64 / 1024.0),
-        baseline: "-".into(),
-        ratio: "-".into(),
-        target: "< 16 MiB".into(),
-        met: kib < 16 * 1024,
-    });
+    report.memory("peak memory of `check`", kib);
 }
 
 /// 2. Peak memory of `check-and-apply` (the stand-in cargo does the build).
@@ -286,14 +293,7 @@ fn apply_memory(report: &mut Report) {
         output_of(&s.env.bin_dir.join("hephd"), &["--version"]).contains("0.2.0"),
         "the update happened"
     );
-    report.rows.push(Row {
-        what: "peak memory of `check-and-apply` (cargo not counted)".into(),
-        ours: format!("{:.1} MiB", kib as f64 / 1024.0),
-        baseline: "-".into(),
-        ratio: "-".into(),
-        target: "< 16 MiB".into(),
-        met: kib < 16 * 1024,
-    });
+    report.memory("peak memory of `check-and-apply` (cargo not counted)", kib);
 }
 
 /// 4. Downtime: old daemon stopped → new daemon up, against the whole update.

@@ -27,6 +27,24 @@ fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Starts `check-and-apply` with a build that never ends; returns the run (stderr piped)
+/// and the PIDs of the stand-in cargo and of its child.
+fn start_hanging_build(env: &TestEnv) -> (std::process::Child, u32, u32) {
+    env.fake_mode("cargo-mode", "hang");
+    let run = env
+        .command(&["check-and-apply"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(|| read_pid(env, "cargo-child.pid").is_some()));
+    (
+        run,
+        read_pid(env, "cargo.pid").unwrap(),
+        read_pid(env, "cargo-child.pid").unwrap(),
+    )
+}
+
 fn read_pid(env: &TestEnv, name: &str) -> Option<u32> {
     std::fs::read_to_string(env.dir.path().join("fake-state").join(name))
         .ok()?
@@ -229,26 +247,14 @@ fn a_redirect_loop_is_stopped() {
 #[test]
 fn cargo_killed_mid_build_changes_nothing() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.fake_mode("cargo-mode", "hang");
-    let mut run = s
-        .env
-        .command(&["check-and-apply"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(eventually(|| read_pid(&s.env, "cargo.pid").is_some()));
-    let cargo = read_pid(&s.env, "cargo.pid").unwrap();
+    let (mut run, cargo, child) = start_hanging_build(&s.env);
     unsafe { libc::kill(cargo.cast_signed(), libc::SIGKILL) };
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
     std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("killed by a signal"), "{stderr}");
-    assert!(
-        !pid_alive(read_pid(&s.env, "cargo-child.pid").unwrap()),
-        "the rest of its group is gone"
-    );
+    assert!(!pid_alive(child), "the rest of its group is gone");
     assert!(!s.env.data_dir().join("versions/.partial-0.2.0").exists());
     assert_eq!(s.env.state()["history"][0]["outcome"], "failed");
     assert_sound(&s.env, "0.1.0");
@@ -257,19 +263,7 @@ fn cargo_killed_mid_build_changes_nothing() {
 #[test]
 fn the_run_killed_by_sigkill_takes_its_build_with_it_and_the_next_run_cleans_up() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.fake_mode("cargo-mode", "hang");
-    let mut run = s
-        .env
-        .command(&["check-and-apply"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(eventually(|| read_pid(&s.env, "cargo-child.pid").is_some()));
-    let (cargo, child) = (
-        read_pid(&s.env, "cargo.pid").unwrap(),
-        read_pid(&s.env, "cargo-child.pid").unwrap(),
-    );
+    let (mut run, cargo, child) = start_hanging_build(&s.env);
     run.kill().unwrap();
     run.wait().unwrap();
     assert!(
@@ -300,19 +294,7 @@ fn the_run_killed_by_sigkill_takes_its_build_with_it_and_the_next_run_cleans_up(
 #[test]
 fn the_run_stopped_by_sigterm_stops_its_build_and_says_so() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.fake_mode("cargo-mode", "hang");
-    let mut run = s
-        .env
-        .command(&["check-and-apply"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(eventually(|| read_pid(&s.env, "cargo-child.pid").is_some()));
-    let (cargo, child) = (
-        read_pid(&s.env, "cargo.pid").unwrap(),
-        read_pid(&s.env, "cargo-child.pid").unwrap(),
-    );
+    let (mut run, cargo, child) = start_hanging_build(&s.env);
     unsafe { libc::kill(i32::try_from(run.id()).unwrap(), libc::SIGTERM) };
     let status = run.wait().unwrap();
     let mut stderr = String::new();
