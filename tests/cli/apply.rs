@@ -82,7 +82,10 @@ fn updates_by_building_switching_restarting_and_proving_health() {
         (Some("0.1.0"), Some("0.2.0"))
     );
     let records = std::fs::read_to_string(data.join("versions/0.2.0/.crates2.json")).unwrap();
-    assert!(records.contains(&format!("#{commit}")), "built from the commit the tag named: {records}");
+    assert!(
+        records.contains(&format!("#{commit}")),
+        "built from the commit the tag named: {records}"
+    );
     assert!(
         !env.calls()
             .iter()
