@@ -18,7 +18,6 @@ use fs2::FileExt;
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
-    path: PathBuf,
 }
 
 /// Another run holds the lock (exit code 75).
@@ -78,11 +77,7 @@ impl RunLock {
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .and_then(|()| file.flush())
             .with_context(|| format!("could not write our PID into {}", path.display()))?;
-        Ok(Self { file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { file })
     }
 }
 

@@ -76,9 +76,14 @@ pub fn to_text(eval: &Evaluation, list_skipped: bool) -> String {
                 crate::installed::VersionSource::Unknown => "unknown",
             }
         ),
-        None if eval.installed.binary_exists => {
-            format!("unknown ({})", eval.installed.binary_path.display())
-        }
+        None if eval.installed.binary_exists => format!(
+            "unknown ({}: {})",
+            eval.installed.binary_path.display(),
+            eval.installed
+                .problem
+                .as_deref()
+                .unwrap_or("no version found")
+        ),
         None => format!(
             "nothing ({} not found)",
             eval.installed.binary_path.display()

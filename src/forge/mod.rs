@@ -97,13 +97,6 @@ pub struct ForgeTarget<'a> {
     pub token: Option<&'a Secret>,
 }
 
-impl ForgeTarget<'_> {
-    /// The first URL asked, for messages and `doctor`.
-    pub fn releases_url(&self) -> String {
-        self.kind.api().releases_url(self.base_url, self.repo)
-    }
-}
-
 /// One page of a release list as `kind` sends it (for tests and fuzzing).
 pub fn parse_releases(kind: ForgeKind, body: &[u8]) -> Result<Vec<Release>> {
     let value: serde_json::Value = serde_json::from_slice(body)?;

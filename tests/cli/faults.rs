@@ -797,6 +797,11 @@ fn version_output_that_is_empty_or_huge_counts_as_unknown() {
     let run = s.env.run(&["check", "--json"]);
     assert_eq!(run.json()["installed"], serde_json::Value::Null);
     assert!(run.stderr.contains("printed no version"), "{}", run.stderr);
+    let text = s.env.run(&["check"]).stdout;
+    assert!(
+        text.contains("installed: unknown (") && text.contains("printed no version"),
+        "{text}"
+    );
 }
 
 #[test]
