@@ -48,6 +48,22 @@ struct Report {
 }
 
 impl Report {
+    /// A downtime row: medians of the daemon's downtime and of the whole update (seconds).
+    fn downtime(&mut self, manager: &str, whole_label: &str, down: &[f64], whole: &[f64]) {
+        let (d, w) = (median(down.to_vec()), median(whole.to_vec()));
+        self.rows.push(Row {
+            what: format!(
+                "daemon downtime during an update ({manager}), median of {}",
+                down.len()
+            ),
+            ours: ms(d),
+            baseline: format!("{} ({whole_label})", secs(w)),
+            ratio: format!("{:.3} of the update", d / w),
+            target: "only the restart; no build inside".into(),
+            met: d < 0.5 && d / w < 0.2,
+        });
+    }
+
     /// A peak-memory row (target: under 16 MiB).
     fn memory(&mut self, what: &str, kib: u64) {
         self.rows.push(Row {
@@ -363,15 +379,12 @@ fn downtime(report: &mut Report) {
         down.push((up - stopped) as f64 / 1e9);
         assert!(output_of(&env.bin_dir.join("hephd"), &["--version"]).contains(&tag[1..]));
     }
-    let (d, w) = (median(down), median(whole));
-    report.rows.push(Row {
-        what: "daemon downtime during an update (stand-in service manager), median of 3".into(),
-        ours: ms(d),
-        baseline: format!("{} (whole check-and-apply)", secs(w)),
-        ratio: format!("{:.3} of the update", d / w),
-        target: "only the restart; no build inside".into(),
-        met: d < 0.5 && d / w < 0.2,
-    });
+    report.downtime(
+        "stand-in service manager",
+        "whole check-and-apply",
+        &down,
+        &whole,
+    );
     report.notes.push(format!(
         "Downtime is measured from the old daemon's exit (recorded by the stand-in service manager) to the new daemon's first line of `main` (it writes a timestamp). The builds inside those updates took {} (the no-dependency fixture); the daemon kept running during them, because the build goes into a new version root and only the final rename switches. A longer build lengthens the update, not the downtime.",
         build.join(", ")
@@ -419,15 +432,12 @@ fn downtime_systemd(report: &mut Report) {
         whole.push(start.elapsed().as_secs_f64());
         down.push(micros("ActiveEnterTimestampMonotonic") - micros("ActiveExitTimestampMonotonic"));
     }
-    let (d, w) = (median(down), median(whole));
-    report.rows.push(Row {
-        what: "daemon downtime during an update (real systemd user manager), median of 3".into(),
-        ours: ms(d),
-        baseline: format!("{} (whole heph-selfupdate.service run)", secs(w)),
-        ratio: format!("{:.3} of the update", d / w),
-        target: "only the restart; no build inside".into(),
-        met: d < 0.5 && d / w < 0.2,
-    });
+    report.downtime(
+        "real systemd user manager",
+        "whole heph-selfupdate.service run",
+        &down,
+        &whole,
+    );
 }
 
 /// 3. Rebuild time with real dependencies.

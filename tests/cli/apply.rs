@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::support::env::pid_alive;
 use crate::support::forge::FakeRelease;
-use crate::support::scenario::{calls_of, link_of, sandbox, version_of};
+use crate::support::scenario::{calls_of, link_of, sandbox, still_plain, version_of};
 
 #[test]
 fn updates_by_building_switching_restarting_and_proving_health() {
@@ -256,13 +256,7 @@ fn a_failed_build_leaves_bin_dir_untouched_and_backs_off() {
         "says where the log is: {}",
         run.stderr
     );
-    assert!(
-        std::fs::symlink_metadata(env.bin_dir.join("hephd"))
-            .unwrap()
-            .file_type()
-            .is_file(),
-        "still the plain binary"
-    );
+    assert!(still_plain(env), "still the plain binary");
     assert_eq!(std::fs::read(env.bin_dir.join("hephd")).unwrap(), before);
     assert_eq!(env.daemon_pid(), pid, "no restart");
     assert!(
@@ -333,12 +327,7 @@ fn a_tag_moved_since_the_check_fails_the_update() {
     let run = s.env.run(&["check-and-apply"]);
     run.expect(1);
     assert!(run.stderr.contains("was the tag moved?"), "{}", run.stderr);
-    assert!(
-        std::fs::symlink_metadata(s.env.bin_dir.join("hephd"))
-            .unwrap()
-            .file_type()
-            .is_file()
-    );
+    assert!(still_plain(&s.env), "still the plain binary");
 }
 
 #[test]
@@ -473,12 +462,7 @@ fn a_git_server_that_vanishes_before_the_build_changes_nothing() {
     run.expect(75);
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert!(calls_of(&s.env, "cargo").is_empty());
-    assert!(
-        std::fs::symlink_metadata(s.env.bin_dir.join("hephd"))
-            .unwrap()
-            .file_type()
-            .is_file()
-    );
+    assert!(still_plain(&s.env), "still the plain binary");
 }
 
 #[test]

@@ -72,18 +72,20 @@ fn usage_errors_exit_2() {
     env.run(&["check", "--nope"]).expect(2);
 }
 
+/// Every subcommand a user can run.
+const COMMANDS: [&str; 6] = [
+    "check",
+    "check-and-apply",
+    "status",
+    "rollback",
+    "config",
+    "doctor",
+];
+
 #[test]
 fn help_texts_are_reviewed_snapshots() {
     let env = TestEnv::new();
-    for cmd in [
-        "",
-        "check",
-        "check-and-apply",
-        "status",
-        "rollback",
-        "config",
-        "doctor",
-    ] {
+    for cmd in std::iter::once("").chain(COMMANDS) {
         let args: Vec<&str> = [cmd, "--help"]
             .into_iter()
             .filter(|a| !a.is_empty())
@@ -102,14 +104,7 @@ fn help_texts_are_reviewed_snapshots() {
 #[test]
 fn every_command_has_help_with_examples() {
     let env = TestEnv::new();
-    for cmd in [
-        "check",
-        "check-and-apply",
-        "status",
-        "rollback",
-        "config",
-        "doctor",
-    ] {
+    for cmd in COMMANDS {
         let run = env.run(&[cmd, "--help"]);
         run.expect(0);
         assert!(

@@ -46,6 +46,28 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     let first_pid = sb.property("hephd.service", "MainPID");
     assert_ne!(first_pid, "0");
     let make = |target: &str| sc.make(target);
+    // heph-selfupdate's journal, plain text, with extra journalctl arguments.
+    let journal_of = |extra: &[&str]| {
+        let mut args = vec![
+            "journalctl",
+            "--user",
+            "-u",
+            "heph-selfupdate",
+            "--no-pager",
+            "-o",
+            "cat",
+        ];
+        args.extend_from_slice(extra);
+        text(&sb.user(&args))
+    };
+    let hephd_version = || {
+        check(
+            &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
+            "hephd --version",
+        )
+        .trim()
+        .to_owned()
+    };
     let out = make("install");
     check(&out, "make install");
     let out = make("enable");
@@ -67,15 +89,7 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
 
     // One run, as the timer would start it.
     let out = sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
-    let journal = text(&sb.user(&[
-        "journalctl",
-        "--user",
-        "-u",
-        "heph-selfupdate",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]));
+    let journal = journal_of(&[]);
     assert!(
         out.status.success(),
         "the service failed:\n{}\njournal:\n{journal}",
@@ -85,22 +99,8 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
     let second_pid = sb.property("hephd.service", "MainPID");
     assert_ne!(second_pid, first_pid, "restarted onto the new binary");
-    let version = check(
-        &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
-        "hephd --version",
-    );
-    assert_eq!(version.trim(), "hephd 0.2.0 (build of v0.2.0)");
-    let errors = text(&sb.user(&[
-        "journalctl",
-        "--user",
-        "-u",
-        "heph-selfupdate",
-        "-p",
-        "err",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]));
+    assert_eq!(hephd_version(), "hephd 0.2.0 (build of v0.2.0)");
+    let errors = journal_of(&["-p", "err"]);
     assert!(
         !errors.contains("updated"),
         "info lines are not logged as errors:\n{errors}"
@@ -123,37 +123,15 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     ]);
     let out = sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
     assert!(!out.status.success(), "a rolled-back run fails the unit");
-    let journal = text(&sb.user(&[
-        "journalctl",
-        "--user",
-        "-u",
-        "heph-selfupdate",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]));
+    let journal = journal_of(&[]);
     assert!(journal.contains("rolled back to 0.2.0"), "{journal}");
-    let errors = text(&sb.user(&[
-        "journalctl",
-        "--user",
-        "-u",
-        "heph-selfupdate",
-        "-p",
-        "err",
-        "--no-pager",
-        "-o",
-        "cat",
-    ]));
+    let errors = journal_of(&["-p", "err"]);
     assert!(
         errors.contains("0.3.0 is unhealthy"),
         "errors carry the error priority:\n{errors}"
     );
     assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
-    let version = check(
-        &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
-        "hephd --version",
-    );
-    assert_eq!(version.trim(), "hephd 0.2.0 (build of v0.2.0)");
+    assert_eq!(hephd_version(), "hephd 0.2.0 (build of v0.2.0)");
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
     )

@@ -55,6 +55,11 @@ pub fn calls_of(env: &TestEnv, program: &str) -> Vec<String> {
         .collect()
 }
 
+/// True when `~/.cargo/bin/hephd` is still the plain binary, not our link (nothing switched).
+pub fn still_plain(env: &TestEnv) -> bool {
+    std::fs::symlink_metadata(env.bin_dir.join("hephd")).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// The daemon runs `version`, the state file is valid, and the lock is free.
 #[track_caller]
 pub fn assert_sound(env: &TestEnv, version: &str) {
