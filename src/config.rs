@@ -18,12 +18,7 @@ use crate::secret::Secret;
 use crate::service::ServiceManagerKind;
 use crate::version::parse_tag;
 
-/// Prefix of every environment variable we read.
-pub const ENV_PREFIX: &str = "HEPH_SELFUPDATE_";
-/// The token itself, only ever from the environment or `token_file`.
-pub const TOKEN_ENV: &str = "HEPH_SELFUPDATE_TOKEN";
-/// The config file path.
-pub const CONFIG_ENV: &str = "HEPH_SELFUPDATE_CONFIG";
+pub use crate::envvars::{CONFIG as CONFIG_ENV, PREFIX as ENV_PREFIX, TOKEN as TOKEN_ENV};
 
 /// A configuration error (exit code 2).
 #[derive(Debug)]

@@ -62,7 +62,12 @@ pub fn evaluate(
     overrides: &Overrides,
     store_cache: bool,
 ) -> Result<Evaluation> {
-    let installed = installed::probe_config(world.runner.as_ref(), cfg);
+    let installed = installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
     let releases = fetch_releases(cfg, world, store_cache)?;
     let decision = redecide(&installed, &releases, cfg, state, overrides, world);
     Ok(Evaluation {

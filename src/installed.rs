@@ -83,11 +83,6 @@ pub fn ask_version(runner: &dyn Runner, binary: &Path) -> Result<Version, String
     }
 }
 
-/// Finds out what is installed where the configuration says.
-pub fn probe_config(runner: &dyn Runner, cfg: &crate::config::Config) -> Installed {
-    probe(runner, &cfg.bin_dir, &cfg.binary, &cfg.packages)
-}
-
 /// Finds out what is installed in `bin_dir`.
 pub fn probe(runner: &dyn Runner, bin_dir: &Path, binary: &str, packages: &[String]) -> Installed {
     let binary_path = bin_dir.join(binary);

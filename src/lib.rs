@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod envvars;
 pub mod evaluate;
 pub mod exit;
 pub mod forge;

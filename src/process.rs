@@ -269,11 +269,18 @@ pub struct SystemRunner {
     /// Our own executable: for a background command, `<reaper> __reap-group` watches us
     /// and kills the command's process group if we die (even by SIGKILL).
     pub reaper: Option<PathBuf>,
+    /// Variables removed from every child's environment (the forge token), the
+    /// process-group watcher's included.
+    pub scrub: Vec<OsString>,
 }
 
 /// Starts the watcher that kills process group `pgid` when this process dies.
-fn spawn_reaper(reaper: &Path, pgid: u32) -> Option<std::process::Child> {
-    Command::new(reaper)
+fn spawn_reaper(reaper: &Path, pgid: u32, scrub: &[OsString]) -> Option<std::process::Child> {
+    let mut command = Command::new(reaper);
+    for k in scrub {
+        command.env_remove(k);
+    }
+    command
         .args([
             "__reap-group",
             &pgid.to_string(),
@@ -318,7 +325,9 @@ impl Runner for SystemRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The forge token is for our HTTP requests only; no child (or build script) sees it.
-        command.env_remove(crate::config::TOKEN_ENV);
+        for k in &self.scrub {
+            command.env_remove(k);
+        }
         for k in &cmd.env_remove {
             command.env_remove(k);
         }
@@ -337,7 +346,7 @@ impl Runner for SystemRunner {
             source,
         })?;
         let mut reaper = match (&self.reaper, cmd.background) {
-            (Some(r), true) => spawn_reaper(r, child.id()),
+            (Some(r), true) => spawn_reaper(r, child.id(), &self.scrub),
             _ => None,
         };
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));

@@ -263,7 +263,12 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
 
     service_checks(cfg, world, &mut out);
 
-    let inst = installed::probe_config(world.runner.as_ref(), cfg);
+    let inst = installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let managed = if layout.is_managed(&cfg.binary) {
         format!(

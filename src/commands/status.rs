@@ -59,7 +59,12 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
 
 pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     let state = StateFile::new(cfg.state_file()).peek()?;
-    let inst = installed::probe_config(world.runner.as_ref(), cfg);
+    let inst = installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let resolves_to = std::fs::canonicalize(&inst.binary_path).ok();
     let managed = layout.is_managed(&cfg.binary);

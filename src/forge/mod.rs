@@ -170,11 +170,11 @@ fn check_status(fetched: &Fetched, target: &ForgeTarget<'_>, now: OffsetDateTime
         200 => Ok(()),
         401 if target.token.is_some() => bail!(
             "the forge rejected the token (HTTP 401{hint}) at {url}\nhelp: renew the token in token_file or {}",
-            crate::config::TOKEN_ENV
+            crate::envvars::TOKEN
         ),
         401 => bail!(
             "the forge requires authentication (HTTP 401{hint}) at {url}\nhelp: set token_file or {} to a token with read access",
-            crate::config::TOKEN_ENV
+            crate::envvars::TOKEN
         ),
         403 => bail!(
             "the forge refused access (HTTP 403{hint}) at {url}\nhelp: the token needs read access to the repository (e.g. scope read:repository)"
