@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use semver::Version;
 
-use crate::config::Config;
+use crate::clock::Clock;
 use crate::git::{self, Checkout};
 use crate::layout::Layout;
 use crate::process::{Cmd, CmdFailed, RunError, Runner};
@@ -62,6 +62,39 @@ const NETWORK_SIGNS: &[&str] = &[
     "could not read from remote repository",
 ];
 
+/// What a build needs from the configuration (and nothing else of it).
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    pub git_url: String,
+    pub packages: Vec<String>,
+    /// The binary whose `--version` must report the target version.
+    pub binary: String,
+    pub mode: BuildMode,
+    pub toolchain: Option<String>,
+    /// The configured cargo, if any.
+    pub cargo: Option<PathBuf>,
+    pub verify_tag: bool,
+    pub allowed_signers: Option<PathBuf>,
+    pub build_timeout: Duration,
+    pub retry_pause: Duration,
+    pub min_free_space: u64,
+    /// Time limit of one `git ls-remote`.
+    pub resolve_timeout: Duration,
+    pub cache_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub home: PathBuf,
+}
+
+impl BuildSettings {
+    /// The persistent checkout of `build = "checkout"`.
+    pub fn checkout(&self, git: &Path) -> Checkout {
+        Checkout {
+            git: git.to_path_buf(),
+            dir: self.cache_dir.join("checkout"),
+        }
+    }
+}
+
 /// The programs a build runs.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -72,12 +105,11 @@ pub struct Tools {
 impl Tools {
     /// `cargo`: the configured path, else PATH, else `~/.cargo/bin/cargo` (service
     /// managers' PATH rarely has it). `git`: PATH.
-    pub fn find(cfg: &Config, path_var: Option<&OsStr>) -> Self {
-        let cargo = cfg
-            .cargo
-            .clone()
+    pub fn find(configured: Option<&Path>, home: &Path, path_var: Option<&OsStr>) -> Self {
+        let cargo = configured
+            .map(Path::to_path_buf)
             .or_else(|| crate::process::find_on_path("cargo", path_var))
-            .unwrap_or_else(|| cfg.home.join(".cargo/bin/cargo"));
+            .unwrap_or_else(|| home.join(".cargo/bin/cargo"));
         let git =
             crate::process::find_on_path("git", path_var).unwrap_or_else(|| PathBuf::from("git"));
         Self { cargo, git }
@@ -89,8 +121,6 @@ impl Tools {
 pub struct Target {
     pub tag: String,
     pub version: Version,
-    /// The commit the tag named when it was checked (`git ls-remote`).
-    pub commit: String,
 }
 
 /// Why a build failed; decides retry, backoff and exit code.
@@ -142,7 +172,7 @@ fn fail(kind: FailureKind, error: anyhow::Error) -> BuildFailure {
 }
 
 /// Gives a cargo or git command the environment builds need under a service manager.
-pub fn build_env(cmd: Cmd, cfg: &Config) -> Cmd {
+pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
         .env(git::NO_PROMPT.0, git::NO_PROMPT.1)
@@ -151,62 +181,79 @@ pub fn build_env(cmd: Cmd, cfg: &Config) -> Cmd {
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .env_remove("CARGO_BUILD_BUILD_DIR")
         .env_remove("CARGO_INSTALL_ROOT");
-    if let Some(t) = &cfg.toolchain {
+    if let Some(t) = &settings.toolchain {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
     cmd
 }
 
-/// The cargo commands of a build, built in one place for the run and for `--dry-run`.
-#[derive(Debug, Clone, Copy)]
-pub struct Commands<'a> {
-    pub cfg: &'a Config,
-    pub tools: &'a Tools,
-    pub layout: &'a Layout,
+/// One step of a build, with the command it runs. The update's plan holds these; the
+/// run executes them in order and `--dry-run` shows them.
+#[derive(Debug, Clone)]
+pub enum BuildStep {
+    /// `git ls-remote`: the commit the tag names now.
+    Resolve(Cmd),
+    /// Creates the persistent checkout.
+    InitCheckout(Cmd),
+    /// Fetches exactly the tag into the checkout.
+    Fetch(Cmd),
+    /// The fetched tag must name the commit resolved before.
+    TagCommit(Cmd),
+    /// The tag's signature must be from an allowed signer.
+    VerifyTag(Cmd),
+    /// Checks out the tag.
+    Checkout(Cmd),
+    /// Removes stray files from the checkout (keeping its target dir).
+    Clean(Cmd),
+    /// Lists the workspace's packages (their directories).
+    Metadata(Cmd),
+    /// `cargo install` into the staging root (all packages, or one in checkout mode).
+    Install { package: Option<String>, cmd: Cmd },
+    /// The new daemon binary must report the target version.
+    VerifyVersion(Cmd),
 }
 
-impl Commands<'_> {
-    /// The `cargo install --git` of `build = "git"`.
-    pub fn git_install(&self, tag: &str, version: &Version) -> Cmd {
-        let cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("build {} {tag}", self.cfg.packages.join(" ")),
+impl BuildStep {
+    pub fn cmd(&self) -> &Cmd {
+        match self {
+            Self::Resolve(c)
+            | Self::InitCheckout(c)
+            | Self::Fetch(c)
+            | Self::TagCommit(c)
+            | Self::VerifyTag(c)
+            | Self::Checkout(c)
+            | Self::Clean(c)
+            | Self::Metadata(c)
+            | Self::VerifyVersion(c) => c,
+            Self::Install { cmd, .. } => cmd,
+        }
+    }
+
+    /// A network step: a failure for network reasons is retried.
+    fn retried(&self) -> bool {
+        matches!(
+            self,
+            Self::Resolve(_) | Self::Fetch(_) | Self::Install { .. }
         )
-        .args(["install", "--locked", "--force"])
-        .arg(format!("--git={}", self.cfg.git_url))
-        .arg(format!("--tag={tag}"))
-        .arg(opt_path("--root=", &self.layout.staging(version)))
-        .arg(opt_path("--target-dir=", &self.layout.target_dir(version)))
-        .args(&self.cfg.packages);
-        build_env(cmd, self.cfg)
     }
+}
 
-    /// `cargo install --path` of one package of the checkout.
-    pub fn path_install(
-        &self,
-        checkout: &Checkout,
-        package: &str,
-        member_dir: &Path,
-        tag: &str,
-        version: &Version,
-    ) -> Cmd {
-        let cmd = Cmd::new(&self.tools.cargo, format!("build {package} {tag}"))
-            .args(["install", "--locked", "--force"])
-            .arg(opt_path("--path=", member_dir))
-            .arg(opt_path("--root=", &self.layout.staging(version)))
-            .arg(opt_path("--target-dir=", &checkout.target_dir()));
-        build_env(cmd, self.cfg)
-    }
+/// Builds releases: makes the steps (the plan's part) and runs them.
+pub struct Builder<'a> {
+    pub settings: &'a BuildSettings,
+    pub runner: &'a dyn Runner,
+    pub clock: &'a dyn Clock,
+    pub tools: Tools,
+    pub layout: Layout,
+    pub log_file: Option<PathBuf>,
+}
 
-    /// `cargo metadata` of the checkout: package names to member directories.
-    pub fn metadata(&self, checkout: &Checkout) -> Cmd {
-        let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
-            .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
-            .arg(opt_path(
-                "--manifest-path=",
-                &checkout.dir.join("Cargo.toml"),
-            ));
-        build_env(cmd, self.cfg)
+impl fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("tools", &self.tools)
+            .field("log_file", &self.log_file)
+            .finish_non_exhaustive()
     }
 }
 
@@ -234,194 +281,18 @@ pub fn member_dirs(metadata_json: &str) -> Result<BTreeMap<String, PathBuf>> {
         .collect())
 }
 
-/// Everything a build needs.
-pub struct Builder<'a> {
-    pub cfg: &'a Config,
-    pub runner: &'a dyn Runner,
-    pub sleep: &'a dyn Fn(Duration),
-    pub tools: Tools,
-    pub layout: Layout,
-    pub log_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for Builder<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("tools", &self.tools)
-            .field("log_file", &self.log_file)
-            .finish_non_exhaustive()
-    }
+/// What running the build steps found out.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The commit the tag named when resolved.
+    pub commit: Option<String>,
+    /// Package directories from `cargo metadata` (checkout builds).
+    pub members: BTreeMap<String, PathBuf>,
 }
 
 impl Builder<'_> {
-    fn commands(&self) -> Commands<'_> {
-        Commands {
-            cfg: self.cfg,
-            tools: &self.tools,
-            layout: &self.layout,
-        }
-    }
-
-    pub fn checkout(&self) -> Checkout {
-        Checkout {
-            git: self.tools.git.clone(),
-            dir: self.cfg.cache_dir.join("checkout"),
-        }
-    }
-
-    /// Asks the git server which commit the tag names now.
-    pub fn resolve(&self, tag: &str) -> Result<String, BuildFailure> {
-        let cmd = build_env(
-            git::ls_remote(&self.tools.git, &self.cfg.git_url, tag),
-            self.cfg,
-        );
-        let deadline = Instant::now() + self.cfg.build_timeout;
-        let out = self.run_with_retries(&cmd, deadline)?;
-        git::parse_ls_remote(&out.stdout, tag).ok_or_else(|| {
-            fail(
-                FailureKind::Verification,
-                anyhow!(
-                    "{} did not list the tag {tag}",
-                    crate::redact::url(&self.cfg.git_url)
-                ),
-            )
-        })
-    }
-
-    /// Builds `target` into its staging root, verifies it, and returns the staging path.
-    pub fn build(&self, target: &Target) -> Result<PathBuf, BuildFailure> {
-        self.check_disk()?;
-        let staging = self.layout.staging(&target.version);
-        crate::fsutil::remove_all(&staging).map_err(|e| fail(FailureKind::Environment, e))?;
-        crate::fsutil::create_private_dir(&self.layout.tmp_dir())
-            .map_err(|e| fail(FailureKind::Environment, e))?;
-        let deadline = Instant::now() + self.cfg.build_timeout;
-        let started = Instant::now();
-        log::info!(
-            "building {} {} ({} mode) into {}",
-            self.cfg.packages.join(" "),
-            target.tag,
-            self.cfg.build.name(),
-            staging.display()
-        );
-        let result = match self.cfg.build {
-            BuildMode::Git => self.build_git(target, deadline),
-            BuildMode::Checkout => self.build_checkout(target, deadline),
-        };
-        if self.cfg.build == BuildMode::Git {
-            let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
-        }
-        if let Err(e) = result.and_then(|()| self.verify(target, &staging)) {
-            // Half-built or wrong: gone at once (a full disk gets its space back); an
-            // interrupted run leaves it to the next run's clean-up.
-            if e.kind != FailureKind::Interrupted {
-                let _ = crate::fsutil::remove_all(&staging);
-            }
-            return Err(e);
-        }
-        log::info!(
-            "built {} in {}",
-            target.tag,
-            crate::timefmt::human_duration(started.elapsed())
-        );
-        Ok(staging)
-    }
-
-    fn check_disk(&self) -> Result<(), BuildFailure> {
-        let mut dirs = vec![self.cfg.data_dir.clone()];
-        if self.cfg.build == BuildMode::Checkout {
-            dirs.push(self.cfg.cache_dir.clone());
-        }
-        for dir in dirs {
-            let free =
-                crate::fsutil::free_space(&dir).map_err(|e| fail(FailureKind::Environment, e))?;
-            if free < self.cfg.min_free_space {
-                return Err(fail(
-                    FailureKind::Environment,
-                    anyhow!(
-                        "only {} free at {} and a build needs min_free_space = {}\nhelp: free some space, or lower min_free_space",
-                        bytesize::ByteSize::b(free),
-                        dir.display(),
-                        bytesize::ByteSize::b(self.cfg.min_free_space)
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn build_git(&self, target: &Target, deadline: Instant) -> Result<(), BuildFailure> {
-        let cmd = self.commands().git_install(&target.tag, &target.version);
-        self.run_with_retries(&self.streamed(cmd), deadline)?;
-        Ok(())
-    }
-
-    fn build_checkout(&self, target: &Target, deadline: Instant) -> Result<(), BuildFailure> {
-        let co = self.checkout();
-        let tag = &target.tag;
-        if !co.exists() {
-            crate::fsutil::create_private_dir(&self.cfg.cache_dir)
-                .map_err(|e| fail(FailureKind::Environment, e))?;
-            self.run_with_retries(&co.init(), deadline)?;
-        }
-        self.run_with_retries(
-            &build_env(co.fetch_tag(&self.cfg.git_url, tag), self.cfg),
-            deadline,
-        )?;
-        let fetched = self.run_with_retries(&co.tag_commit(tag), deadline)?;
-        let fetched = fetched.stdout.trim();
-        if fetched != target.commit {
-            return Err(fail(
-                FailureKind::Verification,
-                anyhow!(
-                    "the tag {tag} moved: it named {} when checked and {fetched} when fetched\nhelp: a moved tag is refused; ask the maintainers, or retry once the tag is stable",
-                    target.commit
-                ),
-            ));
-        }
-        if self.cfg.verify_tag {
-            let Some(signers) = self.cfg.allowed_signers.as_deref() else {
-                return Err(fail(
-                    FailureKind::Verification,
-                    anyhow!("verify_tag = true needs allowed_signers"),
-                ));
-            };
-            let out = self
-                .runner
-                .run(&co.verify_tag(tag, signers))
-                .map_err(|e| fail(FailureKind::Verification, e.into()))?;
-            if !out.success() {
-                return Err(fail(
-                    FailureKind::Verification,
-                    anyhow!(
-                        "the signature of {tag} is not from an allowed signer ({})\nhelp: check allowed_signers = {}",
-                        out.tail_text().trim(),
-                        signers.display()
-                    ),
-                ));
-            }
-            log::info!("the signature of {tag} is good");
-        }
-        self.run_with_retries(&co.checkout(tag), deadline)?;
-        self.run_with_retries(&co.clean(), deadline)?;
-        let meta = self.run_with_retries(&self.commands().metadata(&co), deadline)?;
-        let members = member_dirs(&meta.stdout).map_err(|e| fail(FailureKind::Compile, e))?;
-        for p in &self.cfg.packages {
-            let dir = members.get(p).ok_or_else(|| {
-                fail(
-                    FailureKind::Verification,
-                    anyhow!(
-                        "the workspace at {tag} has no package `{p}` (it has: {})",
-                        members.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
-            let cmd = self
-                .commands()
-                .path_install(&co, p, dir, tag, &target.version);
-            self.run_with_retries(&self.streamed(cmd), deadline)?;
-        }
-        Ok(())
+    fn checkout(&self) -> Checkout {
+        self.settings.checkout(&self.tools.git)
     }
 
     fn streamed(&self, mut cmd: Cmd) -> Cmd {
@@ -431,22 +302,236 @@ impl Builder<'_> {
         cmd
     }
 
-    /// Runs a step; network failures are retried (pausing `retry_pause`, doubling).
+    /// The `git ls-remote` that resolves `tag`.
+    pub fn resolve_cmd(&self, tag: &str) -> Cmd {
+        build_env(
+            git::ls_remote(&self.tools.git, &self.settings.git_url, tag),
+            self.settings,
+        )
+        .timeout(self.settings.resolve_timeout)
+    }
+
+    /// `cargo install --git … --tag …` of every package (`build = "git"`).
+    fn git_install(&self, target: &Target) -> Cmd {
+        let s = self.settings;
+        let cmd = Cmd::new(
+            &self.tools.cargo,
+            format!("build {} {}", s.packages.join(" "), target.tag),
+        )
+        .args(["install", "--locked", "--force"])
+        .arg(format!("--git={}", s.git_url))
+        .arg(format!("--tag={}", target.tag))
+        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+        .arg(opt_path(
+            "--target-dir=",
+            &self.layout.target_dir(&target.version),
+        ))
+        .args(&s.packages);
+        self.streamed(build_env(cmd, s))
+    }
+
+    /// `cargo install --path` of one package of the checkout.
+    fn path_install(&self, package: &str, member_dir: &Path, target: &Target) -> Cmd {
+        let cmd = Cmd::new(&self.tools.cargo, format!("build {package} {}", target.tag))
+            .args(["install", "--locked", "--force"])
+            .arg(opt_path("--path=", member_dir))
+            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+            .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+        self.streamed(build_env(cmd, self.settings))
+    }
+
+    /// `cargo metadata` of the checkout: package names to member directories.
+    pub fn metadata_cmd(&self) -> Cmd {
+        let co = self.checkout();
+        let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
+            .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
+            .arg(opt_path("--manifest-path=", &co.dir.join("Cargo.toml")));
+        build_env(cmd, self.settings)
+    }
+
+    /// The directory of `package` in the checkout; before the checkout's metadata is
+    /// read, a placeholder that names where it will come from.
+    fn member_dir(&self, package: &str, members: &BTreeMap<String, PathBuf>) -> PathBuf {
+        members.get(package).cloned().unwrap_or_else(|| {
+            self.checkout()
+                .dir
+                .join(format!("<directory of {package}, from cargo metadata>"))
+        })
+    }
+
+    /// The steps that build `target`, in order. `members`: package directories known
+    /// from the checkout as it is (the dry run reads them without changing anything).
+    pub fn steps(&self, target: &Target, members: &BTreeMap<String, PathBuf>) -> Vec<BuildStep> {
+        let mut steps = vec![BuildStep::Resolve(self.resolve_cmd(&target.tag))];
+        match self.settings.mode {
+            BuildMode::Git => steps.push(BuildStep::Install {
+                package: None,
+                cmd: self.git_install(target),
+            }),
+            BuildMode::Checkout => {
+                let co = self.checkout();
+                let tag = &target.tag;
+                if !co.exists() {
+                    steps.push(BuildStep::InitCheckout(co.init()));
+                }
+                steps.push(BuildStep::Fetch(build_env(
+                    co.fetch_tag(&self.settings.git_url, tag),
+                    self.settings,
+                )));
+                steps.push(BuildStep::TagCommit(co.tag_commit(tag)));
+                if let (true, Some(signers)) =
+                    (self.settings.verify_tag, &self.settings.allowed_signers)
+                {
+                    steps.push(BuildStep::VerifyTag(co.verify_tag(tag, signers)));
+                }
+                steps.push(BuildStep::Checkout(co.checkout(tag)));
+                steps.push(BuildStep::Clean(co.clean()));
+                steps.push(BuildStep::Metadata(self.metadata_cmd()));
+                for p in &self.settings.packages {
+                    steps.push(BuildStep::Install {
+                        package: Some(p.clone()),
+                        cmd: self.path_install(p, &self.member_dir(p, members), target),
+                    });
+                }
+            }
+        }
+        steps.push(BuildStep::VerifyVersion(crate::installed::version_cmd(
+            &self
+                .layout
+                .staging(&target.version)
+                .join("bin")
+                .join(&self.settings.binary),
+        )));
+        steps
+    }
+
+    /// Package directories of the checkout as it is now (read-only), for a plan made
+    /// before the tag is checked out.
+    pub fn known_members(&self) -> BTreeMap<String, PathBuf> {
+        if !self.checkout().exists() {
+            return BTreeMap::new();
+        }
+        match self.runner.run(&self.metadata_cmd()) {
+            Ok(out) if out.success() => member_dirs(&out.stdout).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Prepares the staging root of `target` (and the checkout's parent directory).
+    pub fn prepare(&self, target: &Target) -> Result<(), BuildFailure> {
+        let staging = self.layout.staging(&target.version);
+        crate::fsutil::remove_all(&staging).map_err(|e| fail(FailureKind::Environment, e))?;
+        crate::fsutil::create_private_dir(&self.layout.tmp_dir())
+            .map_err(|e| fail(FailureKind::Environment, e))?;
+        if self.settings.mode == BuildMode::Checkout {
+            crate::fsutil::create_private_dir(&self.settings.cache_dir)
+                .map_err(|e| fail(FailureKind::Environment, e))?;
+        }
+        log::info!(
+            "building {} {} ({} mode) into {}",
+            self.settings.packages.join(" "),
+            target.tag,
+            self.settings.mode.name(),
+            staging.display()
+        );
+        Ok(())
+    }
+
+    /// Runs one step. `deadline`: the build's (on the world's clock).
+    pub fn run_step(
+        &self,
+        step: &BuildStep,
+        target: &Target,
+        progress: &mut Progress,
+        deadline: Instant,
+    ) -> Result<(), BuildFailure> {
+        let cmd = match step {
+            // The plan was made before the checkout's metadata was read: use what it says.
+            BuildStep::Install {
+                package: Some(p), ..
+            } => {
+                let planned = step.cmd();
+                let actual = self.path_install(p, &self.member_dir(p, &progress.members), target);
+                if actual.args != planned.args {
+                    log::debug!("the directory of {p} is known now: {}", actual.display());
+                }
+                actual
+            }
+            BuildStep::VerifyTag(cmd) => return self.verify_tag(cmd, target),
+            BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
+            _ => step.cmd().clone(),
+        };
+        let out = self.run_with_retries(&cmd, deadline, step.retried())?;
+        let tag = &target.tag;
+        match step {
+            BuildStep::Resolve(_) => {
+                let commit = git::parse_ls_remote(&out.stdout, tag).ok_or_else(|| {
+                    fail(
+                        FailureKind::Verification,
+                        anyhow!(
+                            "{} did not list the tag {tag}",
+                            crate::redact::url(&self.settings.git_url)
+                        ),
+                    )
+                })?;
+                log::info!("{tag} is commit {commit}");
+                progress.commit = Some(commit);
+            }
+            BuildStep::TagCommit(_) => {
+                let fetched = out.stdout.trim();
+                let resolved = progress.commit.as_deref().unwrap_or_default();
+                if fetched != resolved {
+                    return Err(fail(
+                        FailureKind::Verification,
+                        anyhow!(
+                            "the tag {tag} moved: it named {resolved} when checked and {fetched} when fetched\nhelp: a moved tag is refused; ask the maintainers, or retry once the tag is stable"
+                        ),
+                    ));
+                }
+            }
+            BuildStep::Metadata(_) => {
+                progress.members =
+                    member_dirs(&out.stdout).map_err(|e| fail(FailureKind::Compile, e))?;
+                for p in &self.settings.packages {
+                    if !progress.members.contains_key(p) {
+                        return Err(fail(
+                            FailureKind::Verification,
+                            anyhow!(
+                                "the workspace at {tag} has no package `{p}` (it has: {})",
+                                progress
+                                    .members
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Runs a step; network failures are retried (pausing `retry_pause`, doubling) when
+    /// `retry`; a failed signature check is a verification failure.
     fn run_with_retries(
         &self,
         cmd: &Cmd,
         deadline: Instant,
+        retry: bool,
     ) -> Result<crate::process::Output, BuildFailure> {
         let mut attempt = 1;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.clock.instant());
             if left.is_zero() {
                 return Err(fail(
                     FailureKind::Timeout,
                     anyhow!(
                         "{}: build_timeout ({}) reached",
                         cmd.summary,
-                        crate::timefmt::human_duration(self.cfg.build_timeout)
+                        crate::timefmt::human_duration(self.settings.build_timeout)
                     ),
                 ));
             }
@@ -470,16 +555,19 @@ impl Builder<'_> {
                         .context("help: raise build_timeout if the build is just slow"),
                 ),
                 Err(e @ RunError::Interrupted { .. }) => fail(FailureKind::Interrupted, e.into()),
-                Err(e @ RunError::Spawn { .. }) => fail(FailureKind::Compile, e.into()),
+                Err(e @ RunError::Spawn { .. }) => fail(FailureKind::Environment, e.into()),
             };
-            if failure.kind == FailureKind::Network && attempt < ATTEMPTS {
-                let pause = self.cfg.retry_pause.saturating_mul(2u32.pow(attempt - 1));
+            if retry && failure.kind == FailureKind::Network && attempt < ATTEMPTS {
+                let pause = self
+                    .settings
+                    .retry_pause
+                    .saturating_mul(2u32.pow(attempt - 1));
                 log::warn!(
                     "{} failed for a network reason (attempt {attempt} of {ATTEMPTS}); retrying in {}",
                     cmd.summary,
                     crate::timefmt::human_duration(pause)
                 );
-                (self.sleep)(pause);
+                self.clock.sleep(pause);
                 attempt += 1;
                 continue;
             }
@@ -488,7 +576,7 @@ impl Builder<'_> {
                     FailureKind::Toolchain,
                     failure.error.context(format!(
                         "help: this release needs a newer Rust: set `toolchain = \"stable\"` (RUSTUP_TOOLCHAIN) and run `rustup update stable`; retrying will not help{}",
-                        self.cfg.toolchain.as_deref().map(|t| format!(" (toolchain is {t} now)")).unwrap_or_default()
+                        self.settings.toolchain.as_deref().map(|t| format!(" (toolchain is {t} now)")).unwrap_or_default()
                     )),
                 ),
                 _ => failure,
@@ -496,10 +584,37 @@ impl Builder<'_> {
         }
     }
 
-    /// Checks the staging root holds what was asked for.
-    fn verify(&self, target: &Target, staging: &Path) -> Result<(), BuildFailure> {
+    /// `git verify-tag`: only its exit code counts.
+    fn verify_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
+        let out = self
+            .runner
+            .run(cmd)
+            .map_err(|e| fail(FailureKind::Verification, e.into()))?;
+        if !out.success() {
+            return Err(fail(
+                FailureKind::Verification,
+                anyhow!(
+                    "the signature of {} is not from an allowed signer ({})\nhelp: check allowed_signers{}",
+                    target.tag,
+                    out.tail_text().trim(),
+                    self.settings
+                        .allowed_signers
+                        .as_deref()
+                        .map(|p| format!(" = {}", p.display()))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        log::info!("the signature of {} is good", target.tag);
+        Ok(())
+    }
+
+    /// Checks the staging root holds what was asked for: every binary, built from the
+    /// resolved commit (git mode: cargo's records), reporting the target version.
+    fn verify(&self, cmd: &Cmd, target: &Target, progress: &Progress) -> Result<(), BuildFailure> {
         let verification = |e: anyhow::Error| fail(FailureKind::Verification, e);
-        for p in &self.cfg.packages {
+        let staging = self.layout.staging(&target.version);
+        for p in &self.settings.packages {
             if !staging.join("bin").join(p).exists() {
                 return Err(verification(anyhow!(
                     "cargo did not install `{p}` into {}",
@@ -507,36 +622,90 @@ impl Builder<'_> {
                 )));
             }
         }
-        if self.cfg.build == BuildMode::Git {
-            let records = crate::install_records::read(staging).map_err(verification)?;
-            for p in &self.cfg.packages {
-                let commit = records
+        let commit = progress.commit.as_deref().unwrap_or_default();
+        if self.settings.mode == BuildMode::Git {
+            let records = crate::install_records::read(&staging).map_err(verification)?;
+            for p in &self.settings.packages {
+                let recorded = records
                     .iter()
                     .find(|r| &r.package == p)
                     .and_then(|r| r.commit.clone());
-                if commit.as_deref() != Some(target.commit.as_str()) {
+                if recorded.as_deref() != Some(commit) {
                     return Err(verification(anyhow!(
-                        "cargo built `{p}` from commit {} but {} named {} when checked (was the tag moved?)\nhelp: a moved tag is refused; it is retried after the backoff",
-                        commit.as_deref().unwrap_or("(unrecorded)"),
+                        "cargo built `{p}` from commit {} but {} named {commit} when checked (was the tag moved?)\nhelp: a moved tag is refused; it is retried after the backoff",
+                        recorded.as_deref().unwrap_or("(unrecorded)"),
                         target.tag,
-                        target.commit
                     )));
                 }
             }
         }
-        let binary = staging.join("bin").join(&self.cfg.binary);
-        let reported = crate::installed::ask_version(self.runner, &binary)
-            .map_err(|e| verification(anyhow!(e)))?;
+        let reported =
+            crate::installed::ask(self.runner, cmd).map_err(|e| verification(anyhow!(e)))?;
         if !same_version(&reported, &target.version) {
             return Err(verification(anyhow!(
                 "the new {} reports version {reported}, but {} is {}",
-                self.cfg.binary,
+                self.settings.binary,
                 target.tag,
                 target.version
             )));
         }
         Ok(())
     }
+
+    /// After a failed or interrupted build: the half-built root goes at once (a full
+    /// disk gets its space back), except after a signal, when the next run cleans up;
+    /// a fresh target dir always goes.
+    pub fn discard(&self, target: &Target, kind: Option<FailureKind>) {
+        if self.settings.mode == BuildMode::Git {
+            let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
+        }
+        if kind.is_some_and(|k| k != FailureKind::Interrupted) {
+            let _ = crate::fsutil::remove_all(&self.layout.staging(&target.version));
+        }
+    }
+
+    /// The staging root of `target` with its record, ready to be renamed into place.
+    pub fn finish(&self, target: &Target, progress: &Progress) -> Result<PathBuf, BuildFailure> {
+        let staging = self.layout.staging(&target.version);
+        crate::layout::write_meta(
+            &staging,
+            &crate::layout::RootMeta {
+                version: Some(target.version.to_string()),
+                commit: progress.commit.clone(),
+                origin: crate::layout::Origin::Built,
+            },
+        )
+        .map_err(|e| fail(FailureKind::Environment, e))?;
+        Ok(staging)
+    }
+}
+
+/// Free space needed before a build, per directory that will hold build output.
+pub fn space_needed(settings: &BuildSettings) -> Vec<PathBuf> {
+    let mut dirs = vec![settings.data_dir.clone()];
+    if settings.mode == BuildMode::Checkout {
+        dirs.push(settings.cache_dir.clone());
+    }
+    dirs
+}
+
+/// Checks each directory has `min_free_space` free.
+pub fn check_space(dirs: &[PathBuf], min_free_space: u64) -> Result<(), BuildFailure> {
+    for dir in dirs {
+        let free = crate::fsutil::free_space(dir).map_err(|e| fail(FailureKind::Environment, e))?;
+        if free < min_free_space {
+            return Err(fail(
+                FailureKind::Environment,
+                anyhow!(
+                    "only {} free at {} and a build needs min_free_space = {}\nhelp: free some space, or lower min_free_space",
+                    bytesize::ByteSize::b(free),
+                    dir.display(),
+                    bytesize::ByteSize::b(min_free_space)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Network, toolchain, or (anything else) compile failure, from the output's tail.

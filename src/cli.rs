@@ -72,12 +72,16 @@ pub enum Command {
     #[command(after_help = "Examples:\n  heph-selfupdate status\n  heph-selfupdate status --json")]
     Status(JsonArgs),
 
-    /// Switch back to the previous version root and restart the daemon.
+    /// Switch back to an older version root and restart the daemon.
     ///
-    /// The version rolled back from is marked bad, so the timer does not reinstall it until
-    /// a newer release appears (or --force / --to is used).
-    #[command(after_help = "Example:\n  heph-selfupdate rollback")]
-    Rollback(JsonArgs),
+    /// Goes to the newest healthy version root other than the current one (or --to a
+    /// chosen kept root), restarts the daemon and proves it healthy; if it is not, it
+    /// stays where it was. The version rolled back from is marked bad, so the timer does
+    /// not reinstall it until a newer release appears (or --force / --to is used).
+    #[command(
+        after_help = "Examples:\n  heph-selfupdate rollback\n  heph-selfupdate rollback --dry-run\n  heph-selfupdate rollback --to 1.8.1"
+    )]
+    Rollback(RollbackArgs),
 
     /// The effective configuration, each value with where it came from.
     #[command(
@@ -111,6 +115,19 @@ pub struct CheckArgs {
     /// One JSON object on stdout instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RollbackArgs {
+    /// Print the commands the rollback would run, in order; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Go to the kept version root of this version (e.g. 1.8.1) instead
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -121,6 +121,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "systemd-user | systemd-system | launchd | none",
     ),
     ("service", "unit name or launchd label of the daemon"),
+    (
+        "restart_timeout",
+        "time limit of the service manager's restart command",
+    ),
     ("health_settle", "how long the new daemon must stay up"),
     ("health_timeout", "time limit for the new daemon to come up"),
     ("health_command", "command that must exit 0 when healthy"),
@@ -140,7 +144,7 @@ fn kind_of(key: &str) -> Kind {
         "verify_tag" => Kind::Bool,
         "keep_versions" => Kind::Int,
         "min_release_age" | "http_timeout" | "build_timeout" | "health_settle"
-        | "health_timeout" => Kind::Duration,
+        | "health_timeout" | "restart_timeout" => Kind::Duration,
         "min_free_space" => Kind::Size,
         "token_file" | "bin_dir" | "cargo" | "allowed_signers" | "data_dir" | "state_dir"
         | "cache_dir" => Kind::Path,
@@ -244,6 +248,7 @@ pub struct Config {
     pub keep_versions: usize,
     pub service_manager: ServiceManagerKind,
     pub service: String,
+    pub restart_timeout: Duration,
     pub health_settle: Duration,
     pub health_timeout: Duration,
     pub health_command: Option<Vec<String>>,
@@ -736,6 +741,10 @@ impl Resolver {
         )?;
         let service = self.text("service", service_manager.default_service())?;
         validate_service(&service)?;
+        let restart_timeout = self.duration("restart_timeout", "3min")?;
+        if restart_timeout.is_zero() {
+            return Err(config_err("`restart_timeout` must be more than 0s"));
+        }
         let health_settle = self.duration("health_settle", "10s")?;
         let health_timeout = self.duration("health_timeout", "60s")?;
         let health_command = self.argv("health_command")?;
@@ -778,6 +787,7 @@ impl Resolver {
             keep_versions,
             service_manager,
             service,
+            restart_timeout,
             health_settle,
             health_timeout,
             health_command,

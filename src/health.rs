@@ -1,15 +1,19 @@
-//! Proving the restarted daemon healthy: running with a new main PID, staying up without
-//! a restart for `health_settle`, all within `health_timeout`, then `health_command` (if
-//! any) exits 0. A restart command exiting 0 proves nothing by itself.
+//! Proving the restarted daemon healthy. The restart command has its own limit
+//! (`restart_timeout`: it blocks while the old daemon drains); the come-up clock starts when
+//! it returns. The daemon must then run with a new main PID within `health_timeout`, and
+//! once seen up it always gets the full `health_settle` without exiting or being
+//! restarted; then `health_command` (if any) must exit 0. A restart command exiting 0
+//! proves nothing by itself, and a daemon the manager reports `active (running)` is never
+//! called bad for being slow: that is "unknown".
 
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::process::{Cmd, Runner, run_checked};
+use crate::process::{Cmd, OnSignal, Runner, run_checked};
 use crate::service::{Observation, ServiceManager};
 
 /// How often the service manager is asked during the proof.
-const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// The verdict so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +21,8 @@ pub enum Verdict {
     Pending,
     Healthy,
     Unhealthy(String),
+    /// No proof either way (e.g. it runs, but no new process was seen in time).
+    Unknown(String),
 }
 
 /// The pure part: feeds observations, tells when the daemon is proven healthy or not.
@@ -29,7 +35,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// `before` is the state just before the restart.
+    /// `before` is the state just before the restart; `timeout` bounds only the coming up.
     pub fn new(before: Observation, settle: Duration, timeout: Duration) -> Self {
         Self {
             before,
@@ -39,7 +45,7 @@ impl Watch {
         }
     }
 
-    /// Takes one observation made `elapsed` after the restart.
+    /// Takes one observation made `elapsed` after the restart command returned.
     pub fn observe(&mut self, elapsed: Duration, obs: &Observation) -> Verdict {
         if let Some((since, first)) = &self.up {
             if !obs.running {
@@ -55,27 +61,39 @@ impl Watch {
                     fmt_pid(obs.pid)
                 ));
             }
+            // Once up, the full settle period, whatever health_timeout says.
             if elapsed.saturating_sub(*since) >= self.settle {
                 return Verdict::Healthy;
             }
-        } else {
-            if obs.failed {
-                return Verdict::Unhealthy(format!("it failed to start: {}", obs.detail));
+            return Verdict::Pending;
+        }
+        if obs.failed {
+            return Verdict::Unhealthy(format!("it failed to start: {}", obs.detail));
+        }
+        let fresh = obs.running
+            && (!self.before.running
+                || obs.pid != self.before.pid
+                || (obs.invocation.is_some() && obs.invocation != self.before.invocation));
+        if fresh {
+            self.up = Some((elapsed, obs.clone()));
+            if self.settle.is_zero() {
+                return Verdict::Healthy;
             }
-            let fresh = obs.running && (obs.pid != self.before.pid || !self.before.running);
-            if fresh {
-                self.up = Some((elapsed, obs.clone()));
-                if self.settle.is_zero() {
-                    return Verdict::Healthy;
-                }
-            }
+            return Verdict::Pending;
         }
         if elapsed >= self.timeout {
-            return Verdict::Unhealthy(format!(
-                "it did not stay up within health_timeout ({}): {}",
-                crate::timefmt::human_duration(self.timeout),
-                obs.detail
-            ));
+            let limit = crate::timefmt::human_duration(self.timeout);
+            return if obs.running {
+                Verdict::Unknown(format!(
+                    "it is running, but no new process was seen within health_timeout ({limit}): {}",
+                    obs.detail
+                ))
+            } else {
+                Verdict::Unhealthy(format!(
+                    "it did not come up within health_timeout ({limit}): {}",
+                    obs.detail
+                ))
+            };
         }
         Verdict::Pending
     }
@@ -85,8 +103,22 @@ fn fmt_pid(p: Option<u32>) -> String {
     p.map_or_else(|| "none".to_owned(), |p| p.to_string())
 }
 
-/// What the proof needs.
-pub struct Proof<'a> {
+/// What a proof found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proven {
+    /// Healthy, this long after the restart returned.
+    Healthy(Duration),
+    /// Seen to be unhealthy: the release is to blame.
+    Unhealthy(String),
+    /// The service manager could not restart or be asked, or the daemon runs but was not
+    /// seen to start anew: health is unknown.
+    Unknown(String),
+    /// Stopped waiting before a verdict (a signal's grace ended).
+    Abandoned(String),
+}
+
+/// Watches a restarted daemon until a verdict.
+pub struct Watcher<'a> {
     pub manager: &'a dyn ServiceManager,
     pub runner: &'a dyn Runner,
     pub clock: &'a dyn Clock,
@@ -95,59 +127,62 @@ pub struct Proof<'a> {
     pub health_command: Option<&'a [String]>,
 }
 
-impl std::fmt::Debug for Proof<'_> {
+impl std::fmt::Debug for Watcher<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proof")
+        f.debug_struct("Watcher")
             .field("settle", &self.settle)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-/// What the proof found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proven {
-    /// Healthy, this long after the restart.
-    Healthy(Duration),
-    /// Seen to be unhealthy: the release is to blame.
-    Unhealthy(String),
-    /// The service manager could not restart or be asked: health is unknown.
-    Unknown(String),
+/// The command `health_command` runs (also shown by `--dry-run`).
+pub fn health_cmd(argv: &[String], limit: Duration) -> Option<Cmd> {
+    let (program, args) = argv.split_first()?;
+    Some(
+        Cmd::new(program, "run health_command")
+            .args(args)
+            .timeout(limit)
+            .on_signal(OnSignal::Finish),
+    )
 }
 
-impl Proof<'_> {
-    /// Restarts the service and proves it healthy.
-    pub fn restart_and_prove(&self) -> Proven {
-        let before = self.manager.observe(self.runner).unwrap_or_default();
+impl Watcher<'_> {
+    /// Watches from the moment the restart command returned. `give_up` is asked between
+    /// observations; `Some(why)` stops the watch without a verdict.
+    pub fn watch(&self, before: &Observation, give_up: &dyn Fn() -> Option<String>) -> Proven {
         let start = self.clock.instant();
-        if let Err(e) = self.manager.restart(self.runner) {
-            return Proven::Unknown(format!("the restart failed: {e:#}"));
-        }
-        let mut watch = Watch::new(before, self.settle, self.timeout);
+        let mut watch = Watch::new(before.clone(), self.settle, self.timeout);
+        let mut failures = 0;
         loop {
+            if let Some(why) = give_up() {
+                return Proven::Abandoned(why);
+            }
             let elapsed = self.clock.instant().saturating_duration_since(start);
             let obs = match self.manager.observe(self.runner) {
                 Ok(obs) => obs,
+                // One failed look is not a verdict; the manager may be busy.
+                Err(e) if failures < 2 => {
+                    failures += 1;
+                    log::debug!("could not observe the service ({e:#}); trying again");
+                    self.clock.sleep(POLL);
+                    continue;
+                }
                 Err(e) => return Proven::Unknown(format!("{e:#}")),
             };
             match watch.observe(elapsed, &obs) {
                 Verdict::Pending => self.clock.sleep(POLL),
                 Verdict::Unhealthy(why) => return Proven::Unhealthy(why),
+                Verdict::Unknown(why) => return Proven::Unknown(why),
                 Verdict::Healthy => break,
             }
         }
-        if let Some(argv) = self.health_command.filter(|a| !a.is_empty()) {
-            let elapsed = self.clock.instant().saturating_duration_since(start);
-            let left = self
-                .timeout
-                .saturating_sub(elapsed)
-                .max(Duration::from_secs(10));
-            let cmd = Cmd::new(&argv[0], "run health_command")
-                .args(&argv[1..])
-                .timeout(left);
-            if let Err(e) = run_checked(self.runner, &cmd) {
-                return Proven::Unhealthy(format!("health_command failed: {e:#}"));
-            }
+        if let Some(cmd) = self
+            .health_command
+            .and_then(|argv| health_cmd(argv, self.timeout))
+            && let Err(e) = run_checked(self.runner, &cmd)
+        {
+            return Proven::Unhealthy(format!("health_command failed: {e:#}"));
         }
         Proven::Healthy(self.clock.instant().saturating_duration_since(start))
     }
@@ -227,6 +262,27 @@ mod tests {
     }
 
     #[test]
+    fn once_up_it_gets_the_full_settle_period_whatever_the_timeout() {
+        let mut w = Watch::new(up(100), s(10), s(15));
+        assert_eq!(w.observe(s(14), &up(200)), Verdict::Pending, "up at 14 s");
+        assert_eq!(
+            w.observe(s(20), &up(200)),
+            Verdict::Pending,
+            "past the timeout"
+        );
+        assert_eq!(w.observe(s(24), &up(200)), Verdict::Healthy);
+    }
+
+    #[test]
+    fn a_running_daemon_that_was_not_seen_to_restart_is_unknown_not_bad() {
+        let mut w = Watch::new(up(100), s(10), s(60));
+        assert!(
+            matches!(w.observe(s(61), &up(100)), Verdict::Unknown(m) if m.contains("running")),
+            "same process, still active: no proof either way"
+        );
+    }
+
+    #[test]
     fn unhealthy_when_it_never_comes_up_in_time() {
         let mut w = watch();
         let starting = Observation {
@@ -235,7 +291,7 @@ mod tests {
         };
         assert_eq!(w.observe(s(30), &starting), Verdict::Pending);
         assert!(
-            matches!(w.observe(s(61), &starting), Verdict::Unhealthy(m) if m.contains("health_timeout"))
+            matches!(w.observe(s(61), &starting), Verdict::Unhealthy(m) if m.contains("did not come up within health_timeout"))
         );
     }
 

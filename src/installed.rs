@@ -58,7 +58,13 @@ pub fn version_cmd(binary: &Path) -> Cmd {
 
 /// Runs `<binary> --version` and parses it; `Err` says why it could not tell.
 pub fn ask_version(runner: &dyn Runner, binary: &Path) -> Result<Version, String> {
-    match runner.run(&version_cmd(binary)) {
+    ask(runner, &version_cmd(binary))
+}
+
+/// Runs a [`version_cmd`] and parses its output; `Err` says why it could not tell.
+pub fn ask(runner: &dyn Runner, cmd: &Cmd) -> Result<Version, String> {
+    let binary = &cmd.program;
+    match runner.run(cmd) {
         Ok(out) if out.success() => parse_version_output(&out.stdout).ok_or_else(|| {
             let first: String = out
                 .stdout

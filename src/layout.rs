@@ -14,8 +14,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use semver::Version;
+use serde::{Deserialize, Serialize};
 
 const PARTIAL_PREFIX: &str = ".partial-";
+/// What a root holds, written into it once, before it is renamed into place.
+const META_FILE: &str = "heph-root.json";
+
+/// How a version root came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Built by heph-selfupdate from a tag.
+    Built,
+    /// The plain binaries that were installed before heph-selfupdate managed them.
+    Adopted,
+}
+
+/// What a version root is: its version and, for built roots, the commit it was built
+/// from. Adopted roots have no commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootMeta {
+    /// The version its daemon reports (`None`: adopted binaries that could not say).
+    pub version: Option<String>,
+    pub commit: Option<String>,
+    pub origin: Origin,
+}
 
 /// The directories version roots live in, and the `bin_dir` linked into them.
 #[derive(Debug, Clone)]
@@ -29,6 +52,52 @@ pub struct Layout {
 pub struct Root {
     pub name: String,
     pub path: PathBuf,
+    pub meta: RootMeta,
+}
+
+impl Root {
+    /// The version of the root, from its record (else its name).
+    pub fn version(&self) -> Option<Version> {
+        self.meta
+            .version
+            .as_deref()
+            .and_then(|v| Version::parse(v).ok())
+            .or_else(|| root_version(&self.name))
+    }
+
+    /// True when every package has its binary in the root.
+    pub fn has_all(&self, packages: &[String]) -> bool {
+        packages
+            .iter()
+            .all(|p| self.path.join("bin").join(p).exists())
+    }
+}
+
+/// Writes a root's record into `dir` (a staging directory, before it is renamed into place).
+pub fn write_meta(dir: &Path, meta: &RootMeta) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(meta).context("could not encode a root record")?;
+    crate::fsutil::atomic_write(&dir.join(META_FILE), &bytes)
+}
+
+/// A root's record: its own file, or (roots of earlier releases) what its name and cargo's
+/// install records tell.
+fn read_meta(dir: &Path, name: &str) -> RootMeta {
+    if let Some(meta) = fs::read(dir.join(META_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        return meta;
+    }
+    let records = crate::install_records::read(dir).unwrap_or_default();
+    RootMeta {
+        version: root_version(name).map(|v| v.to_string()),
+        commit: records.iter().find_map(|r| r.commit.clone()),
+        origin: if records.is_empty() {
+            Origin::Adopted
+        } else {
+            Origin::Built
+        },
+    }
 }
 
 impl Layout {
@@ -96,18 +165,25 @@ impl Layout {
                 if name.starts_with('.') {
                     return None;
                 }
+                let path = e.path();
                 Some(Root {
+                    meta: read_meta(&path, &name),
                     name,
-                    path: e.path(),
+                    path,
                 })
             })
             .collect();
         // Newest version first; names that are not versions ("adopted") last.
         roots.sort_by(|a, b| {
-            let (va, vb) = (root_version(&a.name), root_version(&b.name));
+            let (va, vb) = (a.version(), b.version());
             vb.cmp(&va).then_with(|| b.name.cmp(&a.name))
         });
         roots
+    }
+
+    /// The kept root with this name.
+    pub fn find(&self, name: &str) -> Option<Root> {
+        self.roots().into_iter().find(|r| r.name == name)
     }
 
     /// Removes what an interrupted run left: half-built roots and scratch target dirs.
@@ -181,7 +257,8 @@ impl Layout {
     /// not our link (a plain `cargo install`, or a manual reinstall), its files — as they
     /// resolve now — are hard-linked (or copied) into a new root, `current` points at it,
     /// and the entries become links. The daemon's files do not change, only their place;
-    /// this root is what a rollback returns to. Returns the new root's name.
+    /// this root is what a rollback returns to. A root already holding exactly these files
+    /// (left by an adoption that was interrupted) is used again. Returns the root's name.
     pub fn adopt(&self, packages: &[String], version: Option<&Version>) -> Result<Option<String>> {
         let present: Vec<&String> = packages
             .iter()
@@ -189,6 +266,26 @@ impl Layout {
             .collect();
         if present.is_empty() || present.iter().all(|p| self.is_managed(p)) {
             return Ok(None);
+        }
+        let mut resolved = Vec::new();
+        for p in &present {
+            let from = fs::canonicalize(self.bin_dir.join(p.as_str())).with_context(|| {
+                format!(
+                    "could not resolve {}",
+                    self.bin_dir.join(p.as_str()).display()
+                )
+            })?;
+            resolved.push((p.as_str(), from));
+        }
+        if let Some(same) = self.roots().into_iter().find(|r| {
+            r.meta.origin == Origin::Adopted
+                && resolved
+                    .iter()
+                    .all(|(p, from)| same_file(&r.path.join("bin").join(p), from))
+        }) {
+            self.set_current(&same.name)?;
+            self.link_binaries(packages)?;
+            return Ok(Some(same.name));
         }
         let name =
             self.free_name(&version.map_or_else(|| "adopted".to_owned(), ToString::to_string));
@@ -199,20 +296,22 @@ impl Layout {
         crate::fsutil::remove_all(&staging)?;
         fs::create_dir_all(staging.join("bin"))
             .with_context(|| format!("could not create {}", staging.display()))?;
-        for p in &present {
-            let from = fs::canonicalize(self.bin_dir.join(p.as_str())).with_context(|| {
-                format!(
-                    "could not resolve {}",
-                    self.bin_dir.join(p.as_str()).display()
-                )
-            })?;
-            let to = staging.join("bin").join(p.as_str());
-            if fs::hard_link(&from, &to).is_err() {
-                fs::copy(&from, &to).with_context(|| {
+        for (p, from) in &resolved {
+            let to = staging.join("bin").join(p);
+            if fs::hard_link(from, &to).is_err() {
+                fs::copy(from, &to).with_context(|| {
                     format!("could not copy {} into {}", from.display(), to.display())
                 })?;
             }
         }
+        write_meta(
+            &staging,
+            &RootMeta {
+                version: version.map(ToString::to_string),
+                commit: None,
+                origin: Origin::Adopted,
+            },
+        )?;
         fs::rename(&staging, &root)
             .with_context(|| format!("could not create {}", root.display()))?;
         self.set_current(&name)?;
@@ -220,10 +319,15 @@ impl Layout {
         Ok(Some(name))
     }
 
-    /// Deletes old roots: keeps the `keep` newest, and never one in `protect`.
-    pub fn prune(&self, keep: usize, protect: &[&str], bad: &[Version]) -> Result<Vec<String>> {
+    /// Deletes old roots: never one in `protect`; bad ones first; of the rest the newest
+    /// are kept, `keep` roots in all.
+    pub fn prune(
+        &self,
+        keep: usize,
+        protect: &[&str],
+        is_bad: impl Fn(&Root) -> bool,
+    ) -> Result<Vec<String>> {
         let roots = self.roots();
-        let is_bad = |r: &Root| root_version(&r.name).is_some_and(|v| bad.contains(&v));
         // Protected roots count first; the remaining places go to the newest good ones.
         let mut kept: Vec<&str> = roots
             .iter()
@@ -244,6 +348,19 @@ impl Layout {
             removed.push(root.name.clone());
         }
         Ok(removed)
+    }
+}
+
+/// True when both paths are the same file (hard links) or have the same content.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) if ma.dev() == mb.dev() && ma.ino() == mb.ino() => true,
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => fs::read(a)
+            .ok()
+            .zip(fs::read(b).ok())
+            .is_some_and(|(x, y)| x == y),
+        _ => false,
     }
 }
 
@@ -332,6 +449,28 @@ mod tests {
             None,
             "nothing left to adopt"
         );
+        let root = l.find("0.1.0").unwrap();
+        assert_eq!(root.meta.origin, Origin::Adopted);
+        assert_eq!(root.meta.commit, None, "adopted roots have no commit");
+        assert_eq!(root.version(), Some(Version::new(0, 1, 0)));
+    }
+
+    #[test]
+    fn an_interrupted_adoption_is_finished_with_the_same_root() {
+        let (_d, l) = layout();
+        fs::write(l.bin_dir.join("hephd"), "plain hephd").unwrap();
+        fs::write(l.bin_dir.join("heph"), "plain heph").unwrap();
+        l.adopt(&pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
+        // The run died after the root was made but before the links: plain files again.
+        for p in ["heph", "hephd"] {
+            let content = fs::read(l.root("0.1.0").join("bin").join(p)).unwrap();
+            fs::remove_file(l.bin_dir.join(p)).unwrap();
+            fs::write(l.bin_dir.join(p), content).unwrap();
+        }
+        let name = l.adopt(&pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
+        assert_eq!(name.as_deref(), Some("0.1.0"), "no second root 0.1.0~2");
+        assert_eq!(l.roots().len(), 1);
+        assert!(l.is_managed("hephd"));
     }
 
     #[test]
@@ -362,8 +501,9 @@ mod tests {
         for n in ["0.1.0", "0.2.0", "0.3.0", "0.4.0"] {
             make_root(&l, n, &["hephd"]);
         }
-        let bad = [Version::new(0, 4, 0)];
-        let removed = l.prune(2, &["0.3.0", "0.1.0"], &bad).unwrap();
+        let removed = l
+            .prune(2, &["0.3.0", "0.1.0"], |r| r.name == "0.4.0")
+            .unwrap();
         assert_eq!(removed, ["0.4.0", "0.2.0"]);
         let names: Vec<_> = l.roots().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["0.3.0", "0.1.0"]);
@@ -375,7 +515,7 @@ mod tests {
         for n in ["0.1.0", "0.2.0", "0.3.0", "0.4.0", "adopted"] {
             make_root(&l, n, &["hephd"]);
         }
-        let removed = l.prune(3, &["0.2.0"], &[]).unwrap();
+        let removed = l.prune(3, &["0.2.0"], |_| false).unwrap();
         assert_eq!(removed, ["0.1.0", "adopted"]);
     }
 

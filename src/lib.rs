@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod envvars;
 pub mod evaluate;
 pub mod exit;
@@ -23,10 +24,14 @@ pub mod layout;
 pub mod lock;
 pub mod logger;
 pub mod notify;
+pub mod output;
+pub mod plan;
 pub mod policy;
 pub mod process;
 pub mod redact;
 pub mod release;
+pub mod report;
+pub mod roots;
 pub mod secret;
 pub mod service;
 pub mod signals;
@@ -55,9 +60,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let cli::Command::ReapGroup { pgid, parent } = cli.command {
         return process::reap_group(pgid, parent);
     }
-    let world = world::World::real();
+    let world = world::World::real(signals::install());
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
-    signals::install();
     match commands::dispatch(&cli, &world) {
         Ok(code) => code,
         Err(err) => {

@@ -49,8 +49,8 @@ pub struct InstalledState {
 pub struct Holds {
     /// Versions that failed their health check; not tried again until `--force`.
     pub bad: Vec<Version>,
-    /// A version whose build failed, and when it may be tried again.
-    pub backoff: Option<(Version, OffsetDateTime)>,
+    /// Versions whose build (or proof) failed, and when each may be tried again.
+    pub backoff: Vec<(Version, OffsetDateTime)>,
 }
 
 /// One-off overrides from the command line.
@@ -429,9 +429,10 @@ fn filter(
         if holds.bad.iter().any(|b| same_version(b, &version)) {
             return Err(skip(v, SkipReason::MarkedBad));
         }
-        if let Some((b, until)) = &holds.backoff
-            && same_version(b, &version)
-            && now < *until
+        if let Some((_, until)) = holds
+            .backoff
+            .iter()
+            .find(|(b, until)| same_version(b, &version) && now < *until)
         {
             return Err(skip(v, SkipReason::BackingOff(*until)));
         }
@@ -807,7 +808,7 @@ mod tests {
     fn bad_versions_are_skipped_until_forced() {
         let holds = Holds {
             bad: vec![v("1.1.0")],
-            backoff: None,
+            backoff: Vec::new(),
         };
         let d = decide(
             &installed("1.0.0"),
@@ -838,7 +839,7 @@ mod tests {
     fn a_newer_release_than_the_bad_one_is_offered() {
         let holds = Holds {
             bad: vec![v("1.1.0")],
-            backoff: None,
+            backoff: Vec::new(),
         };
         let d = decide(
             &installed("1.0.0"),
@@ -857,7 +858,7 @@ mod tests {
         let until = NOW + time::Duration::hours(1);
         let holds = Holds {
             bad: vec![],
-            backoff: Some((v("1.1.0"), until)),
+            backoff: vec![(v("1.1.0"), until)],
         };
         let d = decide(
             &installed("1.0.0"),
@@ -884,7 +885,7 @@ mod tests {
     fn to_installs_an_older_release_and_ignores_holds() {
         let holds = Holds {
             bad: vec![v("1.0.0")],
-            backoff: None,
+            backoff: Vec::new(),
         };
         let over = Overrides {
             force: false,
@@ -911,7 +912,7 @@ mod tests {
         };
         let holds = Holds {
             bad: vec![v("1.1.0")],
-            backoff: None,
+            backoff: Vec::new(),
         };
         let d = decide(
             &installed("1.0.0"),

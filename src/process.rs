@@ -8,10 +8,12 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+
+use crate::signals::Interrupt;
 
 /// Lines of stderr kept for error messages.
 const TAIL_LINES: usize = 30;
@@ -19,6 +21,31 @@ const TAIL_LINES: usize = 30;
 const MAX_STDOUT: u64 = 1024 * 1024;
 /// How long a stopped process group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long the output of a finished program may stay open (held by a process it left).
+const READER_GRACE: Duration = Duration::from_secs(2);
+/// How often a streamed command on a terminal says it is still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// What a SIGTERM/SIGINT to heph-selfupdate does to a running command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnSignal {
+    /// Stopped (its whole group) at the first signal: builds, fetches, probes.
+    #[default]
+    Stop,
+    /// Finishes within its own limit; stopped only by a second signal: the restarts and
+    /// observations of a switch, which must not be cut in half.
+    Finish,
+}
+
+impl OnSignal {
+    /// The signal count at which the command is stopped.
+    fn stop_at(self) -> usize {
+        match self {
+            Self::Stop => 1,
+            Self::Finish => 2,
+        }
+    }
+}
 
 /// One program to run.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +61,10 @@ pub struct Cmd {
     pub summary: String,
     /// Kill the whole process group when exceeded.
     pub timeout: Option<Duration>,
-    /// Own process group, lowest CPU and I/O priority, killed if we die.
+    /// Lowest CPU and I/O priority, killed if we die (every command has its own group).
     pub background: bool,
+    /// What a signal to heph-selfupdate does to it.
+    pub on_signal: OnSignal,
     /// Log each output line as it arrives (and to `log_file`), for long builds.
     pub stream: bool,
     pub log_file: Option<PathBuf>,
@@ -89,6 +118,12 @@ impl Cmd {
     #[must_use]
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
+        self
+    }
+
+    #[must_use]
+    pub fn on_signal(mut self, on_signal: OnSignal) -> Self {
+        self.on_signal = on_signal;
         self
     }
 
@@ -272,6 +307,8 @@ pub struct SystemRunner {
     /// Variables removed from every child's environment (the forge token), the
     /// process-group watcher's included.
     pub scrub: Vec<OsString>,
+    /// SIGTERM/SIGINT so far: a command is stopped according to its [`OnSignal`].
+    pub interrupt: Interrupt,
 }
 
 /// Starts the watcher that kills process group `pgid` when this process dies.
@@ -310,12 +347,30 @@ pub fn reap_group(pgid: i32, parent: u32) -> i32 {
     }
 }
 
+/// The environment changes a command makes, for `-vv`.
+fn env_changes(cmd: &Cmd) -> String {
+    let set = cmd
+        .env
+        .iter()
+        .filter(|(k, _)| !k.to_string_lossy().starts_with(crate::envvars::PREFIX))
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+    let removed = cmd
+        .env_remove
+        .iter()
+        .map(|k| format!("-{}", k.to_string_lossy()));
+    set.chain(removed).collect::<Vec<_>>().join(" ")
+}
+
 impl Runner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         if cmd.stream {
             log::info!("running: {}", cmd.display());
         } else {
             log::debug!("running: {}", cmd.display());
+        }
+        let changes = env_changes(cmd);
+        if !changes.is_empty() {
+            log::trace!("  environment: {changes}");
         }
         let started = Instant::now();
         let mut command = Command::new(&cmd.program);
@@ -337,6 +392,13 @@ impl Runner for SystemRunner {
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
         }
+        // Every child leads its own process group: a limit or a signal stops the whole
+        // group (git's remote helpers, a wrapper's `sleep &`), and a person's Ctrl-C at
+        // the terminal reaches us, not a `systemctl restart` in the middle of a switch.
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         if cmd.background {
             background(&mut command);
         }
@@ -351,11 +413,17 @@ impl Runner for SystemRunner {
         };
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let out_reader = stdout.map(|s| {
+        let (done_tx, done_rx) = mpsc::channel::<Option<String>>();
+        let mut readers = 0;
+        if let Some(s) = child.stdout.take() {
+            readers += 1;
+            let tx = done_tx.clone();
             if cmd.stream {
-                spawn_line_reader(s, Arc::clone(&tail), log_file.clone())
+                let (tail, log) = (Arc::clone(&tail), log_file.clone());
+                std::thread::spawn(move || {
+                    read_lines(s, &tail, log.as_ref());
+                    let _ = tx.send(None);
+                });
             } else {
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
@@ -363,33 +431,47 @@ impl Runner for SystemRunner {
                     let _ = (&mut s).take(MAX_STDOUT).read_to_end(&mut buf);
                     // Drain the rest unread, so a chatty program is not blocked on a full pipe.
                     let _ = std::io::copy(&mut s, &mut std::io::sink());
-                    String::from_utf8_lossy(&buf).into_owned()
-                })
+                    let _ = tx.send(Some(String::from_utf8_lossy(&buf).into_owned()));
+                });
             }
-        });
-        let err_reader = stderr.map(|s| {
-            spawn_line_reader(
-                s,
-                Arc::clone(&tail),
-                if cmd.stream { log_file } else { None },
-            )
-        });
-        let stream = cmd.stream;
-        let waited = wait(&mut child, cmd, started);
+        }
+        if let Some(s) = child.stderr.take() {
+            readers += 1;
+            let tx = done_tx.clone();
+            let tail = Arc::clone(&tail);
+            let log = if cmd.stream { log_file } else { None };
+            std::thread::spawn(move || {
+                read_lines(s, &tail, log.as_ref());
+                let _ = tx.send(None);
+            });
+        }
+        drop(done_tx);
+        let waited = self.wait(&mut child, cmd, started);
+        // Whatever is left of a background group (a killed cargo's rustc) must not outlive
+        // it, nor hold the output pipes open.
         if cmd.background {
-            // Whatever is left of the group (a killed cargo's rustc) must not outlive it,
-            // nor hold the output pipes open.
-            if let Ok(pgid) = i32::try_from(child.id()) {
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
+            kill_group(&child, libc::SIGKILL);
         }
         if let Some(r) = reaper.as_mut() {
             let _ = r.kill();
             let _ = r.wait();
         }
-        let stdout = out_reader.and_then(|h| h.join().ok()).unwrap_or_default();
-        if let Some(h) = err_reader {
-            let _ = h.join();
+        // The child is gone; a grandchild may still hold its pipes. Its output gets a short
+        // grace, then the readers are abandoned: they cannot hold the run (or the lock).
+        let mut stdout = String::new();
+        let grace_end = Instant::now() + READER_GRACE;
+        for _ in 0..readers {
+            match done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())) {
+                Ok(Some(text)) => stdout = text,
+                Ok(None) => {}
+                Err(_) => {
+                    log::debug!(
+                        "{}: output still open after the program ended (a process it left keeps it); not waiting for it",
+                        cmd.summary
+                    );
+                    break;
+                }
+            }
         }
         let tail: Vec<String> = tail
             .lock()
@@ -411,7 +493,7 @@ impl Runner for SystemRunner {
             }
         };
         let elapsed = started.elapsed();
-        if stream {
+        if cmd.stream {
             log::info!(
                 "finished: {} ({}) in {}",
                 cmd.summary,
@@ -421,7 +503,7 @@ impl Runner for SystemRunner {
         }
         Ok(Output {
             code,
-            stdout: if stream { String::new() } else { stdout },
+            stdout: if cmd.stream { String::new() } else { stdout },
             tail,
             elapsed,
         })
@@ -434,40 +516,56 @@ enum Waited {
     Interrupted,
 }
 
-fn wait(child: &mut std::process::Child, cmd: &Cmd, started: Instant) -> Waited {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Waited::Exited(status.code()),
-            Ok(None) => {}
-            Err(e) => {
-                log::warn!("lost track of {}: {e}", cmd.summary);
-                return Waited::Exited(None);
+impl SystemRunner {
+    fn wait(&self, child: &mut std::process::Child, cmd: &Cmd, started: Instant) -> Waited {
+        use std::io::IsTerminal;
+        let mut pause = Duration::from_millis(1);
+        // A long build on a terminal says it is alive now and then.
+        let progress = cmd.stream && std::io::stderr().is_terminal();
+        let mut next_progress = started + PROGRESS_EVERY;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Waited::Exited(status.code()),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("lost track of {}: {e}", cmd.summary);
+                    return Waited::Exited(None);
+                }
             }
+            let timed_out = cmd.timeout.is_some_and(|t| started.elapsed() >= t);
+            let interrupted = self.interrupt.count() >= cmd.on_signal.stop_at();
+            if timed_out || interrupted {
+                stop(child);
+                return if timed_out {
+                    Waited::TimedOut
+                } else {
+                    Waited::Interrupted
+                };
+            }
+            if progress && Instant::now() >= next_progress {
+                log::info!(
+                    "{}: {}",
+                    cmd.summary,
+                    crate::timefmt::human_duration(started.elapsed())
+                );
+                next_progress += PROGRESS_EVERY;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
-        let timed_out = cmd.timeout.is_some_and(|t| started.elapsed() >= t);
-        let interrupted = crate::signals::interrupted();
-        if timed_out || interrupted {
-            stop(child, cmd.background);
-            return if timed_out {
-                Waited::TimedOut
-            } else {
-                Waited::Interrupted
-            };
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
-/// SIGTERM to the child (its whole group when it has one), SIGKILL after a grace period.
-fn stop(child: &mut std::process::Child, group: bool) {
-    let Ok(pid) = i32::try_from(child.id()) else {
-        return;
-    };
-    let target = if group { -pid } else { pid };
-    // SAFETY: kill(2) with a pid we spawned (or its process group); no memory involved.
-    unsafe { libc::kill(target, libc::SIGTERM) };
+fn kill_group(child: &std::process::Child, sig: i32) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) of a process group we created; no memory involved.
+        unsafe { libc::kill(-pgid, sig) };
+    }
+}
+
+/// SIGTERM to the child's whole process group, SIGKILL after a grace period.
+fn stop(child: &mut std::process::Child) {
+    kill_group(child, libc::SIGTERM);
     let deadline = Instant::now() + KILL_GRACE;
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
@@ -475,16 +573,15 @@ fn stop(child: &mut std::process::Child, group: bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Leftover members of the group (rustc under cargo) get SIGKILL too.
-    unsafe { libc::kill(target, libc::SIGKILL) };
+    // Leftover members of the group (rustc under cargo, git-remote-http under git) too.
+    kill_group(child, libc::SIGKILL);
     let _ = child.wait();
 }
 
-/// Own process group (so the whole build can be killed), lowest CPU and I/O priority,
-/// and on Linux killed when we die, so a SIGKILLed run does not leave cargo behind.
+/// Lowest CPU and I/O priority, and on Linux killed when we die, so a SIGKILLed run does
+/// not leave cargo behind.
 fn background(command: &mut Command) {
     use std::os::unix::process::CommandExt;
-    command.process_group(0);
     #[cfg(target_os = "linux")]
     let parent = std::process::id();
     // SAFETY: only async-signal-safe calls (prctl, getppid, setpriority, syscall, _exit)
@@ -527,39 +624,33 @@ fn open_log(path: &Path) -> Option<SharedLog> {
         .ok()
 }
 
-fn spawn_line_reader<R: Read + Send + 'static>(
-    source: R,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    log_file: Option<SharedLog>,
-) -> std::thread::JoinHandle<String> {
+/// Reads lines into the shared tail (and the log file, and the log when streaming).
+fn read_lines<R: Read>(source: R, tail: &Mutex<VecDeque<String>>, log_file: Option<&SharedLog>) {
     let stream = log_file.is_some();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(source);
-        let mut raw = Vec::new();
-        loop {
-            raw.clear();
-            match reader.by_ref().take(64 * 1024).read_until(b'\n', &mut raw) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-            if let Some(f) = &log_file
-                && let Ok(mut f) = f.lock()
-            {
-                let _ = writeln!(f, "{line}");
-            }
-            if stream && !line.is_empty() {
-                log::info!("  | {line}");
-            }
-            if let Ok(mut t) = tail.lock() {
-                if t.len() == TAIL_LINES {
-                    t.pop_front();
-                }
-                t.push_back(line);
-            }
+    let mut reader = BufReader::new(source);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match reader.by_ref().take(64 * 1024).read_until(b'\n', &mut raw) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
-        String::new()
-    })
+        let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+        if let Some(f) = log_file
+            && let Ok(mut f) = f.lock()
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        if stream && !line.is_empty() {
+            log::info!("  | {line}");
+        }
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The state file: what earlier runs did and learned (history, bad versions, build
-//! backoff, version roots, notifications). Written atomically, only under the run lock.
+//! backoff per version, which version roots were proven healthy, notifications) and the
+//! write-ahead intent of a switch in progress. Written atomically, only under the run lock.
 //!
 //! A damaged file is never silently reset: it is moved aside with a warning and the
 //! identical copy (`state.json.bak`) is used, so bad-version marks survive.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,9 +18,12 @@ use crate::lock::RunLock;
 use crate::policy::Holds;
 
 /// The schema this build writes. A file with a higher one came from a newer release.
-pub const SCHEMA: u32 = 1;
+/// Schema 1 (one backoff slot, `current`/`previous` names) is read and converted.
+pub const SCHEMA: u32 = 2;
 /// Runs kept in the history.
 pub const HISTORY_LEN: usize = 50;
+/// Versions remembered per kind (bad marks, backoffs, proven roots); the oldest go first.
+pub const MEMORY_LEN: usize = 32;
 const BACKOFF_FIRST: Duration = Duration::from_secs(3600);
 const BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
 
@@ -40,7 +45,8 @@ pub enum Outcome {
     RollbackFailed,
     /// Rolled back on request (`heph-selfupdate rollback`).
     ManualRollback,
-    /// Stopped by a signal before the switch; nothing changed.
+    /// Stopped by a signal (or killed). Before the switch nothing changed; during a switch
+    /// the intent was left for the next run, which finished it.
     Interrupted,
 }
 
@@ -85,19 +91,17 @@ pub struct CheckRecord {
     pub reason: String,
 }
 
-/// A version that failed its health check.
+/// Why a version is marked bad.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BadMark {
-    pub version: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub reason: String,
 }
 
-/// A version whose build failed, and when to try it again.
+/// A version whose build (or health proof) failed, and when to try it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backoff {
-    pub version: String,
     pub failures: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub until: OffsetDateTime,
@@ -111,6 +115,105 @@ pub struct Notified {
     pub version: Option<String>,
 }
 
+/// Why a switch was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// The policy chose a newer (or pinned) release.
+    Update,
+    /// `check-and-apply --to`.
+    Requested,
+    /// `heph-selfupdate rollback`.
+    Rollback,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Update => "update",
+            Self::Requested => "requested",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+/// Where a switch stands. Each phase is saved before its action starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// `current` is being pointed at `to`.
+    Switching,
+    /// The restart onto `to` is being asked for.
+    Restarting,
+    /// Watching `to` come up and settle.
+    Proving,
+    /// `to` failed; `current` is being pointed back at `from`.
+    Reverting,
+    /// The restart onto `from` is being asked for.
+    RevertRestarting,
+    /// Watching `from` come up and settle.
+    RevertProving,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Switching => "switching",
+            Self::Restarting => "restarting",
+            Self::Proving => "proving",
+            Self::Reverting => "reverting",
+            Self::RevertRestarting => "revert-restarting",
+            Self::RevertProving => "revert-proving",
+        }
+    }
+
+    /// True once the switch has turned back towards `from`.
+    pub fn reverting(self) -> bool {
+        matches!(
+            self,
+            Self::Reverting | Self::RevertRestarting | Self::RevertProving
+        )
+    }
+}
+
+/// The daemon as seen just before a restart: a later process differs in PID or invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Seen {
+    pub pid: Option<u32>,
+    pub invocation: Option<String>,
+}
+
+/// The write-ahead record of a switch: saved before `current` changes, advanced by each
+/// phase, removed only when a proven outcome is recorded. A run that finds one left by a
+/// run that died finishes it before deciding anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The version root `current` pointed at before (none: nothing was managed).
+    pub from: Option<String>,
+    /// The version root being switched to.
+    pub to: String,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub purpose: Purpose,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    pub phase: Phase,
+    /// The run that wrote it.
+    pub pid: u32,
+    /// The daemon just before the last restart this switch asked for.
+    #[serde(default)]
+    pub before: Option<Seen>,
+    /// Why the switch turned back, once it did.
+    #[serde(default)]
+    pub revert_reason: Option<String>,
+    /// True when `to` was proven unhealthy (not merely of unknown health).
+    #[serde(default)]
+    pub to_proven_bad: bool,
+    /// The build log of the run, if any.
+    #[serde(default)]
+    pub log: Option<PathBuf>,
+}
+
 /// Everything remembered between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -119,18 +222,27 @@ pub struct State {
     pub last_check: Option<CheckRecord>,
     #[serde(default)]
     pub history: Vec<RunRecord>,
+    /// Versions that failed their health proof (or were rolled back from by hand).
     #[serde(default)]
-    pub bad: Vec<BadMark>,
+    pub bad: BTreeMap<String, BadMark>,
+    /// Versions whose build or proof failed, and when to try each again.
     #[serde(default)]
-    pub backoff: Option<Backoff>,
-    /// The version root `current` points at, as we last set it.
+    pub backoff: BTreeMap<String, Backoff>,
+    /// Version roots proven healthy, and when last.
     #[serde(default)]
-    pub current: Option<String>,
-    /// The version root to roll back to.
+    pub proven: BTreeMap<String, ProvenRoot>,
+    /// A switch in progress (or left by a run that died).
     #[serde(default)]
-    pub previous: Option<String>,
+    pub intent: Option<Intent>,
     #[serde(default)]
     pub last_notified: Option<Notified>,
+}
+
+/// A version root that ran healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenRoot {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 impl Default for State {
@@ -139,11 +251,96 @@ impl Default for State {
             schema: SCHEMA,
             last_check: None,
             history: Vec::new(),
-            bad: Vec::new(),
-            backoff: None,
-            current: None,
-            previous: None,
+            bad: BTreeMap::new(),
+            backoff: BTreeMap::new(),
+            proven: BTreeMap::new(),
+            intent: None,
             last_notified: None,
+        }
+    }
+}
+
+/// Schema 1, as written by the first releases: read and converted, never written.
+#[derive(Deserialize)]
+struct StateV1 {
+    #[serde(default)]
+    last_check: Option<CheckRecord>,
+    #[serde(default)]
+    history: Vec<RunRecord>,
+    #[serde(default)]
+    bad: Vec<BadMarkV1>,
+    #[serde(default)]
+    backoff: Option<BackoffV1>,
+    #[serde(default)]
+    current: Option<String>,
+    #[serde(default)]
+    previous: Option<String>,
+    #[serde(default)]
+    last_notified: Option<Notified>,
+}
+
+#[derive(Deserialize)]
+struct BadMarkV1 {
+    version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct BackoffV1 {
+    version: String,
+    failures: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    until: OffsetDateTime,
+    reason: String,
+}
+
+impl StateV1 {
+    fn upgrade(self) -> State {
+        // Schema 1 named the root it switched to and the one before; both ran healthy then.
+        let at = self
+            .history
+            .last()
+            .map_or(OffsetDateTime::UNIX_EPOCH, |r| r.started);
+        State {
+            schema: SCHEMA,
+            last_check: self.last_check,
+            history: self.history,
+            bad: self
+                .bad
+                .into_iter()
+                .map(|b| {
+                    (
+                        b.version,
+                        BadMark {
+                            at: b.at,
+                            reason: b.reason,
+                        },
+                    )
+                })
+                .collect(),
+            backoff: self
+                .backoff
+                .into_iter()
+                .map(|b| {
+                    (
+                        b.version,
+                        Backoff {
+                            failures: b.failures,
+                            until: b.until,
+                            reason: b.reason,
+                        },
+                    )
+                })
+                .collect(),
+            proven: [self.current, self.previous]
+                .into_iter()
+                .flatten()
+                .map(|r| (r, ProvenRoot { at }))
+                .collect(),
+            intent: None,
+            last_notified: self.last_notified,
         }
     }
 }
@@ -271,6 +468,11 @@ pub fn decode(bytes: &[u8]) -> Result<Result<State, String>> {
             "the state file was written by a newer heph-selfupdate (schema {s}, this one knows {SCHEMA})\nhelp: upgrade heph-selfupdate, or move the file aside to start over"
         );
     }
+    if schema == Some(1) {
+        return Ok(serde_json::from_value::<StateV1>(value)
+            .map(StateV1::upgrade)
+            .map_err(|e| format!("unexpected content: {e}")));
+    }
     Ok(serde_json::from_value::<State>(value).map_err(|e| format!("unexpected content: {e}")))
 }
 
@@ -280,13 +482,14 @@ impl State {
         Holds {
             bad: self
                 .bad
-                .iter()
-                .filter_map(|b| Version::parse(&b.version).ok())
+                .keys()
+                .filter_map(|v| Version::parse(v).ok())
                 .collect(),
             backoff: self
                 .backoff
-                .as_ref()
-                .and_then(|b| Version::parse(&b.version).ok().map(|v| (v, b.until))),
+                .iter()
+                .filter_map(|(v, b)| Some((Version::parse(v).ok()?, b.until)))
+                .collect(),
         }
     }
 
@@ -305,46 +508,76 @@ impl State {
             .find(|r| r.outcome != Outcome::NothingDue)
     }
 
-    /// Marks `version` bad.
-    pub fn mark_bad(&mut self, version: &Version, at: OffsetDateTime, reason: &str) {
-        self.bad.retain(|b| b.version != version.to_string());
-        self.bad.push(BadMark {
-            version: version.to_string(),
-            at,
-            reason: reason.to_owned(),
-        });
+    /// True when `version` is marked bad.
+    pub fn is_bad(&self, version: &str) -> bool {
+        self.bad.contains_key(version)
     }
 
-    /// Notes a failed build of `version`: 1 h, 2 h, 4 h … at most 24 h before the next try.
+    /// Marks `version` bad.
+    pub fn mark_bad(&mut self, version: &str, at: OffsetDateTime, reason: &str) {
+        self.bad.insert(
+            version.to_owned(),
+            BadMark {
+                at,
+                reason: reason.to_owned(),
+            },
+        );
+        bound(&mut self.bad, |b| b.at);
+    }
+
+    /// Notes a failed attempt at `version`: 1 h, 2 h, 4 h … at most 24 h before the next
+    /// try. Other versions' backoffs are kept.
     pub fn note_build_failure(
         &mut self,
-        version: &Version,
+        version: &str,
         now: OffsetDateTime,
         reason: &str,
     ) -> OffsetDateTime {
-        let failures = match &self.backoff {
-            Some(b) if b.version == version.to_string() => b.failures + 1,
-            _ => 1,
-        };
+        let failures = self.backoff.get(version).map_or(1, |b| b.failures + 1);
         let factor = 2u32.saturating_pow(failures - 1);
         let delay = BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_MAX);
         let until = now + delay;
-        self.backoff = Some(Backoff {
-            version: version.to_string(),
-            failures,
-            until,
-            reason: reason.to_owned(),
-        });
+        self.backoff.insert(
+            version.to_owned(),
+            Backoff {
+                failures,
+                until,
+                reason: reason.to_owned(),
+            },
+        );
+        bound(&mut self.backoff, |b| b.until);
         until
     }
 
     /// Forgets backoff and bad marks for `version` (after it was installed on purpose).
-    pub fn clear_holds_for(&mut self, version: &Version) {
-        let v = version.to_string();
-        self.bad.retain(|b| b.version != v);
-        if self.backoff.as_ref().is_some_and(|b| b.version == v) {
-            self.backoff = None;
-        }
+    pub fn clear_holds_for(&mut self, version: &str) {
+        self.bad.remove(version);
+        self.backoff.remove(version);
+    }
+
+    /// Notes that the version root `root` ran healthy.
+    pub fn mark_proven(&mut self, root: &str, at: OffsetDateTime) {
+        self.proven.insert(root.to_owned(), ProvenRoot { at });
+        bound(&mut self.proven, |p| p.at);
+    }
+
+    /// Forgets roots that no longer exist.
+    pub fn forget_roots_except(&mut self, existing: &[String]) {
+        self.proven.retain(|name, _| existing.contains(name));
+    }
+}
+
+/// Keeps a memory map at [`MEMORY_LEN`] entries, dropping the oldest by `time`.
+fn bound<T>(map: &mut BTreeMap<String, T>, time: impl Fn(&T) -> OffsetDateTime) {
+    while map.len() > MEMORY_LEN {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| time(v))
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        map.remove(&oldest);
     }
 }
 
@@ -363,15 +596,46 @@ mod tests {
     fn backoff_doubles_and_caps_at_a_day() {
         let mut s = State::default();
         let hours: Vec<i64> = (0..7)
-            .map(|_| (s.note_build_failure(&v("1.1.0"), T, "x") - T).whole_hours())
+            .map(|_| (s.note_build_failure("1.1.0", T, "x") - T).whole_hours())
             .collect();
         assert_eq!(hours, [1, 2, 4, 8, 16, 24, 24]);
-        s.note_build_failure(&v("1.2.0"), T, "x");
+        s.note_build_failure("1.2.0", T, "x");
+        assert_eq!(s.backoff["1.2.0"].failures, 1, "a new version starts over");
+    }
+
+    #[test]
+    fn backoff_is_kept_per_version() {
+        let mut s = State::default();
+        let until = s.note_build_failure("0.4.0", T, "compile error");
+        s.note_build_failure("0.5.0", T, "another failure");
         assert_eq!(
-            s.backoff.as_ref().unwrap().failures,
-            1,
-            "a new version starts over"
+            s.holds().backoff,
+            vec![(v("0.4.0"), until), (v("0.5.0"), until)],
+            "an unrelated failure does not replace the first backoff"
         );
+    }
+
+    #[test]
+    fn memory_is_bounded_and_drops_the_oldest() {
+        let mut s = State::default();
+        for i in 0..(MEMORY_LEN + 5) {
+            let at = T + Duration::from_secs(u64::try_from(i).unwrap());
+            s.mark_bad(&format!("0.{i}.0"), at, "x");
+        }
+        assert_eq!(s.bad.len(), MEMORY_LEN);
+        assert!(!s.is_bad("0.0.0") && s.is_bad(&format!("0.{}.0", MEMORY_LEN + 4)));
+    }
+
+    #[test]
+    fn a_schema_1_file_is_read_and_converted() {
+        let text = r#"{"schema": 1, "history": [], "bad": [{"version": "0.3.0", "at": "2026-03-10T12:00:00Z", "reason": "died"}],
+            "backoff": {"version": "0.4.0", "failures": 2, "until": "2026-03-10T14:00:00Z", "reason": "compile"},
+            "current": "0.2.0", "previous": "0.1.0"}"#;
+        let s = decode(text.as_bytes()).unwrap().unwrap();
+        assert_eq!(s.schema, SCHEMA);
+        assert!(s.is_bad("0.3.0"));
+        assert_eq!(s.backoff["0.4.0"].failures, 2);
+        assert!(s.proven.contains_key("0.2.0") && s.proven.contains_key("0.1.0"));
     }
 
     #[test]
@@ -398,9 +662,9 @@ mod tests {
         let lock = RunLock::acquire(dir.path()).unwrap();
         let f = StateFile::new(dir.path().join("state.json"));
         let mut s = State::default();
-        s.mark_bad(&v("1.1.0"), T, "died");
+        s.mark_bad("1.1.0", T, "died");
         f.save(&s, &lock).unwrap();
-        std::fs::write(f.path(), "{\"schema\": 1, \"bad\": [").unwrap();
+        std::fs::write(f.path(), "{\"schema\": 2, \"bad\": {").unwrap();
         let loaded = f.load().unwrap();
         assert_eq!(loaded.bad.len(), 1, "bad marks survive");
         let aside = std::fs::read_dir(dir.path())
@@ -427,12 +691,12 @@ mod tests {
     #[test]
     fn holds_come_from_marks_and_backoff() {
         let mut s = State::default();
-        s.mark_bad(&v("1.1.0"), T, "x");
-        let until = s.note_build_failure(&v("1.2.0"), T, "x");
+        s.mark_bad("1.1.0", T, "x");
+        let until = s.note_build_failure("1.2.0", T, "x");
         let h = s.holds();
         assert_eq!(h.bad, vec![v("1.1.0")]);
-        assert_eq!(h.backoff, Some((v("1.2.0"), until)));
-        s.clear_holds_for(&v("1.2.0"));
-        assert!(s.backoff.is_none());
+        assert_eq!(h.backoff, vec![(v("1.2.0"), until)]);
+        s.clear_holds_for("1.2.0");
+        assert!(s.backoff.is_empty());
     }
 }

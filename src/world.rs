@@ -1,17 +1,24 @@
-//! The outside world, passed explicitly: HTTP, child processes, the clock, the
-//! environment snapshot and who we are. Tests substitute parts of it.
+//! The outside world, passed explicitly: HTTP, child processes, the service manager, the
+//! clock, signals, the environment snapshot and who we are. Tests substitute parts of it
+//! (the simulation in `tests/simulation.rs` substitutes all of it but the file system).
 
 use std::collections::BTreeMap;
 
 use crate::clock::{Clock, SystemClock};
 use crate::http::{HttpClient, MinreqClient};
 use crate::process::{Runner, SystemRunner};
+use crate::service::{Services, SystemServices};
+use crate::signals::Interrupt;
 
 /// Everything commands use to talk to the world.
 pub struct World {
     pub http: Box<dyn HttpClient>,
     pub runner: Box<dyn Runner>,
+    /// Makes the service manager that restarts and observes the daemon.
+    pub services: Box<dyn Services>,
     pub clock: Box<dyn Clock>,
+    /// SIGTERM/SIGINT received so far.
+    pub interrupt: Interrupt,
     /// The environment, read once at start.
     pub env: BTreeMap<String, String>,
     /// Our user id (launchd domains, doctor).
@@ -27,20 +34,28 @@ impl std::fmt::Debug for World {
 }
 
 impl World {
-    /// The real world.
-    pub fn real() -> Self {
+    /// The real world; `interrupt` is the process's signal count ([`crate::signals::install`]).
+    pub fn real(interrupt: Interrupt) -> Self {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        // SAFETY: getuid cannot fail and touches no memory.
+        let uid = unsafe { libc::getuid() };
         Self {
             http: Box::new(MinreqClient),
             runner: Box::new(SystemRunner {
                 reaper: std::env::current_exe().ok(),
                 scrub: crate::envvars::SECRET.iter().map(Into::into).collect(),
+                interrupt: interrupt.clone(),
+            }),
+            services: Box::new(SystemServices {
+                path: env.get("PATH").map(Into::into),
+                uid,
             }),
             clock: Box::new(SystemClock),
-            env: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
-            // SAFETY: getuid cannot fail and touches no memory.
-            uid: unsafe { libc::getuid() },
+            interrupt,
+            env,
+            uid,
         }
     }
 

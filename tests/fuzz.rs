@@ -158,8 +158,8 @@ proptest! {
     fn tool_outputs_of_any_content_never_panic(text in "(.{0,60}\n){0,12}") {
         let _ = heph_selfupdate::install_records::parse(&text);
         let _ = heph_selfupdate::git::parse_ls_remote(&text, "v1.0.0");
-        let _ = Systemd::new(Path::new("systemctl"), "hephd.service", true).parse(&text);
-        let _ = Launchd::new(Path::new("launchctl"), "x", 501).parse(&text);
+        let _ = Systemd::new(Path::new("systemctl"), "hephd.service", true, std::time::Duration::from_secs(60)).parse(&text);
+        let _ = Launchd::new(Path::new("launchctl"), "x", 501, std::time::Duration::from_secs(60)).parse(&text);
         let _ = next_link(&text);
         let _ = heph_selfupdate::redact::url(&text);
     }

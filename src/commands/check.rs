@@ -4,15 +4,42 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::deploy::{Deployer, recover};
 use crate::evaluate::{Evaluation, evaluate};
 use crate::exit;
+use crate::layout::Layout;
+use crate::lock::{LockBusy, RunLock};
 use crate::policy::{Overrides, Reason};
 use crate::state::StateFile;
 use crate::timefmt::rfc3339;
 use crate::world::World;
 
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
-    let state = StateFile::new(cfg.state_file()).peek()?;
+    let state_file = StateFile::new(cfg.state_file());
+    let mut state = state_file.peek()?;
+    if state.intent.is_some() {
+        // No decision on top of an unfinished switch: finish it (or say who is on it).
+        match RunLock::acquire(&cfg.state_dir) {
+            Ok(lock) => {
+                state = state_file.load()?;
+                let settings = super::run_settings(cfg, world);
+                let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
+                let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
+                recover(
+                    &deployer,
+                    &mut state,
+                    &settings.status_command,
+                    settings.notify_command.as_deref(),
+                );
+            }
+            Err(e) if e.is::<LockBusy>() => {
+                log::warn!(
+                    "a switch is in progress ({e}); this check sees the state before it ends"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let eval = evaluate(cfg, world, &state, &Overrides::default(), true)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&to_json(&eval))?);

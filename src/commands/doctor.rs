@@ -126,7 +126,8 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         out.push(check("configuration", Status::Warn, w.clone(), None));
     }
 
-    let tools = Tools::find(cfg, world.path_var());
+    let settings = super::run_settings(cfg, world);
+    let tools = Tools::find(cfg.cargo.as_deref(), &cfg.home, world.path_var());
     let toolchain = cfg
         .toolchain
         .clone()
@@ -135,7 +136,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         .unwrap_or_default();
     let cargo_version = build_env(
         Cmd::new(&tools.cargo, "ask cargo its version").arg("--version"),
-        cfg,
+        &settings.build,
     );
     out.push(match probe(world, &cargo_version) {
         Ok(v) => check("cargo", Status::Ok, format!("{v} ({}){toolchain}", tools.cargo.display()), None),
@@ -199,7 +200,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
             &cfg.git_url,
             "HEAD",
         ]),
-        cfg,
+        &settings.build,
     )
     .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));
     out.push(match probe(world, &ls_remote) {
@@ -292,7 +293,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
 }
 
 fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
-    let Some(manager) = super::apply::manager(cfg, world) else {
+    let Some(manager) = world.services.manager(&super::service_spec(cfg)) else {
         out.push(check(
             "service",
             Status::Info,

@@ -1,107 +1,193 @@
-//! `heph-selfupdate rollback`: back to the previous version root, with the same health
-//! proof as an update. The version rolled back from is marked bad.
+//! `heph-selfupdate rollback`: back to the newest healthy version root other than the
+//! current one (or `--to` a chosen kept root), through the same switch, proof and messages
+//! as an update. The version rolled back from is marked bad, so the timer does not
+//! reinstall it. `--dry-run` shows the plan.
 
-use anyhow::{Result, anyhow, bail};
+use std::fmt::Write as _;
 
-use crate::config::Config;
-use crate::exit;
-use crate::layout::Layout;
+use anyhow::{Result, bail};
+
+use crate::build::{Builder, Tools};
+use crate::cli::RollbackArgs;
+use crate::config::{Config, ConfigError};
+use crate::deploy::{Deployer, recover};
+use crate::layout::{Layout, Root};
 use crate::lock::RunLock;
-use crate::state::{Outcome, RunRecord, StateFile};
+use crate::notify::Event;
+use crate::plan::{Executor, Plan, Step, switch_cmds};
+use crate::report::{Recovered, RunReport};
+use crate::roots;
+use crate::service::ServiceManager;
+use crate::state::{Outcome, Purpose, RunRecord, State, StateFile};
+use crate::version::{parse_tag, same_version};
 use crate::world::World;
 
-use super::apply::{manager, restart_and_prove};
-use crate::health::Proven;
-use crate::layout::root_version;
-
-pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
-    let lock = RunLock::acquire(&cfg.state_dir)?;
-    let state_file = StateFile::new(cfg.state_file());
-    let mut state = state_file.load()?;
-    let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
-    let started = world.clock.now();
-    let clock_start = world.clock.instant();
+/// The root to go back to.
+fn choose(cfg: &Config, layout: &Layout, state: &State, to: Option<&str>) -> Result<Root> {
     let Some(current) = layout.current() else {
         bail!(
             "nothing to roll back: {} is not managed by heph-selfupdate yet (no version roots)",
             cfg.bin_dir.display()
         );
     };
-    let previous = state
-        .previous
-        .clone()
-        .filter(|p| p != &current && layout.root(p).exists());
-    let Some(previous) = previous else {
-        bail!(
-            "nothing to roll back to: no previous version root is recorded for {current}\nhelp: `heph-selfupdate check-and-apply --to <version>` installs a chosen release"
-        );
+    let listing = || {
+        layout
+            .roots()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    log::info!("rolling back from {current} to {previous}");
-    layout.set_current(&previous)?;
-    layout.link_binaries(&cfg.packages)?;
-    // Restart and prove; without a service manager the person restarts the daemon.
-    let prove = |version: &str| -> Result<(), String> {
-        let Some(m) = manager(cfg, world) else {
-            log::warn!(
-                "service_manager = none: restart {} yourself to run {version}",
-                cfg.binary
-            );
-            return Ok(());
+    if let Some(to) = to {
+        let version =
+            parse_tag(to).map_err(|e| ConfigError(format!("rollback --to {to:?}: {e}")))?;
+        let root = layout
+            .roots()
+            .into_iter()
+            .filter(|r| r.name != current && r.has_all(&cfg.packages))
+            .filter(|r| r.version().is_some_and(|v| same_version(&v, &version)))
+            .min_by_key(|r| !roots::is_healthy(r, state));
+        return match root {
+            Some(r) => Ok(r),
+            None => bail!(
+                "no kept version root of {version} other than the current one ({current}); kept: {}\nhelp: `heph-selfupdate check-and-apply --to {version}` builds it",
+                listing()
+            ),
         };
-        match restart_and_prove(cfg, world, m.as_ref()) {
-            Proven::Healthy(_) => Ok(()),
-            Proven::Unhealthy(why) | Proven::Unknown(why) => Err(why),
+    }
+    match roots::rollback_target(layout, state, Some(&current), &cfg.packages) {
+        Some(r) => Ok(r),
+        None => bail!(
+            "nothing to roll back to: no healthy version root other than {current} (kept: {})\nhelp: `heph-selfupdate rollback --to <version>` picks a kept root; `check-and-apply --to <version>` installs a chosen release",
+            listing()
+        ),
+    }
+}
+
+fn plan(
+    settings: &crate::plan::RunSettings,
+    manager: Option<&dyn ServiceManager>,
+    root: &Root,
+    state: &State,
+) -> Plan {
+    let mut steps = Vec::new();
+    if let Some(intent) = &state.intent {
+        steps.push(Step::Resume {
+            intent: intent.clone(),
+            cmds: switch_cmds(settings, manager, true),
+        });
+    }
+    steps.push(Step::Preflight {
+        observe: manager.map(ServiceManager::observe_cmd),
+    });
+    steps.push(Step::UseRoot {
+        name: root.name.clone(),
+    });
+    steps.push(Step::Switch {
+        purpose: Purpose::Rollback,
+        cmds: switch_cmds(settings, manager, false),
+    });
+    if let Some(cmd) = super::apply::notify_cmd(settings, Event::Updated) {
+        steps.push(Step::Notify { cmd });
+    }
+    Plan { steps }
+}
+
+pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
+    let settings = super::run_settings(cfg, world);
+    let state_file = StateFile::new(cfg.state_file());
+    let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
+    if args.dry_run {
+        let state = state_file.peek()?;
+        let root = choose(cfg, &layout, &state, args.to.as_deref())?;
+        let manager = world.services.manager(&settings.deploy.service);
+        let plan = plan(&settings, manager.as_deref(), &root, &state);
+        if args.json {
+            let mut out = plan.to_json();
+            out["action"] = "rollback".into();
+            out["from"] = layout.current().into();
+            out["to"] = root.name.clone().into();
+            crate::output::line(&serde_json::to_string_pretty(&out)?);
+        } else {
+            crate::output::text(&format!(
+                "# rollback: {} -> {}\n{}",
+                layout.current().unwrap_or_default(),
+                root.name,
+                plan.render()
+            ));
         }
+        return Ok(crate::exit::OK);
+    }
+    let lock = RunLock::acquire(&cfg.state_dir)?;
+    let mut state = state_file.load()?;
+    let started = world.clock.now();
+    let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
+    let recovered = recover(
+        &deployer,
+        &mut state,
+        &settings.status_command,
+        settings.notify_command.as_deref(),
+    );
+    if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
+        let mut report = RunReport::new(told);
+        report.recovered = Some(told.into());
+        return Ok(report.emit(args.json, true));
+    }
+    let root = choose(cfg, &layout, &state, args.to.as_deref())?;
+    let current = layout.current().unwrap_or_default();
+    let from_version = layout
+        .find(&current)
+        .and_then(|r| r.version())
+        .map(|v| v.to_string());
+    log::info!("rolling back from {current} to {}", root.name);
+    let plan = plan(&settings, deployer.manager.as_deref(), &root, &state);
+    let builder = Builder {
+        settings: &settings.build,
+        runner: world.runner.as_ref(),
+        clock: world.clock.as_ref(),
+        tools: Tools::find(
+            settings.build.cargo.as_deref(),
+            &settings.build.home,
+            world.path_var(),
+        ),
+        layout: layout.clone(),
+        log_file: None,
     };
-    let (outcome, message, result) = match prove(&previous) {
-        Ok(()) => {
-            if let Some(v) = root_version(&current) {
-                state.mark_bad(&v, world.clock.now(), "rolled back by hand");
-            }
-            state.current = Some(previous.clone());
-            state.previous = None;
-            let message = format!(
-                "rolled back from {current} to {previous}; {current} is marked bad (the timer will not reinstall it)"
-            );
-            log::info!("{message}");
-            (Outcome::ManualRollback, message, Ok(exit::OK))
-        }
-        Err(why) => {
-            log::error!("{previous} is unhealthy ({why}); switching back to {current}");
-            layout.set_current(&current)?;
-            layout.link_binaries(&cfg.packages)?;
-            let message = match prove(&current) {
-                Ok(()) => format!(
-                    "{previous} was unhealthy ({why}); stayed on {current}, which is healthy"
-                ),
-                Err(back_why) => format!(
-                    "ROLLBACK FAILED: {previous} was unhealthy ({why}) and {current} is unhealthy too ({back_why})"
-                ),
-            };
-            (
-                Outcome::RollbackFailed,
-                message.clone(),
-                Err(anyhow!(
-                    "{message}\nhelp: `heph-selfupdate status` shows the version roots"
-                )),
-            )
-        }
+    let executor = Executor {
+        world,
+        settings: &settings,
+        layout: &layout,
+        builder: &builder,
+        deployer: &deployer,
+        state_file: &state_file,
+        lock: &lock,
+        target: None,
     };
+    let finished = executor.run(&plan, &mut state, from_version.as_deref());
+    let mut told = finished.told;
+    if told.outcome == Outcome::ManualRollback
+        && let Some(v) = &from_version
+    {
+        state.mark_bad(v, world.clock.now(), "rolled back by hand");
+        let _ = write!(
+            told.message,
+            "; {v} is marked bad (the timer will not reinstall it)"
+        );
+    }
+    let to_version = root.version().map(|v| v.to_string());
     state.record(RunRecord {
         started,
-        duration_secs: clock_start.elapsed().as_secs_f64(),
-        from: root_version(&current).map(|v| v.to_string()),
-        to: root_version(&previous).map(|v| v.to_string()),
-        outcome,
-        reason: message.clone(),
+        duration_secs: (world.clock.now() - started).as_seconds_f64().max(0.0),
+        from: from_version.clone(),
+        to: to_version.clone(),
+        outcome: told.outcome,
+        reason: told.message.clone(),
         log: None,
     });
     state_file.save(&state, &lock)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"outcome": outcome.as_str(), "from": current, "to": previous, "message": message})
-        );
-    }
-    result
+    let mut report = RunReport::new(&told);
+    report.from = from_version;
+    report.to = to_version;
+    report.recovered = recovered.as_ref().map(Recovered::from);
+    Ok(report.emit(args.json, false))
 }

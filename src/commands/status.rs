@@ -1,30 +1,97 @@
-//! `heph-selfupdate status`: what is installed and where, the version roots, what the
-//! last runs did, holds, and whether a run is in progress. Never contacts the forge and
-//! never waits for the lock.
+//! `heph-selfupdate status`: what is installed and where, the version roots and what is
+//! known of each, what the last runs did, holds, and whether a run is in progress. Never
+//! contacts the forge and never waits for the lock. When no run holds the lock and an
+//! earlier run left a switch unfinished, it finishes that switch first (and says so), so
+//! what it shows is true.
+
+use std::fmt;
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::config::{Config, Mode};
+use crate::deploy::{Deployer, recover};
 use crate::exit;
 use crate::installed;
-use crate::layout::Layout;
-use crate::state::{Outcome, RunRecord, StateFile};
+use crate::layout::{Layout, Origin};
+use crate::lock::{LockBusy, RunLock};
+use crate::roots;
+use crate::state::{Intent, Outcome, RunRecord, State, StateFile};
 use crate::timefmt::rfc3339;
 use crate::world::World;
 
-/// The PID holding the run lock, if a run is in progress.
-pub fn lock_holder(cfg: &Config) -> Option<u32> {
-    let text = std::fs::read_to_string(cfg.state_dir.join("lock")).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    // The holder empties the file when it ends; a PID left by a killed run is checked.
-    std::path::Path::new(&format!("/proc/{pid}"))
-        .exists()
-        .then_some(pid)
-        .or_else(|| {
-            let alive = i32::try_from(pid).is_ok_and(|p| unsafe { libc::kill(p, 0) } == 0);
-            alive.then_some(pid)
-        })
+/// One version root, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootView {
+    pub name: String,
+    pub version: Option<String>,
+    pub commit: Option<String>,
+    pub origin: &'static str,
+    pub current: bool,
+    pub healthy: bool,
+    pub bad: bool,
+}
+
+/// A held version.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldView {
+    pub version: String,
+    pub kind: &'static str,
+    pub reason: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub failures: Option<u32>,
+}
+
+/// A switch in progress or left unfinished.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchView {
+    pub from: Option<String>,
+    pub to: String,
+    pub phase: &'static str,
+    pub purpose: &'static str,
+    pub started: String,
+    pub pid: u32,
+    /// True while the run that started it still holds the lock.
+    pub in_progress: bool,
+}
+
+/// One past run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub started: String,
+    pub duration_secs: f64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub outcome: &'static str,
+    pub reason: String,
+    pub log: Option<std::path::PathBuf>,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub installed: serde_json::Value,
+    pub current: Option<String>,
+    pub roots: Vec<RootView>,
+    pub mode: &'static str,
+    pub service_manager: &'static str,
+    pub service: String,
+    pub last_check: Option<serde_json::Value>,
+    pub last_apply: Option<RunView>,
+    pub next_step: Option<String>,
+    pub history: Vec<RunView>,
+    pub holds: Vec<HoldView>,
+    pub bad: Vec<HoldView>,
+    pub pending: Option<String>,
+    pub switch: Option<SwitchView>,
+    /// A run in progress (it holds the lock).
+    pub running: Option<serde_json::Value>,
+    /// A switch an earlier run left, finished by this `status`.
+    pub finished_switch: Option<String>,
+    pub state_file: std::path::PathBuf,
+    #[serde(skip)]
+    text: Vec<(String, String)>,
 }
 
 /// What a person should do after a run that did not end well.
@@ -45,20 +112,89 @@ fn next_step(cfg: &Config, uid: u32, r: &RunRecord) -> Option<String> {
     }
 }
 
-fn run_json(r: &RunRecord) -> serde_json::Value {
-    json!({
-        "started": rfc3339(r.started),
-        "duration_secs": (r.duration_secs * 10.0).round() / 10.0,
-        "from": r.from,
-        "to": r.to,
-        "outcome": r.outcome.as_str(),
-        "reason": r.reason,
-        "log": r.log,
-    })
+fn run_view(r: &RunRecord) -> RunView {
+    RunView {
+        started: rfc3339(r.started),
+        duration_secs: (r.duration_secs * 10.0).round() / 10.0,
+        from: r.from.clone(),
+        to: r.to.clone(),
+        outcome: r.outcome.as_str(),
+        reason: r.reason.clone(),
+        log: r.log.clone().filter(|p| p.exists()),
+    }
+}
+
+fn switch_view(i: &Intent, in_progress: bool) -> SwitchView {
+    SwitchView {
+        from: i.from_version.clone(),
+        to: i.to_version.clone(),
+        phase: i.phase.as_str(),
+        purpose: i.purpose.as_str(),
+        started: rfc3339(i.started),
+        pid: i.pid,
+        in_progress,
+    }
+}
+
+/// Takes the lock when no run holds it, and finishes an unfinished switch. Returns the
+/// state to show, the PID of a run in progress, and what was finished.
+fn settle(
+    cfg: &Config,
+    world: &World,
+    state_file: &StateFile,
+) -> Result<(State, Option<u32>, Option<String>)> {
+    let state = state_file.peek()?;
+    // Without a state dir there is nothing to finish, and status creates nothing.
+    if !cfg.state_dir.is_dir() {
+        return Ok((state, None, None));
+    }
+    let lock = match RunLock::acquire(&cfg.state_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            // The lock is held: a run is in progress (a PID left by a dead run is not).
+            if let Some(busy) = e.downcast_ref::<LockBusy>() {
+                return Ok((state, Some(busy.holder.unwrap_or(0)), None));
+            }
+            log::warn!("{e:#}");
+            return Ok((state, None, None));
+        }
+    };
+    if state.intent.is_none() {
+        return Ok((state, None, None));
+    }
+    let mut state = state_file.load()?;
+    let settings = super::run_settings(cfg, world);
+    let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
+    let deployer = Deployer::new(world, &settings.deploy, &layout, state_file, &lock);
+    let finished = recover(
+        &deployer,
+        &mut state,
+        &settings.status_command,
+        settings.notify_command.as_deref(),
+    )
+    .map(|t| t.message);
+    Ok((state, None, finished))
 }
 
 pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
-    let state = StateFile::new(cfg.state_file()).peek()?;
+    let state_file = StateFile::new(cfg.state_file());
+    let (state, running, finished) = settle(cfg, world, &state_file)?;
+    let report = build(cfg, world, &state, running, finished);
+    if json_out {
+        crate::output::line(&serde_json::to_string_pretty(&report)?);
+    } else {
+        crate::output::text(&report.to_string());
+    }
+    Ok(exit::OK)
+}
+
+fn build(
+    cfg: &Config,
+    world: &World,
+    state: &State,
+    running: Option<u32>,
+    finished: Option<String>,
+) -> StatusReport {
     let inst = installed::probe(
         world.runner.as_ref(),
         &cfg.bin_dir,
@@ -69,56 +205,65 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     let resolves_to = std::fs::canonicalize(&inst.binary_path).ok();
     let managed = layout.is_managed(&cfg.binary);
     let current = layout.current();
-    let roots = layout.roots();
-    let bad: Vec<&str> = state.bad.iter().map(|b| b.version.as_str()).collect();
-    let lock = lock_holder(cfg);
     let now = world.clock.now();
-    let backoff = state.backoff.as_ref().filter(|b| b.until > now);
+    let roots: Vec<RootView> = layout
+        .roots()
+        .iter()
+        .map(|r| RootView {
+            name: r.name.clone(),
+            version: r.version().map(|v| v.to_string()),
+            commit: r.meta.commit.clone(),
+            origin: match r.meta.origin {
+                Origin::Built => "built",
+                Origin::Adopted => "adopted",
+            },
+            current: current.as_deref() == Some(r.name.as_str()),
+            healthy: roots::is_healthy(r, state),
+            bad: roots::is_bad(r, state),
+        })
+        .collect();
+    let holds: Vec<HoldView> = state
+        .backoff
+        .iter()
+        .filter(|(_, b)| b.until > now)
+        .map(|(v, b)| HoldView {
+            version: v.clone(),
+            kind: "backoff",
+            reason: b.reason.clone(),
+            since: None,
+            until: Some(rfc3339(b.until)),
+            failures: Some(b.failures),
+        })
+        .collect();
+    let bad: Vec<HoldView> = state
+        .bad
+        .iter()
+        .map(|(v, b)| HoldView {
+            version: v.clone(),
+            kind: "bad",
+            reason: b.reason.clone(),
+            since: Some(rfc3339(b.at)),
+            until: None,
+            failures: None,
+        })
+        .collect();
     let pending = state
         .last_check
         .as_ref()
         .filter(|c| c.update_available && cfg.mode == Mode::Notify)
         .and_then(|c| c.latest.clone());
+    let mode = match cfg.mode {
+        Mode::Apply => "apply",
+        Mode::Notify => "notify",
+    };
+    let switch = state
+        .intent
+        .as_ref()
+        .map(|i| switch_view(i, running.is_some()));
 
-    if json_out {
-        let out = json!({
-            "installed": {
-                "version": inst.version.as_ref().map(ToString::to_string),
-                "source": inst.source,
-                "binary": inst.binary_path,
-                "resolves_to": resolves_to,
-                "managed": managed,
-                "missing": inst.missing,
-            },
-            "current": current,
-            "previous": state.previous,
-            "roots": roots.iter().map(|r| json!({
-                "name": r.name,
-                "path": r.path,
-                "current": current.as_deref() == Some(r.name.as_str()),
-                "previous": state.previous.as_deref() == Some(r.name.as_str()),
-                "bad": bad.iter().any(|b| crate::layout::root_version(&r.name).is_some_and(|v| v.to_string() == *b)),
-            })).collect::<Vec<_>>(),
-            "mode": match cfg.mode { Mode::Apply => "apply", Mode::Notify => "notify" },
-            "service_manager": cfg.service_manager.name(),
-            "service": cfg.service,
-            "last_check": state.last_check.as_ref().map(|c| json!({
-                "at": rfc3339(c.at), "installed": c.installed, "latest": c.latest,
-                "update_available": c.update_available, "reason": c.reason,
-            })),
-            "last_apply": state.last_apply().map(run_json),
-            "next_step": state.last_apply().and_then(|r| next_step(cfg, world.uid, r)),
-            "history": state.history.iter().rev().take(10).map(run_json).collect::<Vec<_>>(),
-            "backoff": backoff.map(|b| json!({"version": b.version, "failures": b.failures, "until": rfc3339(b.until), "reason": b.reason})),
-            "bad": state.bad.iter().map(|b| json!({"version": b.version, "at": rfc3339(b.at), "reason": b.reason})).collect::<Vec<_>>(),
-            "pending": pending,
-            "running": lock.map(|pid| json!({"pid": pid})),
-            "state_file": cfg.state_file(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(exit::OK);
-    }
-
+    // The text view, line by line.
+    let mut text: Vec<(String, String)> = Vec::new();
+    let mut line = |k: &str, v: String| text.push((k.to_owned(), v));
     let version = inst
         .version
         .as_ref()
@@ -130,33 +275,39 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
         }
         _ => inst.binary_path.display().to_string(),
     };
-    println!("installed:   {version}  {place}");
-    if !inst.missing.is_empty() {
-        println!("missing:     {}", inst.missing.join(", "));
+    if let Some(f) = &finished {
+        line(
+            "finished",
+            format!("an earlier run's unfinished switch: {f}"),
+        );
     }
-    println!(
-        "managed:     {}",
+    line("installed", format!("{version}  {place}"));
+    if !inst.missing.is_empty() {
+        line("missing", inst.missing.join(", "));
+    }
+    line(
+        "managed",
         if managed {
             format!("yes, version roots in {}", layout.versions_dir().display())
         } else {
             "no (plain binaries; the first update takes them under management)".to_owned()
-        }
+        },
     );
     if !roots.is_empty() {
         let names: Vec<String> = roots
             .iter()
             .map(|r| {
                 let mut tags = Vec::new();
-                if current.as_deref() == Some(r.name.as_str()) {
+                if r.current {
                     tags.push("current");
                 }
-                if state.previous.as_deref() == Some(r.name.as_str()) {
-                    tags.push("previous");
-                }
-                if crate::layout::root_version(&r.name)
-                    .is_some_and(|v| bad.contains(&v.to_string().as_str()))
-                {
+                if r.bad {
                     tags.push("bad");
+                } else if r.healthy {
+                    tags.push("healthy");
+                }
+                if r.origin == "adopted" {
+                    tags.push("adopted");
                 }
                 if tags.is_empty() {
                     r.name.clone()
@@ -165,65 +316,145 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 }
             })
             .collect();
-        println!("roots:       {}", names.join(", "));
+        line("roots", names.join(", "));
     }
-    println!(
-        "mode:        {} ({} {})",
-        match cfg.mode {
-            Mode::Apply => "apply",
-            Mode::Notify => "notify",
-        },
-        cfg.service_manager.name(),
-        cfg.service
+    if let Some(s) = &switch {
+        line(
+            "switch",
+            format!(
+                "{} {} -> {} ({}, {}), started {} by pid {}{}",
+                if s.in_progress {
+                    "in progress:"
+                } else {
+                    "UNFINISHED:"
+                },
+                s.from.as_deref().unwrap_or("nothing"),
+                s.to,
+                s.purpose,
+                s.phase,
+                s.started,
+                s.pid,
+                if s.in_progress {
+                    ""
+                } else {
+                    "; the next run (or `heph-selfupdate status` with no run in progress) finishes it"
+                }
+            ),
+        );
+    }
+    line(
+        "mode",
+        format!("{mode} ({} {})", cfg.service_manager.name(), cfg.service),
     );
     match &state.last_check {
-        Some(c) => println!("last check:  {}  {}", rfc3339(c.at), c.reason),
-        None => println!("last check:  never (by check-and-apply)"),
+        Some(c) => line("last check", format!("{}  {}", rfc3339(c.at), c.reason)),
+        None => line("last check", "never (by check-and-apply)".to_owned()),
     }
     match state.last_apply() {
-        Some(r) => println!(
-            "last run:    {}  {}  {} -> {} ({:.0}s): {}",
-            rfc3339(r.started),
-            r.outcome.as_str(),
-            r.from.as_deref().unwrap_or("nothing"),
-            r.to.as_deref().unwrap_or("?"),
-            r.duration_secs,
-            r.reason.lines().next().unwrap_or("")
+        Some(r) => line(
+            "last run",
+            format!(
+                "{}  {}  {} -> {} ({:.0}s): {}",
+                rfc3339(r.started),
+                r.outcome.as_str(),
+                r.from.as_deref().unwrap_or("nothing"),
+                r.to.as_deref().unwrap_or("?"),
+                r.duration_secs,
+                r.reason.lines().next().unwrap_or("")
+            ),
         ),
-        None => println!("last run:    none"),
+        None => line("last run", "none".to_owned()),
     }
-    if let Some(r) = state.last_apply().and_then(|r| r.log.as_ref()) {
-        println!("build log:   {}", r.display());
-    }
-    if let Some(next) = state
+    if let Some(log) = state
         .last_apply()
-        .and_then(|r| next_step(cfg, world.uid, r))
+        .and_then(|r| r.log.as_ref())
+        .filter(|p| p.exists())
     {
-        println!("next step:   {next}");
+        line("build log", log.display().to_string());
     }
-    if let Some(b) = backoff {
-        println!(
-            "backoff:     {} failed {} time(s); next try after {} ({})",
-            b.version,
-            b.failures,
-            rfc3339(b.until),
-            b.reason
+    let next = state
+        .last_apply()
+        .and_then(|r| next_step(cfg, world.uid, r));
+    if let Some(next) = &next {
+        line("next step", next.clone());
+    }
+    for b in &holds {
+        line(
+            "backoff",
+            format!(
+                "{} failed {} time(s); next try after {} ({})",
+                b.version,
+                b.failures.unwrap_or(0),
+                b.until.as_deref().unwrap_or("?"),
+                b.reason
+            ),
         );
     }
-    for b in &state.bad {
-        println!(
-            "bad:         {} since {}: {}",
-            b.version,
-            rfc3339(b.at),
-            b.reason
+    for b in &bad {
+        line(
+            "bad",
+            format!(
+                "{} since {}: {}",
+                b.version,
+                b.since.as_deref().unwrap_or("?"),
+                b.reason
+            ),
         );
     }
-    if let Some(p) = pending {
-        println!("pending:     update to {p} available (mode = notify)");
+    if let Some(p) = &pending {
+        line(
+            "pending",
+            format!("update to {p} available (mode = notify)"),
+        );
     }
-    match lock {
-        Some(pid) => println!("running:     yes, pid {pid}"),
-        None => println!("running:     no"),
+    line(
+        "running",
+        match running {
+            Some(pid) => format!("yes: an update run (pid {pid}) holds the lock"),
+            None => "no (no update run in progress)".to_owned(),
+        },
+    );
+
+    StatusReport {
+        installed: serde_json::json!({
+            "version": inst.version.as_ref().map(ToString::to_string),
+            "source": inst.source,
+            "binary": inst.binary_path,
+            "resolves_to": resolves_to,
+            "managed": managed,
+            "missing": inst.missing,
+        }),
+        current,
+        roots,
+        mode,
+        service_manager: cfg.service_manager.name(),
+        service: cfg.service.clone(),
+        last_check: state.last_check.as_ref().map(|c| {
+            serde_json::json!({
+                "at": rfc3339(c.at), "installed": c.installed, "latest": c.latest,
+                "update_available": c.update_available, "reason": c.reason,
+            })
+        }),
+        last_apply: state.last_apply().map(run_view),
+        next_step: next,
+        history: state.history.iter().rev().take(10).map(run_view).collect(),
+        holds,
+        bad,
+        pending,
+        switch,
+        running: running.map(|pid| serde_json::json!({ "pid": pid })),
+        finished_switch: finished,
+        state_file: cfg.state_file(),
+        text,
     }
-    Ok(exit::OK)
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (k, v) in &self.text {
+            let label = format!("{k}:");
+            writeln!(f, "{label:<12} {v}")?;
+        }
+        Ok(())
+    }
 }

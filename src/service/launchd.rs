@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{Observation, ServiceManager};
-use crate::process::Cmd;
+use std::time::Duration;
+
+use crate::process::{Cmd, OnSignal};
 
 /// A LaunchAgent in the user's GUI domain.
 #[derive(Debug, Clone)]
@@ -13,14 +15,16 @@ pub struct Launchd {
     launchctl: PathBuf,
     label: String,
     uid: u32,
+    restart_timeout: Duration,
 }
 
 impl Launchd {
-    pub fn new(launchctl: &Path, label: &str, uid: u32) -> Self {
+    pub fn new(launchctl: &Path, label: &str, uid: u32, restart_timeout: Duration) -> Self {
         Self {
             launchctl: launchctl.to_path_buf(),
             label: label.to_owned(),
             uid,
+            restart_timeout,
         }
     }
 
@@ -35,12 +39,16 @@ impl ServiceManager for Launchd {
         Cmd::new(&self.launchctl, format!("restart {}", self.label))
             .args(["kickstart", "-k"])
             .arg(self.target())
+            .timeout(self.restart_timeout)
+            .on_signal(OnSignal::Finish)
     }
 
     fn observe_cmd(&self) -> Cmd {
         Cmd::new(&self.launchctl, format!("read the state of {}", self.label))
             .arg("print")
             .arg(self.target())
+            .timeout(super::OBSERVE_TIMEOUT)
+            .on_signal(OnSignal::Finish)
     }
 
     fn parse(&self, stdout: &str) -> Observation {
@@ -90,7 +98,12 @@ mod tests {
     use super::*;
 
     fn agent() -> Launchd {
-        Launchd::new(Path::new("launchctl"), "mcquack.eblume.heph", 501)
+        Launchd::new(
+            Path::new("launchctl"),
+            "mcquack.eblume.heph",
+            501,
+            Duration::from_secs(60),
+        )
     }
 
     #[test]

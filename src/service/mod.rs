@@ -5,9 +5,16 @@
 mod launchd;
 mod systemd;
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use anyhow::Result;
 
 use crate::process::{Cmd, Runner};
+
+/// Time limit of one observation (`systemctl show`, `launchctl print`).
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub use launchd::Launchd;
 pub use systemd::Systemd;
@@ -99,20 +106,60 @@ pub trait ServiceManager {
     }
 }
 
-/// The service manager for the configuration; `None` for `service_manager = "none"`.
-pub fn for_config(
-    kind: ServiceManagerKind,
-    service: &str,
-    uid: u32,
-    systemctl: &std::path::Path,
-    launchctl: &std::path::Path,
-) -> Option<Box<dyn ServiceManager>> {
-    match kind {
-        ServiceManagerKind::SystemdUser => Some(Box::new(Systemd::new(systemctl, service, true))),
-        ServiceManagerKind::SystemdSystem => {
-            Some(Box::new(Systemd::new(systemctl, service, false)))
+/// Which service runs the daemon, and the limits of talking to its manager.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub kind: ServiceManagerKind,
+    /// The unit name or launchd label.
+    pub name: String,
+    /// Time limit of the restart command (it blocks while the old daemon stops).
+    pub restart_timeout: Duration,
+}
+
+/// Makes the service manager for a [`ServiceSpec`]: the real programs, or a test's stand-in.
+pub trait Services {
+    /// `None` for `service_manager = "none"`.
+    fn manager(&self, spec: &ServiceSpec) -> Option<Box<dyn ServiceManager>>;
+}
+
+/// The real service managers, their programs found on PATH.
+#[derive(Debug, Clone)]
+pub struct SystemServices {
+    /// The PATH value to search.
+    pub path: Option<OsString>,
+    pub uid: u32,
+}
+
+impl SystemServices {
+    fn find(&self, name: &str, fallback: &str) -> PathBuf {
+        crate::process::find_on_path(name, self.path.as_deref())
+            .unwrap_or_else(|| PathBuf::from(fallback))
+    }
+}
+
+impl Services for SystemServices {
+    fn manager(&self, spec: &ServiceSpec) -> Option<Box<dyn ServiceManager>> {
+        let systemctl = || self.find("systemctl", "systemctl");
+        match spec.kind {
+            ServiceManagerKind::SystemdUser => Some(Box::new(Systemd::new(
+                &systemctl(),
+                &spec.name,
+                true,
+                spec.restart_timeout,
+            ))),
+            ServiceManagerKind::SystemdSystem => Some(Box::new(Systemd::new(
+                &systemctl(),
+                &spec.name,
+                false,
+                spec.restart_timeout,
+            ))),
+            ServiceManagerKind::Launchd => Some(Box::new(Launchd::new(
+                &self.find("launchctl", "/bin/launchctl"),
+                &spec.name,
+                self.uid,
+                spec.restart_timeout,
+            ))),
+            ServiceManagerKind::None => None,
         }
-        ServiceManagerKind::Launchd => Some(Box::new(Launchd::new(launchctl, service, uid))),
-        ServiceManagerKind::None => None,
     }
 }

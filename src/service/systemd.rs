@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{Observation, ServiceManager};
-use crate::process::Cmd;
+use std::time::Duration;
+
+use crate::process::{Cmd, OnSignal};
 
 /// A systemd unit, in the user's manager or the system's.
 #[derive(Debug, Clone)]
@@ -12,19 +14,23 @@ pub struct Systemd {
     systemctl: PathBuf,
     unit: String,
     user: bool,
+    restart_timeout: Duration,
 }
 
 impl Systemd {
-    pub fn new(systemctl: &Path, unit: &str, user: bool) -> Self {
+    pub fn new(systemctl: &Path, unit: &str, user: bool, restart_timeout: Duration) -> Self {
         Self {
             systemctl: systemctl.to_path_buf(),
             unit: unit.to_owned(),
             user,
+            restart_timeout,
         }
     }
 
     fn base(&self, summary: String) -> Cmd {
-        let cmd = Cmd::new(&self.systemctl, summary);
+        // A switch must not be cut in half by a signal to us: these finish within their
+        // own limits.
+        let cmd = Cmd::new(&self.systemctl, summary).on_signal(OnSignal::Finish);
         if self.user { cmd.arg("--user") } else { cmd }
     }
 }
@@ -34,6 +40,7 @@ impl ServiceManager for Systemd {
         self.base(format!("restart {}", self.unit))
             .arg("restart")
             .arg(&self.unit)
+            .timeout(self.restart_timeout)
     }
 
     fn observe_cmd(&self) -> Cmd {
@@ -41,6 +48,7 @@ impl ServiceManager for Systemd {
             .arg("show")
             .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID")
             .arg(&self.unit)
+            .timeout(super::OBSERVE_TIMEOUT)
     }
 
     fn parse(&self, stdout: &str) -> Observation {
@@ -96,7 +104,12 @@ mod tests {
     use super::*;
 
     fn unit() -> Systemd {
-        Systemd::new(Path::new("systemctl"), "hephd.service", true)
+        Systemd::new(
+            Path::new("systemctl"),
+            "hephd.service",
+            true,
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
@@ -111,7 +124,12 @@ mod tests {
                 .display()
                 .starts_with("systemctl --user show --property=")
         );
-        let system = Systemd::new(Path::new("systemctl"), "hephd.service", false);
+        let system = Systemd::new(
+            Path::new("systemctl"),
+            "hephd.service",
+            false,
+            Duration::from_secs(60),
+        );
         assert_eq!(
             system.restart_cmd().display(),
             "systemctl restart hephd.service"

@@ -73,8 +73,16 @@ fn updates_by_building_switching_restarting_and_proving_health() {
     assert!(!pid_alive(old_pid));
 
     let state = env.state();
-    assert_eq!(state["current"], "0.2.0");
-    assert_eq!(state["previous"], "0.1.0");
+    assert_eq!(env.current_root().as_deref(), Some("0.2.0"));
+    assert!(
+        state["proven"].get("0.2.0").is_some(),
+        "the new root is recorded as proven healthy"
+    );
+    assert_eq!(
+        state["intent"],
+        serde_json::Value::Null,
+        "the switch is closed"
+    );
     let last = state["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["outcome"], "updated");
     assert_eq!(
@@ -107,7 +115,7 @@ fn status_shows_versions_roots_and_the_last_run() {
     assert!(run.stdout.contains("installed:   0.2.0"), "{}", run.stdout);
     assert!(
         run.stdout
-            .contains("roots:       0.2.0 (current), 0.1.0 (previous)"),
+            .contains("roots:       0.2.0 (current, healthy), 0.1.0 (healthy, adopted)"),
         "{}",
         run.stdout
     );
@@ -122,8 +130,87 @@ fn status_shows_versions_roots_and_the_last_run() {
     assert_eq!(j["running"], serde_json::Value::Null);
 }
 
+/// A command line as the stand-ins record it: the program's file name, then its arguments.
+fn recorded_form(argv: &[String]) -> String {
+    let program = Path::new(&argv[0])
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::iter::once(program)
+        .chain(argv[1..].iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Consecutive repeats as one (an observation repeats while the daemon settles).
+fn collapsed(lines: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in lines {
+        if out.last() != Some(l) {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
 #[test]
-fn dry_run_prints_the_exact_commands_and_changes_nothing() {
+fn the_dry_run_names_exactly_the_commands_the_run_then_runs() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.record_everything();
+    let health = s
+        .env
+        .fake_bin("healthcheck", &crate::support::fakes::recording_script(0));
+    let notify = s
+        .env
+        .fake_bin("notifier", &crate::support::fakes::recording_script(0));
+    s.env
+        .var(
+            "HEPH_SELFUPDATE_HEALTH_COMMAND",
+            &format!("{} --ping", health.display()),
+        )
+        .var(
+            "HEPH_SELFUPDATE_NOTIFY_COMMAND",
+            &notify.display().to_string(),
+        );
+    let plan = s.env.run(&["check-and-apply", "--dry-run", "--json"]);
+    plan.expect(0);
+    let planned: Vec<Vec<String>> =
+        serde_json::from_value(plan.json()["commands"].clone()).unwrap();
+    let planned: Vec<String> = planned.iter().map(|a| recorded_form(a)).collect();
+    assert_eq!(
+        s.env.calls(),
+        ["hephd --version"],
+        "the dry run only asked what is installed"
+    );
+    s.env.clear_calls();
+
+    s.env.run(&["check-and-apply"]).expect(0);
+    let ran = s.env.calls();
+    // What runs before the plan is made: the installed version, probed before and again
+    // under the lock.
+    assert_eq!(ran[..2], ["hephd --version", "hephd --version"], "{ran:#?}");
+    assert_eq!(
+        collapsed(&ran[2..]),
+        collapsed(&planned),
+        "the dry run and the run disagree"
+    );
+    for expected in [
+        "git ls-remote",
+        "cargo install",
+        "systemctl --user restart hephd.service",
+        "healthcheck --ping",
+        "notifier",
+    ] {
+        assert!(
+            planned.iter().any(|p| p.starts_with(expected)),
+            "{expected} is planned: {planned:#?}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_each_step() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     let env = &s.env;
     let run = env.run(&["check-and-apply", "--dry-run", "--json"]);
@@ -134,33 +221,29 @@ fn dry_run_prints_the_exact_commands_and_changes_nothing() {
         (j["from"].as_str(), j["to"].as_str(), j["tag"].as_str()),
         (Some("0.1.0"), Some("0.2.0"), Some("v0.2.0"))
     );
-    let cmds: Vec<Vec<String>> = serde_json::from_value(j["commands"].clone()).unwrap();
-    let programs: Vec<String> = cmds
+    let steps: Vec<String> = j["steps"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|c| {
-            Path::new(&c[0])
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|s| s["step"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        programs,
-        [
-            "git",
-            "cargo",
-            "hephd",
-            "hephd",
-            "systemctl",
-            "systemctl",
-            "systemctl"
-        ]
-    );
-    assert_eq!(cmds[1][1..4], ["install", "--locked", "--force"]);
-    assert!(cmds[1].contains(&"--tag=v0.2.0".to_owned()));
-    assert_eq!(cmds[5][1..], ["--user", "restart", "hephd.service"]);
-    assert_eq!(j["steps"][1]["env"]["CARGO_NET_GIT_FETCH_WITH_CLI"], "true");
+    for step in [
+        "check that",
+        "remove what an interrupted run left",
+        "free",
+        "take the plain binaries",
+        "switch current",
+    ] {
+        assert!(steps.iter().any(|s| s.contains(step)), "{step}: {steps:#?}");
+    }
+    let install = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["commands"].as_array().unwrap().clone())
+        .find(|c| c["argv"][1] == "install")
+        .unwrap();
+    assert_eq!(install["env"]["CARGO_NET_GIT_FETCH_WITH_CLI"], "true");
     assert!(env.calls().is_empty(), "nothing ran: {:?}", env.calls());
     assert!(!env.state_dir().exists(), "no lock, no state");
     assert!(!env.data_dir().exists(), "no version roots");
@@ -181,6 +264,12 @@ fn dry_run_prints_the_exact_commands_and_changes_nothing() {
         text.stdout
             .starts_with("# update: update available: 0.1.0 -> 0.2.0"),
         "{}",
+        text.stdout
+    );
+    assert_eq!(
+        text.stdout.matches("GIT_TERMINAL_PROMPT=0").count(),
+        2,
+        "once per git or cargo command that needs it, not twice on one: {}",
         text.stdout
     );
 }
@@ -269,8 +358,7 @@ fn a_failed_build_leaves_bin_dir_untouched_and_backs_off() {
         "half-built root removed"
     );
     let state = env.state();
-    assert_eq!(state["backoff"]["version"], "0.2.0");
-    assert_eq!(state["backoff"]["failures"], 1);
+    assert_eq!(env.backoff_of("0.2.0")["failures"], 1);
     assert_eq!(state["history"][0]["outcome"], "failed");
 
     // Within the backoff nothing is tried; check and status say why.
@@ -288,11 +376,7 @@ fn a_failed_build_leaves_bin_dir_untouched_and_backs_off() {
     // --force ignores the backoff.
     env.run(&["check-and-apply", "--force"]).expect(0);
     assert_eq!(calls_of(env, "cargo").len(), 1);
-    assert_eq!(
-        env.state()["backoff"],
-        serde_json::Value::Null,
-        "cleared by the success"
-    );
+    assert!(env.no_backoff(), "cleared by the success");
 }
 
 #[test]
@@ -303,7 +387,7 @@ fn a_network_failure_is_retried_then_exits_75_without_backoff() {
     run.expect(75);
     assert_eq!(calls_of(&s.env, "cargo").len(), 3, "three attempts");
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    assert_eq!(s.env.state()["backoff"], serde_json::Value::Null);
+    assert!(s.env.no_backoff());
 }
 
 #[test]
@@ -362,9 +446,9 @@ fn an_unhealthy_release_is_rolled_back_marked_bad_and_not_retried() {
     assert_eq!(version_of(&env.bin_dir.join("hephd")), "hephd 0.1.0 (fake)");
     assert!(env.daemon_alive(), "the old daemon runs again");
     let state = env.state();
-    assert_eq!(state["bad"][0]["version"], "0.2.0");
+    assert!(env.is_bad("0.2.0"));
     assert_eq!(state["history"][0]["outcome"], "rolled-back");
-    assert_eq!(state["current"], "0.1.0");
+    assert_eq!(env.current_root().as_deref(), Some("0.1.0"));
     let status = env.run(&["status"]).stdout;
     assert!(status.contains("bad:         0.2.0"), "{status}");
 
@@ -518,7 +602,7 @@ fn rollback_returns_to_the_previous_root_and_marks_the_other_bad() {
     );
     assert_ne!(s.env.daemon_pid(), pid, "restarted");
     assert!(s.env.daemon_alive());
-    assert_eq!(s.env.state()["bad"][0]["version"], "0.2.0");
+    assert!(s.env.is_bad("0.2.0"));
     assert_eq!(
         s.env.run(&["check", "--json"]).json()["reason"],
         "marked_bad"

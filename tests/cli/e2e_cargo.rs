@@ -118,7 +118,7 @@ fn git_mode_builds_for_real_switches_and_rolls_back_a_daemon_that_dies() {
     assert!(e.env.daemon_alive(), "0.2.0 runs again");
     assert!(daemon_log(&e).contains("cannot open the database"));
     let state = e.env.state();
-    assert_eq!(state["bad"][0]["version"], "0.3.0");
+    assert!(state["bad"].get("0.3.0").is_some(), "{state}");
     assert_eq!(state["history"][1]["outcome"], "rolled-back");
 
     // The next run does not try it again.

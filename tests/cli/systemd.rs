@@ -136,7 +136,7 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
         &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(state["bad"][0]["version"], "0.3.0");
+    assert!(state["bad"].get("0.3.0").is_some(), "{state}");
 
     // Turning it off leaves no timer.
     check(&make("disable"), "make disable");

@@ -172,6 +172,18 @@ impl TestEnv {
         self.fake_bin("launchctl", &manager);
     }
 
+    /// Every program heph-selfupdate runs records its call: a recording `git` in front of
+    /// the real one, and the stand-in daemons' `--version`.
+    pub fn record_everything(&mut self) {
+        let real_git = ["/usr/local/bin/git", "/usr/bin/git", "/bin/git"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("git");
+        self.var("FAKE_REAL_GIT", real_git);
+        self.var("FAKE_RECORD_ALL", "1");
+        self.fake_bin("git", &super::fakes::git_script());
+    }
+
     /// Sets a stand-in program's mode (a file in `$FAKE_STATE`).
     pub fn fake_mode(&self, name: &str, value: &str) {
         std::fs::write(self.dir.path().join("fake-state").join(name), value).expect("write mode");
@@ -230,6 +242,34 @@ impl TestEnv {
             Ok(t) => serde_json::from_str(&t).expect("state is JSON"),
             Err(_) => serde_json::Value::Null,
         }
+    }
+
+    /// True when the state marks `version` bad.
+    pub fn is_bad(&self, version: &str) -> bool {
+        self.state()["bad"].get(version).is_some()
+    }
+
+    /// The backoff the state holds for `version` (Null if none).
+    pub fn backoff_of(&self, version: &str) -> serde_json::Value {
+        self.state()["backoff"]
+            .get(version)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// True when the state holds no backoff at all.
+    pub fn no_backoff(&self) -> bool {
+        self.state()["backoff"]
+            .as_object()
+            .is_none_or(serde_json::Map::is_empty)
+    }
+
+    /// The version root `current` names.
+    pub fn current_root(&self) -> Option<String> {
+        std::fs::read_link(self.data_dir().join("current"))
+            .ok()?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
     }
 
     /// The calls the fake programs recorded, one per line.

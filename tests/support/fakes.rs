@@ -11,11 +11,24 @@
 pub fn version_script(name: &str, version: &str) -> String {
     format!(
         r#"#!/bin/sh
-case "$1" in --version) echo "{name} {version} (fake)"; exit 0;; esac
+case "$1" in --version) {RECORD_ALL}echo "{name} {version} (fake)"; exit 0;; esac
 if [ -n "$FAKE_STATE" ] && [ -f "$FAKE_STATE/bad-{version}" ]; then sleep "$(cat "$FAKE_STATE/bad-{version}")" 2>/dev/null; echo "{name}: fatal error" >&2; exit 1; fi
 exec sleep 100000
 "#
     )
+}
+
+/// Records the call only when `$FAKE_RECORD_ALL` is set (see `TestEnv::record_everything`).
+const RECORD_ALL: &str = r#"[ -n "$FAKE_RECORD_ALL" ] && { printf '%s' "$(basename "$0")" >> "$FAKE_LOG"; for a in "$@"; do printf ' %s' "$a" >> "$FAKE_LOG"; done; echo >> "$FAKE_LOG"; }; "#;
+
+/// A program that records its call and exits with `code`.
+pub fn recording_script(code: i32) -> String {
+    format!("#!/bin/sh\n{RECORD}exit {code}\n")
+}
+
+/// A `git` that records its calls, then runs the real git (`$FAKE_REAL_GIT`).
+pub fn git_script() -> String {
+    format!("#!/bin/sh\n{RECORD}exec \"$FAKE_REAL_GIT\" \"$@\"\n")
 }
 
 const RECORD: &str = r#"printf '%s' "$(basename "$0")" >> "$FAKE_LOG"; for a in "$@"; do printf ' %s' "$a" >> "$FAKE_LOG"; done; echo >> "$FAKE_LOG"
@@ -56,14 +69,14 @@ case "$mode" in
 esac
 version=${{tag#v}}
 [ "$mode" = lie ] && version=0.0.1
-commit=$(git ls-remote "$git" "refs/tags/$tag" "refs/tags/$tag^{{}}" | tail -n 1 | cut -f1)
+commit=$("${{FAKE_REAL_GIT:-git}}" ls-remote "$git" "refs/tags/$tag" "refs/tags/$tag^{{}}" | tail -n 1 | cut -f1)
 [ "$mode" = wrong-commit ] && commit=0123456789abcdef0123456789abcdef01234567
 mkdir -p "$root/bin"
 installs=""
 for p in $pkgs; do
   cat > "$root/bin/$p.new" <<SCRIPT
 #!/bin/sh
-case "\$1" in --version) echo "$p $version (fake)"; exit 0;; esac
+case "\$1" in --version) [ -n "\$FAKE_RECORD_ALL" ] && echo "\$(basename "\$0") \$1" >> "\$FAKE_LOG"; echo "$p $version (fake)"; exit 0;; esac
 if [ -n "\$FAKE_STATE" ] && [ -f "\$FAKE_STATE/bad-$version" ]; then sleep "\$(cat "\$FAKE_STATE/bad-$version")" 2>/dev/null; echo "$p: fatal error" >&2; exit 1; fi
 exec sleep 100000
 SCRIPT
@@ -115,7 +128,7 @@ case "$me:$verb" in
     if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
     restart;;
   systemctl:show)
-    v=$("$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
+    v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
     else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi

@@ -1,0 +1,597 @@
+//! The plan of a run: one value holding every step, with the exact commands each step
+//! runs, in order. `check-and-apply`, `--to` and `rollback` make a plan and execute it;
+//! `--dry-run` renders the same value instead. There is no second list of steps to drift.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use semver::Version;
+use serde_json::json;
+
+use crate::build::{self, BuildFailure, BuildSettings, BuildStep, Builder, FailureKind, Target};
+use crate::deploy::{DeploySettings, Deployer, Ending, Told, tell};
+use crate::layout::Layout;
+use crate::lock::RunLock;
+use crate::notify::{self, Event, Notice};
+use crate::process::Cmd;
+use crate::roots;
+use crate::service::ServiceManager;
+use crate::state::{Intent, Outcome, Purpose, State, StateFile};
+use crate::world::World;
+
+/// What a run needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub build: BuildSettings,
+    pub deploy: DeploySettings,
+    pub bin_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub keep_versions: usize,
+    pub notify_command: Option<Vec<String>>,
+    /// The command a person runs to see the daemon (for help lines).
+    pub status_command: String,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Finish a switch an earlier run left (shown by the dry run; a run does it first).
+    Resume { intent: Intent, cmds: Vec<Cmd> },
+    /// `bin_dir` exists, our directories can be made, the service manager knows the unit:
+    /// a build nobody can switch to or restart is wasted.
+    Preflight { observe: Option<Cmd> },
+    /// Removes what an interrupted run left (half-built roots, scratch dirs).
+    CleanLeftovers,
+    /// Enough free space where the build writes.
+    CheckSpace { dirs: Vec<PathBuf>, need: u64 },
+    /// A step of the build.
+    Build(BuildStep),
+    /// The new build becomes a version root (or a kept root of the same commit is used).
+    Keep,
+    /// A kept version root is used; nothing is built.
+    UseRoot { name: String },
+    /// The plain binaries in `bin_dir` are taken under management (for rollback).
+    Adopt { version: Option<Version> },
+    /// Switch `current`, restart, prove; commit or revert.
+    Switch { purpose: Purpose, cmds: Vec<Cmd> },
+    /// Tell `notify_command` how it went.
+    Notify { cmd: Cmd },
+    /// Remove old version roots.
+    Prune { keep: usize },
+}
+
+impl Step {
+    /// What the step does, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Resume { intent, .. } => format!(
+                "finish the switch {} -> {} an earlier run left while {} (prove {}, or go back)",
+                intent.from_version.as_deref().unwrap_or("nothing"),
+                intent.to_version,
+                intent.phase.as_str(),
+                intent.to_version
+            ),
+            Self::Preflight { .. } => {
+                "check that bin_dir, the data dir and the service are ready".to_owned()
+            }
+            Self::CleanLeftovers => "remove what an interrupted run left".to_owned(),
+            Self::CheckSpace { dirs, need } => format!(
+                "check that {} {} free",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                if dirs.len() > 1 {
+                    format!("each have {} (min_free_space)", bytesize::ByteSize::b(*need))
+                } else {
+                    format!("has {} (min_free_space)", bytesize::ByteSize::b(*need))
+                }
+            ),
+            Self::Build(b) => b.cmd().summary.clone(),
+            Self::Keep => {
+                "keep the new build as a version root (a kept build of the same commit is used instead)"
+                    .to_owned()
+            }
+            Self::UseRoot { name } => format!("use the kept version root {name}; nothing is built"),
+            Self::Adopt { version } => format!(
+                "take the plain binaries in bin_dir under management as version root {}",
+                version.as_ref().map_or_else(|| "adopted".to_owned(), ToString::to_string)
+            ),
+            Self::Switch { purpose, .. } => format!(
+                "switch current to the {} root in one rename, restart the daemon and prove it healthy; go back if it is not",
+                match purpose {
+                    Purpose::Rollback => "older",
+                    _ => "new",
+                }
+            ),
+            Self::Notify { .. } => "tell notify_command how it went".to_owned(),
+            Self::Prune { keep } => format!("remove old version roots (keep_versions = {keep})"),
+        }
+    }
+
+    /// The commands the step runs, in order (an observation repeats while the daemon
+    /// settles; a failed fetch is retried).
+    pub fn commands(&self) -> Vec<&Cmd> {
+        match self {
+            Self::Resume { cmds, .. } | Self::Switch { cmds, .. } => cmds.iter().collect(),
+            Self::Preflight { observe } => observe.iter().collect(),
+            Self::Build(b) => vec![b.cmd()],
+            Self::Notify { cmd } => vec![cmd],
+            Self::CleanLeftovers
+            | Self::CheckSpace { .. }
+            | Self::Keep
+            | Self::UseRoot { .. }
+            | Self::Adopt { .. }
+            | Self::Prune { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A run's steps, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+/// Environment assignments of a command, for people (the token is never among them).
+fn env_text(cmd: &Cmd) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    cmd.env
+        .iter()
+        .filter(|(k, _)| !k.to_string_lossy().starts_with(crate::envvars::PREFIX))
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Plan {
+    /// Every command, in order.
+    pub fn commands(&self) -> Vec<&Cmd> {
+        self.steps.iter().flat_map(Step::commands).collect()
+    }
+
+    /// The plan for people: each step, then its commands.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "# {}. {}", i + 1, step.describe());
+            for cmd in step.commands() {
+                let env = env_text(cmd);
+                if !env.is_empty() {
+                    let _ = writeln!(out, "#    env: {env}");
+                }
+                let _ = writeln!(out, "{}", cmd.display());
+            }
+        }
+        out
+    }
+
+    /// The plan as JSON: the steps with their commands, and every command's argv.
+    pub fn to_json(&self) -> serde_json::Value {
+        let cmd_json = |c: &Cmd| {
+            json!({
+                "summary": c.summary,
+                "argv": c.argv(),
+                "env": c.env.iter()
+                    .filter(|(k, _)| !k.to_string_lossy().starts_with(crate::envvars::PREFIX))
+                    .map(|(k, v)| (k.to_string_lossy().into_owned(), serde_json::Value::String(v.to_string_lossy().into_owned())))
+                    .collect::<serde_json::Map<_, _>>(),
+            })
+        };
+        json!({
+            "steps": self.steps.iter().map(|s| json!({
+                "step": s.describe(),
+                "commands": s.commands().into_iter().map(cmd_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "commands": self.commands().into_iter().map(Cmd::argv).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The commands a switch runs (in the order [`Deployer`] runs them).
+pub fn switch_cmds(
+    settings: &RunSettings,
+    manager: Option<&dyn ServiceManager>,
+    resume: bool,
+) -> Vec<Cmd> {
+    let mut cmds = Vec::new();
+    if !resume {
+        cmds.push(crate::installed::version_cmd(
+            &settings.bin_dir.join(&settings.deploy.binary),
+        ));
+    }
+    if let Some(m) = manager {
+        cmds.push(m.observe_cmd());
+        cmds.push(m.restart_cmd());
+        cmds.push(m.observe_cmd());
+        if let Some(cmd) = settings
+            .deploy
+            .health_command
+            .as_deref()
+            .and_then(|argv| crate::health::health_cmd(argv, settings.deploy.health_timeout))
+        {
+            cmds.push(cmd);
+        }
+    }
+    cmds
+}
+
+/// What a plan ends with.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub told: Told,
+    /// The root switched to (or built), if the run got that far.
+    pub root: Option<String>,
+}
+
+/// Everything executing a plan needs.
+pub struct Executor<'a> {
+    pub world: &'a World,
+    pub settings: &'a RunSettings,
+    pub layout: &'a Layout,
+    pub builder: &'a Builder<'a>,
+    pub deployer: &'a Deployer<'a>,
+    pub state_file: &'a StateFile,
+    pub lock: &'a RunLock,
+    /// The release being built, when the plan builds one.
+    pub target: Option<Target>,
+}
+
+impl std::fmt::Debug for Executor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the run's build log is, as a help line (only when one was written).
+pub fn log_hint(log: Option<&std::path::Path>) -> Option<String> {
+    log.filter(|p| p.exists())
+        .map(|p| format!("help: the build log is {}", p.display()))
+}
+
+impl Executor<'_> {
+    /// Executes `plan`. `from`: the installed version, for messages.
+    pub fn run(&self, plan: &Plan, state: &mut State, from: Option<&str>) -> Finished {
+        let mut root: Option<String> = None;
+        let mut told: Option<Told> = None;
+        let mut progress = build::Progress::default();
+        let mut prepared = false;
+        let mut reused = false;
+        let deadline = self.world.clock.instant() + self.settings.build.build_timeout;
+        for step in &plan.steps {
+            let after_failure = told.as_ref().is_some_and(|t| !t.ok());
+            match step {
+                Step::Notify { .. } => {
+                    if let Some(t) = &told {
+                        self.notify(state, t, from, root.as_deref());
+                    }
+                    continue;
+                }
+                Step::Prune { .. } => {
+                    if told.as_ref().is_some_and(Told::ok) {
+                        self.prune(state);
+                    }
+                    continue;
+                }
+                _ if told.is_some() => continue,
+                _ => {}
+            }
+            debug_assert!(!after_failure);
+            // Before the switch a signal stops the run: nothing has changed yet.
+            if self.world.interrupt.is_set() && !matches!(step, Step::Switch { .. }) {
+                told = Some(self.failure(
+                    state,
+                    FailureKind::Interrupted,
+                    &anyhow!("stopped by a signal"),
+                ));
+                continue;
+            }
+            let result = match step {
+                Step::Preflight { .. } => self.preflight(),
+                Step::CleanLeftovers => self.clean_leftovers(),
+                Step::CheckSpace { dirs, need } => build::check_space(dirs, *need),
+                Step::Build(b) => {
+                    if reused {
+                        continue;
+                    }
+                    self.build_step(
+                        b,
+                        &mut progress,
+                        &mut prepared,
+                        &mut reused,
+                        &mut root,
+                        state,
+                        deadline,
+                    )
+                }
+                Step::Keep => {
+                    if reused {
+                        continue;
+                    }
+                    self.keep(&progress).map(|name| root = Some(name))
+                }
+                Step::UseRoot { name } => {
+                    root = Some(name.clone());
+                    Ok(())
+                }
+                Step::Adopt { version } => self.adopt(version.as_ref()),
+                Step::Switch { purpose, .. } => {
+                    let Some(to) = root.clone() else {
+                        told = Some(self.failure(
+                            state,
+                            FailureKind::Environment,
+                            &anyhow!("there is no version root to switch to"),
+                        ));
+                        continue;
+                    };
+                    let (intent, ending) =
+                        self.deployer
+                            .switch(state, &to, *purpose, self.builder.log_file.clone());
+                    told = Some(self.tell(&intent, &ending));
+                    Ok(())
+                }
+                Step::Resume { .. } | Step::Notify { .. } | Step::Prune { .. } => Ok(()),
+            };
+            if let Err(f) = result {
+                if prepared && let Some(target) = &self.target {
+                    self.builder.discard(target, Some(f.kind));
+                }
+                told = Some(self.failure(state, f.kind, &f.error));
+            }
+        }
+        Finished {
+            told: told.unwrap_or_else(|| Told {
+                outcome: Outcome::NothingDue,
+                message: "nothing to do".to_owned(),
+                help: Vec::new(),
+                event: None,
+                exit_code: crate::exit::OK,
+            }),
+            root,
+        }
+    }
+
+    fn tell(&self, intent: &Intent, ending: &Ending) -> Told {
+        let mut told = tell(
+            intent,
+            ending,
+            &self.deployer.describe_service(),
+            self.settings.deploy.service.kind,
+            &self.settings.status_command,
+        );
+        if !told.ok()
+            && let Some(h) = log_hint(self.builder.log_file.as_deref())
+        {
+            told.help.push(h);
+        }
+        told
+    }
+
+    fn preflight(&self) -> Result<(), BuildFailure> {
+        let env = |e: anyhow::Error| BuildFailure {
+            kind: FailureKind::Environment,
+            error: e,
+        };
+        if !self.settings.bin_dir.is_dir() {
+            return Err(env(anyhow!(
+                "bin_dir {} does not exist\nhelp: create it, or set bin_dir to where the service runs hephd from",
+                self.settings.bin_dir.display()
+            )));
+        }
+        crate::fsutil::create_private_dir(&self.settings.data_dir).map_err(env)?;
+        crate::fsutil::create_private_dir(&self.layout.versions_dir()).map_err(env)?;
+        if let Some(m) = self.deployer.manager.as_deref() {
+            let help =
+                "help: run `heph-selfupdate doctor` in the service's environment (`make doctor`)";
+            match m.observe(self.world.runner.as_ref()) {
+                Err(e) => return Err(env(anyhow!("{e:#}\n{help}"))),
+                Ok(o) if o.missing => {
+                    return Err(env(anyhow!(
+                        "{} does not exist\nhelp: set `service` to the unit that runs hephd",
+                        m.describe()
+                    )));
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn clean_leftovers(&self) -> Result<(), BuildFailure> {
+        match self.layout.clean_leftovers() {
+            Ok(removed) => {
+                for p in removed {
+                    log::info!("removed what an interrupted run left: {}", p.display());
+                }
+                Ok(())
+            }
+            Err(e) => Err(BuildFailure {
+                kind: FailureKind::Environment,
+                error: e.context("cleaning up an earlier run"),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_step(
+        &self,
+        step: &BuildStep,
+        progress: &mut build::Progress,
+        prepared: &mut bool,
+        reused: &mut bool,
+        root: &mut Option<String>,
+        state: &State,
+        deadline: Instant,
+    ) -> Result<(), BuildFailure> {
+        let Some(target) = &self.target else {
+            return Ok(());
+        };
+        if !*prepared && !matches!(step, BuildStep::Resolve(_)) {
+            self.builder.prepare(target)?;
+            *prepared = true;
+        }
+        self.builder.run_step(step, target, progress, deadline)?;
+        if let BuildStep::Resolve(_) = step {
+            // A kept root of exactly this build (version and commit) is used as it is.
+            let kept = roots::kept_root(
+                self.layout,
+                state,
+                &target.version,
+                progress.commit.as_deref(),
+                &self.settings.build.packages,
+            )
+            .filter(|r| Some(&r.name) != self.layout.current().as_ref());
+            if let Some(kept) = kept {
+                log::info!("reusing the kept build {} of {}", kept.name, target.tag);
+                *root = Some(kept.name);
+                *reused = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn keep(&self, progress: &build::Progress) -> Result<String, BuildFailure> {
+        let target = self.target.as_ref().ok_or_else(|| BuildFailure {
+            kind: FailureKind::Environment,
+            error: anyhow!("no build to keep"),
+        })?;
+        let staging = self.builder.finish(target, progress)?;
+        let name = self.layout.free_name(&target.version.to_string());
+        std::fs::rename(&staging, self.layout.root(&name)).map_err(|e| BuildFailure {
+            kind: FailureKind::Environment,
+            error: anyhow::Error::new(e)
+                .context(format!("could not move {} into place", staging.display())),
+        })?;
+        if self.settings.build.mode == build::BuildMode::Git {
+            let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
+        }
+        Ok(name)
+    }
+
+    fn adopt(&self, version: Option<&Version>) -> Result<(), BuildFailure> {
+        // Adoption changes where the running binaries live, not what they are.
+        match self.layout.adopt(&self.settings.build.packages, version) {
+            Ok(Some(adopted)) => {
+                log::info!(
+                    "took the installed binaries under management as version root {adopted} (for rollback)"
+                );
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(BuildFailure {
+                kind: FailureKind::Environment,
+                error: e.context("taking the installed binaries under management"),
+            }),
+        }
+    }
+
+    /// A failure before the switch: nothing changed. Records a backoff where retrying at
+    /// once cannot help.
+    fn failure(&self, state: &mut State, kind: FailureKind, error: &anyhow::Error) -> Told {
+        use crate::exit::{FAILED, TEMPFAIL};
+        let version = self.target.as_ref().map(|t| t.version.to_string());
+        let first = format!("{error:#}");
+        let first = first.lines().next().unwrap_or("").to_owned();
+        let mut help: Vec<String> = format!("{error:#}")
+            .lines()
+            .filter(|l| l.starts_with("help:"))
+            .map(String::from)
+            .collect();
+        let body: Vec<String> = format!("{error:#}")
+            .lines()
+            .filter(|l| !l.starts_with("help:"))
+            .map(String::from)
+            .collect();
+        let body = body.join("\n");
+        let (outcome, message, exit_code, event) = match kind {
+            FailureKind::Interrupted => (
+                Outcome::Interrupted,
+                "interrupted; nothing was changed".to_owned(),
+                TEMPFAIL,
+                None,
+            ),
+            FailureKind::Network => (
+                Outcome::Failed,
+                format!(
+                    "the forge or network is unavailable; nothing was changed and the next run tries again: {body}"
+                ),
+                TEMPFAIL,
+                None,
+            ),
+            _ => (
+                Outcome::Failed,
+                match &version {
+                    Some(v) => format!("could not update to {v}; nothing was changed: {body}"),
+                    None => format!("nothing was changed: {body}"),
+                },
+                FAILED,
+                Some(Event::Failed),
+            ),
+        };
+        if kind.backs_off()
+            && let Some(v) = &version
+        {
+            let until = state.note_build_failure(v, self.world.clock.now(), &first);
+            help.push(format!(
+                "help: {v} is not tried again before {} (backoff; --force skips it)",
+                crate::timefmt::rfc3339(until)
+            ));
+        }
+        if let Some(h) = log_hint(self.builder.log_file.as_deref()) {
+            help.push(h);
+        }
+        Told {
+            outcome,
+            message,
+            help,
+            event,
+            exit_code,
+        }
+    }
+
+    fn notify(&self, state: &mut State, told: &Told, from: Option<&str>, root: Option<&str>) {
+        let Some(event) = told.event else {
+            return;
+        };
+        let to = self
+            .target
+            .as_ref()
+            .map(|t| t.version.to_string())
+            .or_else(|| {
+                root.and_then(|r| self.layout.find(r))
+                    .and_then(|r| r.version())
+                    .map(|v| v.to_string())
+            });
+        notify::send(
+            self.world.runner.as_ref(),
+            self.settings.notify_command.as_deref(),
+            state,
+            &Notice {
+                event,
+                from,
+                to: to.as_deref(),
+                message: &told.message,
+            },
+        );
+    }
+
+    fn prune(&self, state: &mut State) {
+        match roots::prune(
+            self.layout,
+            state,
+            self.settings.keep_versions,
+            &self.settings.build.packages,
+        ) {
+            Ok(removed) if !removed.is_empty() => {
+                log::info!("removed old version roots: {}", removed.join(", "));
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("could not remove old version roots: {e:#}"),
+        }
+    }
+}
