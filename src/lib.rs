@@ -27,6 +27,7 @@ pub mod policy;
 pub mod process;
 pub mod redact;
 pub mod release;
+pub mod rollout;
 pub mod secret;
 pub mod service;
 pub mod signals;
