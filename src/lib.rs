@@ -15,6 +15,7 @@ pub mod forge;
 pub mod fsutil;
 pub mod git;
 pub mod health;
+pub mod host_id;
 pub mod http;
 pub mod http_cache;
 pub mod install_records;
