@@ -9,7 +9,7 @@
 //! logs, `status` and `doctor` show [`HostId::fingerprint`], a short hash of it. Only a
 //! configured name, chosen to be shown, appears as it is.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,10 +91,11 @@ impl HostId {
         let mut hasher = Sha256::new();
         hasher.update(FINGERPRINT_DOMAIN);
         hasher.update(self.value.as_bytes());
-        hasher.finalize()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut hex = String::with_capacity(12);
+        for b in &hasher.finalize()[..6] {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
 
     /// What people see: a configured name as it is, else the fingerprint.
@@ -106,6 +107,8 @@ impl HostId {
     }
 }
 
+// The value is left out on purpose: it may be the machine id.
+#[allow(clippy::missing_fields_in_debug)]
 impl fmt::Debug for HostId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostId")
@@ -401,8 +404,14 @@ mod tests {
         let err = resolve(None, Platform::Unix, root.path(), &no_runner())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("etc/machine-id does not hold a machine id"), "{err}");
-        assert!(err.contains("var/lib/dbus/machine-id does not exist"), "{err}");
+        assert!(
+            err.contains("etc/machine-id does not hold a machine id"),
+            "{err}"
+        );
+        assert!(
+            err.contains("var/lib/dbus/machine-id does not exist"),
+            "{err}"
+        );
         assert!(err.contains("help: ") && err.contains("host_id ="), "{err}");
     }
 
@@ -453,12 +462,18 @@ mod tests {
             "{:#}",
             resolve(None, Platform::MacOs, Path::new("/"), &failing).unwrap_err()
         );
-        assert!(err.contains("exit status 1") && err.contains("help: set host_id"), "{err}");
+        assert!(
+            err.contains("exit status 1") && err.contains("help: set host_id"),
+            "{err}"
+        );
         let silent = Recorder::new(|_: &Cmd| ok(""));
         let err = resolve(None, Platform::MacOs, Path::new("/"), &silent)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("printed no IOPlatformUUID") && err.contains("help: "), "{err}");
+        assert!(
+            err.contains("printed no IOPlatformUUID") && err.contains("help: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod signals;
 pub mod state;
 pub mod timefmt;
 pub mod version;
+pub mod window;
 pub mod world;
 
 use std::ffi::OsString;
