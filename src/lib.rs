@@ -23,6 +23,7 @@ pub mod installed;
 pub mod layout;
 pub mod lock;
 pub mod logger;
+pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod process;
