@@ -267,6 +267,10 @@ fn parse_window(text: &str) -> Result<Window, WindowError> {
     {
         return Err(fail(if parse_day(date).is_some() {
             format!("weekdays come first, before `*-*-*`; found {date:?} after the date")
+        } else if date.contains(':') {
+            format!(
+                "one time range per window, found {date:?} and {span:?}; separate windows with `;`"
+            )
         } else {
             format!("only `*-*-*` (every day) is supported as a date, not {date:?}")
         }));
@@ -511,6 +515,11 @@ mod tests {
                 "weekdays come first, before `*-*-*`",
             ),
             ("Mon..Fri *-*-* 02:00-03:00 04:00-05:00", "too many parts"),
+            (
+                "Mon 02:00-03:00 04:00-05:00",
+                "one time range per window, found \"02:00-03:00\" and \"04:00-05:00\"; separate windows with `;`",
+            ),
+            ("02:00-03:00 04:00-05:00", "one time range per window"),
             ("Mon,,Tue 02:00-03:00", "a weekday is missing"),
             ("", "no window given"),
             (" ; ", "no window given"),
