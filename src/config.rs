@@ -11,7 +11,7 @@ mod raw;
 mod values;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -166,6 +166,9 @@ pub struct Entry {
     pub value: String,
     /// Where it came from (`default`, `file PATH`, `env NAME`, `flag --set`).
     pub source: String,
+    /// The line of the config file that set it.
+    #[serde(skip)]
+    pub line: Option<usize>,
     /// The effective value as TOML, in its normal form (`"1m 30s"`, `"2 GiB"`); `None`
     /// when the key is unset, and for the token, which is no key and never shown.
     #[serde(skip)]
@@ -230,7 +233,7 @@ pub struct Config {
     /// Things the user should know (e.g. a token file others can read).
     pub warnings: Vec<String>,
     /// The keys set by the file, the environment or a flag, and where.
-    sources: BTreeMap<&'static str, Source>,
+    origins: BTreeMap<&'static str, Origin>,
     entries: Vec<Entry>,
 }
 
@@ -270,35 +273,40 @@ impl Config {
             for setting in layer {
                 known_key(setting)?;
             }
-            layers::read(&layer.iter().collect::<Vec<_>>()).map_err(problem)?;
+            layers::read(&layer.iter().collect::<Vec<_>>()).map_err(|p| problem(&p))?;
         }
         let winners = layers::merge(&layers);
-        let raw = layers::read(&winners.values().copied().collect::<Vec<_>>()).map_err(problem)?;
-        let sources = winners
+        let raw = layers::read(&winners.values().copied().collect::<Vec<_>>())
+            .map_err(|p| problem(&p))?;
+        let origins = winners
             .values()
             .filter(|s| !matches!(s.value, Given::Reset))
             .filter_map(|s| {
                 let key = keys().iter().find(|k| **k == s.key)?;
-                Some((*key, s.origin.source.clone()))
+                Some((*key, s.origin.clone()))
             })
             .collect();
         let found = text.map(|_| path.to_path_buf());
-        Self::from_raw(raw, sources, inputs, found, vec![path.to_path_buf()])
+        Self::from_raw(raw, origins, inputs, found, vec![path.to_path_buf()])
     }
 
-    /// The configuration from the merged layers (`sources`: the keys they set, and
+    /// The configuration from the merged layers (`origins`: the keys they set, and
     /// where): fills in the defaults and checks the rules across keys.
     fn from_raw(
         mut raw: RawConfig,
-        sources: BTreeMap<&'static str, Source>,
+        origins: BTreeMap<&'static str, Origin>,
         inputs: &Inputs,
         file: Option<PathBuf>,
         searched: Vec<PathBuf>,
     ) -> Result<Self> {
         let home = &inputs.dirs.home;
-        let source = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+        let source = |key: &str| {
+            origins
+                .get(key)
+                .map_or_else(|| Source::Default.to_string(), ToString::to_string)
+        };
         let note = |key: &str| {
-            default_note(&sources, key)
+            default_note(&origins, key)
                 .map(|n| format!(" {n}"))
                 .unwrap_or_default()
         };
@@ -323,15 +331,13 @@ impl Config {
                 note("forge")
             )));
         }
-        let git_url = match &raw.git_url {
-            Some(url) => url.0.clone(),
-            None => {
-                let derived = forge.git_url(&forge_url, &repo.0);
-                let url = GitUrl::from_text(&derived).map_err(|m| {
-                    config_err(format!("`git_url` {}: {m}", note("git_url").trim()))
-                })?;
-                raw.git_url.insert(url).0.clone()
-            }
+        let git_url = if let Some(url) = &raw.git_url {
+            url.0.clone()
+        } else {
+            let derived = forge.git_url(&forge_url, &repo.0);
+            let url = GitUrl::from_text(&derived)
+                .map_err(|m| config_err(format!("`git_url` {}: {m}", note("git_url").trim())))?;
+            raw.git_url.insert(url).0.clone()
         };
         for (key, url, what) in [
             ("forge_url", &forge_url, "the release list"),
@@ -382,8 +388,8 @@ impl Config {
             .get_or_insert_with(|| Name("hephd".into()))
             .0
             .clone();
-        let bin_dir = expand(&mut raw.bin_dir, Some(home.join(".cargo/bin")), home)
-            .unwrap_or_default();
+        let bin_dir =
+            expand(&mut raw.bin_dir, Some(home.join(".cargo/bin")), home).unwrap_or_default();
 
         let channel = raw.channel.get_or_insert(Pick(Channel::Stable)).0;
         let version_req = raw
@@ -466,16 +472,16 @@ impl Config {
         let rollout_wave = raw.rollout_wave.map(|w| w.0);
         let host_id = raw.host_id.as_ref().map(|h| h.0.clone());
 
-        let data_dir = expand(&mut raw.data_dir, Some(inputs.dirs.data.clone()), home)
-            .unwrap_or_default();
-        let state_dir = expand(&mut raw.state_dir, Some(inputs.dirs.state.clone()), home)
-            .unwrap_or_default();
-        let cache_dir = expand(&mut raw.cache_dir, Some(inputs.dirs.cache.clone()), home)
-            .unwrap_or_default();
+        let data_dir =
+            expand(&mut raw.data_dir, Some(inputs.dirs.data.clone()), home).unwrap_or_default();
+        let state_dir =
+            expand(&mut raw.state_dir, Some(inputs.dirs.state.clone()), home).unwrap_or_default();
+        let cache_dir =
+            expand(&mut raw.cache_dir, Some(inputs.dirs.cache.clone()), home).unwrap_or_default();
         let cache_max_size = raw.cache_max_size.get_or_insert(Size(8 << 30)).0;
         let metrics_file = expand(&mut raw.metrics_file, None, home);
 
-        let entries = entries(&raw, &sources, token_entry)?;
+        let entries = entries(&raw, &origins, token_entry.as_deref())?;
         Ok(Config {
             forge,
             forge_url,
@@ -524,7 +530,7 @@ impl Config {
             file,
             searched,
             warnings,
-            sources,
+            origins,
             entries,
         })
     }
@@ -537,7 +543,9 @@ impl Config {
 
     /// Where a key's value came from ([`Source::Default`] when nothing set it).
     pub fn source(&self, key: &str) -> Source {
-        self.sources.get(key).cloned().unwrap_or(Source::Default)
+        self.origins
+            .get(key)
+            .map_or(Source::Default, |o| o.source.clone())
     }
 
     /// For a key left at its default, a note for messages about its value, e.g.
@@ -545,7 +553,7 @@ impl Config {
     /// not be left wondering where a repository name came from. `None` when the file,
     /// the environment or a flag set the key.
     pub fn default_note(&self, key: &str) -> Option<String> {
-        default_note(&self.sources, key)
+        default_note(&self.origins, key)
     }
 
     /// The path of the state file.
@@ -558,8 +566,8 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn default_note(sources: &BTreeMap<&'static str, Source>, key: &str) -> Option<String> {
-    if sources.contains_key(key) || !keys().contains(&key) {
+fn default_note(origins: &BTreeMap<&'static str, Origin>, key: &str) -> Option<String> {
+    if origins.contains_key(key) || !keys().contains(&key) {
         return None;
     }
     Some(match key {
@@ -605,8 +613,8 @@ fn is_plain_http_remote(url: &str) -> bool {
 /// (no key: it comes from the environment or `token_file`) after `token_file`.
 fn entries(
     raw: &RawConfig,
-    sources: &BTreeMap<&'static str, Source>,
-    token: Option<String>,
+    origins: &BTreeMap<&'static str, Origin>,
+    token: Option<&str>,
 ) -> Result<Vec<Entry>> {
     let table = toml::Table::try_from(raw).context("could not show the configuration")?;
     let mut out = Vec::new();
@@ -615,20 +623,21 @@ fn entries(
         out.push(Entry {
             key,
             value: value.as_ref().map(value_text).unwrap_or_default(),
-            source: sources
+            source: origins
                 .get(key)
-                .cloned()
-                .unwrap_or(Source::Default)
+                .map_or(Source::Default, |o| o.source.clone())
                 .to_string(),
+            line: origins.get(key).and_then(|o| o.line),
             toml: value,
         });
         if *key == "token_file"
-            && let Some(source) = &token
+            && let Some(source) = token
         {
             out.push(Entry {
                 key: "token",
                 value: "<redacted>".to_owned(),
-                source: source.clone(),
+                source: source.to_owned(),
+                line: None,
                 toml: None,
             });
         }
@@ -657,7 +666,9 @@ pub fn toml_inline(value: &toml::Value) -> String {
                     '\n' => out.push_str("\\n"),
                     '\t' => out.push_str("\\t"),
                     '\r' => out.push_str("\\r"),
-                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                    c if c.is_control() => {
+                        let _ = write!(out, "\\u{:04X}", u32::from(c));
+                    }
                     c => out.push(c),
                 }
             }
@@ -709,11 +720,7 @@ fn file_layer(path: &Path, text: &str) -> Result<Vec<Setting>> {
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
 
@@ -723,7 +730,9 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 fn env_layer(env: &BTreeMap<String, String>) -> Vec<Setting> {
     env.iter()
         .filter(|(name, _)| {
-            *name != TOKEN_ENV && *name != CONFIG_ENV && !crate::envvars::HOOK.contains(&name.as_str())
+            *name != TOKEN_ENV
+                && *name != CONFIG_ENV
+                && !crate::envvars::HOOK.contains(&name.as_str())
         })
         .filter_map(|(name, value)| {
             let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
@@ -808,7 +817,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn problem(p: Problem) -> anyhow::Error {
+fn problem(p: &Problem) -> anyhow::Error {
     match &p.at {
         Some((key, origin)) if p.unknown_key => config_err(format!(
             "unknown key `{key}` ({origin})\nhelp: {}",
@@ -1136,5 +1145,297 @@ mod tests {
                 .to_string()
                 .contains("/nonexistent/heph.toml")
         );
+    }
+
+    #[test]
+    fn a_string_where_a_number_belongs_is_an_error_naming_key_file_and_type() {
+        let err = load(Some("repo = \"o/r\"\nkeep_versions = \"3\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`keep_versions`")
+                && err.contains("c.toml, line 2")
+                && err.contains("a whole number")
+                && err.contains("\"3\""),
+            "{err}"
+        );
+        let err = load(Some("rollout_wave = \"0.5\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`rollout_wave`") && err.contains("number"),
+            "{err}"
+        );
+        // In the environment everything is text: there "3" is the number 3.
+        let c = load(None, &[("HEPH_SELFUPDATE_KEEP_VERSIONS", "3")], &[]).unwrap();
+        assert_eq!(c.keep_versions, 3);
+    }
+
+    #[test]
+    fn a_wrong_value_is_an_error_even_where_a_higher_layer_overrides_it() {
+        let err = load(
+            Some("http_timeout = \"soon\"\n"),
+            &[("HEPH_SELFUPDATE_HTTP_TIMEOUT", "5s")],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`http_timeout`") && err.contains("c.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn toml_errors_say_line_and_column() {
+        let err = load(Some("repo = \"o/r\"\n\nforge = forgejo\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml is not valid TOML at line 3, column 9: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let err = load(Some("chanel = \"stable\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `channel`?"), "{err}");
+        let err = load(None, &[], &["zzzzzz=1"]).unwrap_err().to_string();
+        assert!(!err.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_environment_value_puts_a_key_back_to_its_default() {
+        let file = "pin = \"1.2.3\"\nrepo = \"o/file\"\n";
+        let env = [("HEPH_SELFUPDATE_PIN", ""), ("HEPH_SELFUPDATE_REPO", " ")];
+        let c = load(Some(file), &env, &[]).unwrap();
+        assert!(c.policy.pin.is_none());
+        assert_eq!(c.repo, "eblume/hephaestus");
+        assert_eq!(c.source("repo"), Source::Default);
+        let c = load(Some(file), &[], &["pin="]).unwrap();
+        assert!(c.policy.pin.is_none());
+    }
+
+    #[test]
+    fn hook_variables_are_never_configuration() {
+        let env = [
+            ("HEPH_SELFUPDATE_EVENT", "updated"),
+            ("HEPH_SELFUPDATE_FROM", "1.0.0"),
+            ("HEPH_SELFUPDATE_TO", "1.1.0"),
+            ("HEPH_SELFUPDATE_MESSAGE", "updated hephd"),
+        ];
+        let c = load(None, &env, &[]).unwrap();
+        assert!(
+            c.entries()
+                .iter()
+                .all(|e| !["event", "from", "to", "message"].contains(&e.key))
+        );
+    }
+
+    #[test]
+    fn plain_http_to_another_host_warns_and_loopback_does_not() {
+        let c = load(None, &[], &["forge_url=http://forge.example"]).unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`forge_url` http://forge.example is plain http"));
+        assert!(
+            c.warnings[1].contains("`git_url` http://forge.example/eblume/hephaestus.git")
+                && c.warnings[1].contains("derived from `forge_url` and `repo`"),
+            "{:?}",
+            c.warnings
+        );
+        let c = load(None, &[], &["git_url=http://git.example/o/r.git"]).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("source code"));
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9",
+        ] {
+            let c = load(None, &[], &[&format!("forge_url={url}")]).unwrap();
+            assert!(c.warnings.is_empty(), "{url}: {:?}", c.warnings);
+        }
+        assert!(load(None, &[], &[]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn ssh_urls_with_a_host_or_user_like_an_option_are_refused() {
+        for url in [
+            "ssh://-oProxyCommand=touch%20/tmp/pwned/o/r.git",
+            "ssh://git@-oProxyCommand=x/o/r.git",
+            "ssh://-l@forge.example/o/r.git",
+        ] {
+            let err = load(None, &[], &[&format!("git_url={url}")]).unwrap_err();
+            assert!(err.downcast_ref::<ConfigError>().is_some());
+            assert!(err.to_string().contains("`git_url` (flag --set)"), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_keys_have_their_defaults() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.restart_timeout, Duration::from_secs(180));
+        assert_eq!(c.restart, RestartMethod::Manager);
+        assert_eq!(c.rollout_spread, Duration::ZERO);
+        assert_eq!(c.rollout_wave, None);
+        assert_eq!(c.host_id, None);
+        assert!(c.restart_window.is_empty());
+        assert_eq!(c.metrics_file, None);
+        assert_eq!(c.cache_max_size, 8 << 30);
+        assert_eq!(c.ca_file, None);
+    }
+
+    #[test]
+    fn new_keys_are_read_and_checked() {
+        let file = "restart = \"respawn\"\nrestart_timeout = \"30s\"\nrollout_spread = \"6h\"\nrollout_wave = 0.5\nhost_id = \"laptop 7\"\nrestart_window = [\"Mon-Fri 02:00-05:00\", \"Sat,Sun 10:00-12:00\"]\nmetrics_file = \"~/metrics.prom\"\ncache_max_size = \"500MiB\"\nca_file = \"/etc/ssl/forge.pem\"\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(c.restart, RestartMethod::Respawn);
+        assert_eq!(c.restart_timeout, Duration::from_secs(30));
+        assert_eq!(c.rollout_spread, Duration::from_secs(6 * 3600));
+        assert_eq!(c.rollout_wave, Some(0.5));
+        assert_eq!(c.host_id.as_deref(), Some("laptop 7"));
+        assert_eq!(
+            c.restart_window,
+            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+        );
+        assert_eq!(c.metrics_file, Some(PathBuf::from("/home/u/metrics.prom")));
+        assert_eq!(c.cache_max_size, 500 << 20);
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ssl/forge.pem")));
+
+        let c = load(
+            None,
+            &[(
+                "HEPH_SELFUPDATE_RESTART_WINDOW",
+                "Mon-Fri 02:00-05:00; Sat,Sun 10:00-12:00",
+            )],
+            &["rollout_wave=0"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.restart_window,
+            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+        );
+        assert_eq!(c.rollout_wave, Some(0.0));
+
+        for (set, needle) in [
+            ("restart_timeout=0s", "more than 0s"),
+            ("restart=kill", "one of manager, respawn"),
+            ("rollout_wave=1", "up to but not including 1"),
+            ("rollout_wave=-0.1", "from 0"),
+            ("rollout_wave=NaN", "from 0"),
+            ("host_id=caf\u{e9}", "printable ASCII"),
+            ("metrics_file=metrics.prom", "absolute"),
+            ("ca_file=certs/ca.pem", "absolute"),
+            ("cache_max_size=lots", "a size"),
+            ("rollout_spread=later", "a duration"),
+        ] {
+            let key = set.split('=').next().unwrap();
+            let err = load(None, &[], &[set]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}` (flag --set)")) && err.contains(needle),
+                "{set}: {err}"
+            );
+        }
+        let long = format!("host_id={}", "h".repeat(129));
+        assert!(load(None, &[], &[&long]).is_err());
+    }
+
+    #[test]
+    fn a_key_left_at_its_default_says_so_and_which_key_changes_it() {
+        let c = load(None, &[("HEPH_SELFUPDATE_REPO", "o/r")], &[]).unwrap();
+        assert_eq!(
+            c.default_note("forge_url").as_deref(),
+            Some("(the default; set `forge_url` to change it)")
+        );
+        assert!(
+            c.default_note("git_url")
+                .unwrap()
+                .contains("derived from `forge_url` and `repo`")
+        );
+        assert_eq!(c.default_note("repo"), None);
+        assert_eq!(c.default_note("no_such_key"), None);
+        let err = load(None, &[], &["verify_tag=true", "allowed_signers=/etc/s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(the default; set `build` to change it)"),
+            "{err}"
+        );
+        let err = load(None, &[], &["repo=group/sub/name"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gitlab") && err.contains("(the default; set `forge` to change it)"),
+            "{err}"
+        );
+        let c = load(None, &[], &["forge=gitlab", "repo=group/sub/name"]).unwrap();
+        assert_eq!(c.repo, "group/sub/name");
+    }
+
+    #[test]
+    fn every_key_is_shown_in_order_with_values_in_their_normal_form() {
+        let c = load(
+            Some("min_release_age = 90\nmin_free_space = 2147483648\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        let shown: Vec<&str> = c
+            .entries()
+            .iter()
+            .map(|e| e.key)
+            .filter(|k| *k != "token")
+            .collect();
+        assert_eq!(shown, keys());
+        let entry = |key: &str| c.entries().iter().find(|e| e.key == key).unwrap().clone();
+        assert_eq!(entry("min_release_age").value, "1m 30s");
+        assert_eq!(entry("min_free_space").value, "2 GiB");
+        assert_eq!(entry("build_timeout").value, "1h 30m");
+        assert_eq!(entry("packages").value, "[\"heph\", \"hephd\"]");
+        assert_eq!(entry("pin").toml, None);
+        assert_eq!(entry("pin").value, "");
+        assert_eq!(entry("pin").source, "default");
+    }
+
+    #[test]
+    fn the_effective_values_read_back_as_a_file_give_the_same_configuration() {
+        let file = "repo = \"o/r\"\npackages = [\"heph\", \"hephd\", \"heph-tui\"]\nmin_release_age = \"2d\"\nhealth_command = [\"heph\", \"status\"]\nbin_dir = \"~/bin\"\n";
+        let env = [("HEPH_SELFUPDATE_HTTP_TIMEOUT", "90")];
+        let c = load(
+            Some(file),
+            &env,
+            &["restart_window=Mon 01:00-02:00; Tue 03:00-04:00"],
+        )
+        .unwrap();
+        let text: String = c
+            .entries()
+            .iter()
+            .filter_map(|e| Some(format!("{} = {}\n", e.key, toml_inline(e.toml.as_ref()?))))
+            .collect();
+        let again = load(Some(&text), &[], &[]).unwrap();
+        let values = |c: &Config| {
+            c.entries()
+                .iter()
+                .map(|e| (e.key, e.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(&c), values(&again));
+    }
+
+    #[test]
+    fn strings_are_written_as_toml_that_reads_back() {
+        for s in [
+            "plain",
+            "quote \" and \\ backslash",
+            "tab\tnew\nline",
+            "del \u{7f} nul \u{0}",
+            "é ü",
+        ] {
+            let line = format!("k = {}\n", toml_inline(&toml::Value::String(s.into())));
+            let table: toml::Table = line.parse().unwrap();
+            assert_eq!(table["k"].as_str(), Some(s), "{line}");
+        }
     }
 }

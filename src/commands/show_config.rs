@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use crate::config::{Config, toml_inline};
+use crate::config::{Config, Entry, Source, toml_inline};
 use crate::exit;
 
 pub fn run(cfg: &Config, json: bool) -> Result<i32> {
@@ -36,9 +36,15 @@ pub fn render(cfg: &Config) -> String {
     }
     let entries = cfg.entries();
     let key_width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
-    let lines: Vec<(&str, Option<String>, &str)> = entries
+    let lines: Vec<(&str, Option<String>, String)> = entries
         .iter()
-        .map(|e| (e.key, e.toml.as_ref().map(toml_inline), e.source.as_str()))
+        .map(|e| {
+            (
+                e.key,
+                e.toml.as_ref().map(toml_inline),
+                shown_source(cfg, e),
+            )
+        })
         .collect();
     let value_width = lines
         .iter()
@@ -61,6 +67,16 @@ pub fn render(cfg: &Config) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Where a value came from, for the trailing comment: the file is named in the header,
+/// so only its line is repeated.
+fn shown_source(cfg: &Config, entry: &Entry) -> String {
+    match (cfg.source(entry.key), entry.line) {
+        (Source::File(_), Some(line)) => format!("file, line {line}"),
+        (Source::File(_), None) => "file".to_owned(),
+        _ => entry.source.clone(),
+    }
 }
 
 /// The configuration as one JSON object: `file`, `searched`, `values.<key>.{value,

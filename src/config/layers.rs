@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
 
+use super::Source;
 use super::raw::RawConfig;
 use super::values::Sep;
-use super::Source;
 
 /// Where one value was set: the layer, and its line in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,15 +155,16 @@ impl<'de, 'a, I: Iterator<Item = &'a Setting>> Deserializer<'de> for Settings<'a
 impl<'de, 'a, I: Iterator<Item = &'a Setting>> MapAccess<'de> for Settings<'a, I> {
     type Error = Problem;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Problem> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Problem> {
         let Some(setting) = self.items.next() else {
             return Ok(None);
         };
         self.current = Some(setting);
         let key: de::value::StrDeserializer<'_, Problem> = setting.key.as_str().into_deserializer();
-        seed.deserialize(key)
-            .map(Some)
-            .map_err(|e| e.at(setting))
+        seed.deserialize(key).map(Some).map_err(|e| e.at(setting))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Problem> {
@@ -192,7 +193,10 @@ where
 {
     type Error = Problem;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Problem> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Problem> {
         self.0.next().map(|d| seed.deserialize(d)).transpose()
     }
 }
@@ -406,7 +410,11 @@ mod tests {
         let flags = vec![text("repo", "o/flag", Source::Flag)];
         let env = vec![
             text("repo", "o/env", Source::Env("HEPH_SELFUPDATE_REPO".into())),
-            text("binary", "b-env", Source::Env("HEPH_SELFUPDATE_BINARY".into())),
+            text(
+                "binary",
+                "b-env",
+                Source::Env("HEPH_SELFUPDATE_BINARY".into()),
+            ),
         ];
         let file = vec![
             toml_setting("binary", "b-file".into()),
@@ -419,7 +427,10 @@ mod tests {
             winners["binary"].origin.source,
             Source::Env("HEPH_SELFUPDATE_BINARY".into())
         );
-        assert!(matches!(winners["keep_versions"].origin.source, Source::File(_)));
+        assert!(matches!(
+            winners["keep_versions"].origin.source,
+            Source::File(_)
+        ));
         let raw = read(&winners.values().copied().collect::<Vec<_>>()).unwrap();
         assert_eq!(raw.repo.unwrap().0, "o/flag");
         assert_eq!(raw.binary, Some(Name("b-env".into())));
@@ -442,7 +453,11 @@ mod tests {
         let settings = [
             text("packages", " heph, hephd ,", Source::Flag),
             text("health_command", "heph  status --json", Source::Flag),
-            text("restart_window", "Mon-Fri 02:00-05:00; Sat,Sun 10:00", Source::Flag),
+            text(
+                "restart_window",
+                "Mon-Fri 02:00-05:00; Sat,Sun 10:00",
+                Source::Flag,
+            ),
             text("keep_versions", "3", Source::Flag),
             text("verify_tag", "yes", Source::Flag),
             text("http_timeout", "90", Source::Flag),
@@ -477,8 +492,16 @@ mod tests {
             ("packages", toml::Value::from("hephd"), "a list of strings"),
             ("verify_tag", toml::Value::from("yes"), "a boolean"),
             ("rollout_wave", toml::Value::from("0.5"), "a number from 0"),
-            ("health_command", toml::Value::from("heph status"), "a list of strings"),
-            ("forge", toml::Value::from(3), "one of forgejo, gitea, github, gitlab"),
+            (
+                "health_command",
+                toml::Value::from("heph status"),
+                "a list of strings",
+            ),
+            (
+                "forge",
+                toml::Value::from(3),
+                "one of forgejo, gitea, github, gitlab",
+            ),
             ("pin", toml::Value::from(true), "a version"),
         ] {
             let setting = toml_setting(key, value);

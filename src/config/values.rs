@@ -288,7 +288,17 @@ macro_rules! text_value {
     )*};
 }
 
-text_value!(Name, ServiceName, Repo, HttpUrl, GitUrl, Req, Pin, PathText, HostId);
+text_value!(
+    Name,
+    ServiceName,
+    Repo,
+    HttpUrl,
+    GitUrl,
+    Req,
+    Pin,
+    PathText,
+    HostId
+);
 
 /// A package, binary or toolchain name: it becomes an argument and a file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,7 +504,9 @@ impl FromText for Req {
     const EXPECTING: &'static str = "a semver requirement such as \"~1.10\" or \"<2\"";
     fn from_text(text: &str) -> Result<Self, String> {
         VersionReq::parse(text).map(Self).map_err(|e| {
-            format!("must be a semver requirement such as \"~1.10\" or \"<2\"; found {text:?} ({e})")
+            format!(
+                "must be a semver requirement such as \"~1.10\" or \"<2\"; found {text:?} ({e})"
+            )
         })
     }
 }
@@ -555,8 +567,7 @@ pub struct HostId(pub String);
 impl FromText for HostId {
     const EXPECTING: &'static str = "a host name (printable ASCII)";
     fn from_text(text: &str) -> Result<Self, String> {
-        if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| (0x20..0x7f).contains(&b))
-        {
+        if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             Err(format!(
                 "must be 1 to 128 printable ASCII characters; found {text:?}"
             ))
@@ -627,7 +638,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let nanos = d.subsec_nanos();
     for (size, unit) in [(1_000_000, "ms"), (1_000, "us"), (1, "ns")] {
-        if (nanos / size) % 1000 > 0 {
+        if !(nanos / size).is_multiple_of(1000) {
             parts.push(format!("{}{unit}", (nanos / size) % 1000));
         }
     }
@@ -690,7 +701,7 @@ pub fn format_size(bytes: u64) -> String {
     ];
     UNITS
         .iter()
-        .find(|(size, _)| bytes >= *size && bytes % size == 0)
+        .find(|(size, _)| bytes >= *size && bytes.is_multiple_of(*size))
         .map_or_else(
             || format!("{bytes} B"),
             |(size, unit)| format!("{} {unit}", bytes / size),
