@@ -1,24 +1,39 @@
 //! The effective configuration: flags > environment > file > defaults, read once.
 //!
-//! Every value remembers where it came from, so `config`, `status` and `doctor` can show
-//! it. Unknown keys and wrong types are errors that name the key and the place.
+//! Every layer is read into one [`RawConfig`] (the one list of keys; see [`raw`]), with
+//! typed values that check their own rules ([`values`]); the layers are merged key by key,
+//! keeping where each value came from ([`layers`]); [`Config::from_raw`] fills in the
+//! defaults and holds the rules across keys. Unknown keys and wrong types are errors that
+//! name the key and the place.
+
+mod layers;
+mod raw;
+mod values;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semver::{Version, VersionReq};
+use semver::VersionReq;
 
 use crate::build::BuildMode;
 use crate::forge::ForgeKind;
 use crate::policy::{Channel, Policy};
 use crate::secret::Secret;
 use crate::service::ServiceManagerKind;
-use crate::version::parse_tag;
 
 pub use crate::envvars::{CONFIG as CONFIG_ENV, PREFIX as ENV_PREFIX, TOKEN as TOKEN_ENV};
+pub use raw::keys;
+pub use values::{format_duration, format_size};
+
+use layers::{Given, Origin, Problem, Setting};
+use raw::RawConfig;
+use values::{
+    Count, Dur, FromText, GitUrl, HttpUrl, List, Name, PathText, Pick, Repo, Req, ServiceName,
+    Size, Windows,
+};
 
 /// A configuration error (exit code 2).
 #[derive(Debug)]
@@ -63,92 +78,19 @@ pub enum Mode {
     Notify,
 }
 
-/// The value types keys can have.
+/// How the daemon is restarted after a switch (`restart`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Text,
-    List,
-    Argv,
-    Bool,
-    Int,
-    Duration,
-    Size,
-    Path,
+pub enum RestartMethod {
+    /// The service manager's restart command (`systemctl restart`, `launchctl kickstart -k`).
+    Manager,
+    /// The daemon is respawned instead of restarted through the manager's restart command.
+    Respawn,
 }
 
-/// Every key the file, the environment and `--set` accept, with its one-line meaning.
-pub const KEYS: &[(&str, &str)] = &[
-    ("forge", "forgejo | gitea | github | gitlab"),
-    ("forge_url", "base URL of the forge (API root for GitHub)"),
-    ("repo", "owner/name of the hephd repository"),
-    ("git_url", "URL cargo and git fetch the source from"),
-    (
-        "token_file",
-        "file holding an API token (or set HEPH_SELFUPDATE_TOKEN)",
-    ),
-    ("packages", "packages to install, in order"),
-    ("binary", "binary whose --version says what is installed"),
-    ("bin_dir", "where the binaries the service runs live"),
-    ("channel", "stable | prerelease"),
-    (
-        "version_req",
-        "semver requirement an update must meet, e.g. ~1.10",
-    ),
-    ("pin", "exact version to converge to, also downward"),
-    ("min_release_age", "a release younger than this waits"),
-    ("http_timeout", "time limit of one forge request"),
-    ("mode", "apply | notify"),
-    ("build", "git | checkout"),
-    ("toolchain", "RUSTUP_TOOLCHAIN for the build"),
-    (
-        "cargo",
-        "path of cargo (default: PATH, then ~/.cargo/bin/cargo)",
-    ),
-    (
-        "verify_tag",
-        "checkout builds: require a good tag signature",
-    ),
-    ("allowed_signers", "ssh allowed-signers file for verify_tag"),
-    ("build_timeout", "time limit of one build"),
-    (
-        "retry_pause",
-        "pause before retrying a failed fetch (doubles each time)",
-    ),
-    ("min_free_space", "free disk space needed before building"),
-    ("keep_versions", "how many version roots to keep"),
-    (
-        "service_manager",
-        "systemd-user | systemd-system | launchd | none",
-    ),
-    ("service", "unit name or launchd label of the daemon"),
-    (
-        "restart_timeout",
-        "time limit of the service manager's restart command",
-    ),
-    ("health_settle", "how long the new daemon must stay up"),
-    ("health_timeout", "time limit for the new daemon to come up"),
-    ("health_command", "command that must exit 0 when healthy"),
-    (
-        "notify_command",
-        "command run after an update, notice or failure",
-    ),
-    ("data_dir", "where version roots live"),
-    ("state_dir", "where the state file, lock and logs live"),
-    ("cache_dir", "where the HTTP cache and the checkout live"),
-];
-
-fn kind_of(key: &str) -> Kind {
-    match key {
-        "packages" => Kind::List,
-        "health_command" | "notify_command" => Kind::Argv,
-        "verify_tag" => Kind::Bool,
-        "keep_versions" => Kind::Int,
-        "min_release_age" | "http_timeout" | "build_timeout" | "health_settle"
-        | "health_timeout" | "restart_timeout" => Kind::Duration,
-        "min_free_space" => Kind::Size,
-        "token_file" | "bin_dir" | "cargo" | "allowed_signers" | "data_dir" | "state_dir"
-        | "cache_dir" => Kind::Path,
-        _ => Kind::Text,
+impl RestartMethod {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        Pick(self).name()
     }
 }
 
@@ -215,12 +157,22 @@ pub struct Inputs {
     pub os: Os,
 }
 
-/// One line of `heph-selfupdate config`.
+/// One key of `heph-selfupdate config`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
     pub key: &'static str,
+    /// The effective value as text: a string as it is, anything else as TOML; empty
+    /// when the key is unset; `<redacted>` for the token.
     pub value: String,
+    /// Where it came from (`default`, `file PATH`, `env NAME`, `flag --set`).
     pub source: String,
+    /// The line of the config file that set it.
+    #[serde(skip)]
+    pub line: Option<usize>,
+    /// The effective value as TOML, in its normal form (`"1m 30s"`, `"2 GiB"`); `None`
+    /// when the key is unset, and for the token, which is no key and never shown.
+    #[serde(skip)]
+    pub toml: Option<toml::Value>,
 }
 
 /// The validated, effective configuration.
@@ -248,19 +200,40 @@ pub struct Config {
     pub keep_versions: usize,
     pub service_manager: ServiceManagerKind,
     pub service: String,
+    /// How the daemon is restarted.
+    pub restart: RestartMethod,
+    /// Time limit of the service manager's restart command (more than zero).
     pub restart_timeout: Duration,
+    /// When a restart may happen, as written (parsed by the restart window module).
+    pub restart_window: Vec<String>,
     pub health_settle: Duration,
     pub health_timeout: Duration,
     pub health_command: Option<Vec<String>>,
     pub notify_command: Option<Vec<String>>,
+    /// How far apart in time hosts take a new release.
+    pub rollout_spread: Duration,
+    /// This host's place in the rollout, in [0, 1).
+    pub rollout_wave: Option<f64>,
+    /// What this host is called in a rollout.
+    pub host_id: Option<String>,
     pub data_dir: PathBuf,
     pub state_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// Largest size of the cache directory, in bytes.
+    pub cache_max_size: u64,
+    /// A file the metrics of each run are written to.
+    pub metrics_file: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for the forge, git and cargo.
+    pub ca_file: Option<PathBuf>,
     pub home: PathBuf,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+    /// The config file paths looked at, found or not.
+    pub searched: Vec<PathBuf>,
     /// Things the user should know (e.g. a token file others can read).
     pub warnings: Vec<String>,
+    /// The keys set by the file, the environment or a flag, and where.
+    origins: BTreeMap<&'static str, Origin>,
     entries: Vec<Entry>,
 }
 
@@ -285,484 +258,234 @@ impl Config {
         Self::from_text(inputs, &file_path, text.as_deref())
     }
 
-    /// Resolves the configuration with `text` as the file's content (`None`: no file).
+    /// Resolves the configuration with `text` as the content of the file at `path`
+    /// (`None`: there is no file there).
     pub fn from_text(inputs: &Inputs, path: &Path, text: Option<&str>) -> Result<Self> {
         let file = match text {
-            Some(t) => Some((path.to_path_buf(), parse_file(path, t)?)),
-            None => None,
+            Some(t) => file_layer(path, t)?,
+            None => Vec::new(),
         };
-        let mut r = Resolver::new(inputs, file)?;
-        r.build(inputs)
-    }
-
-    /// Each key's effective value (secrets redacted) and where it came from.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    /// The path of the state file.
-    pub fn state_file(&self) -> PathBuf {
-        self.state_dir.join("state.json")
-    }
-}
-
-fn parse_file(path: &Path, text: &str) -> Result<toml::Table> {
-    text.parse().map_err(|e: toml::de::Error| {
-        config_err(format!(
-            "the config file {} is not valid TOML: {}",
-            path.display(),
-            e.message()
-        ))
-    })
-}
-
-enum Raw {
-    Text(String),
-    Toml(toml::Value),
-}
-
-struct Layer {
-    source: Source,
-    values: BTreeMap<String, Raw>,
-}
-
-struct Resolver {
-    layers: Vec<Layer>,
-    home: PathBuf,
-    entries: Vec<Entry>,
-    file: Option<PathBuf>,
-}
-
-fn is_key(key: &str) -> bool {
-    KEYS.iter().any(|(k, _)| *k == key)
-}
-
-impl Resolver {
-    fn new(inputs: &Inputs, file: Option<(PathBuf, toml::Table)>) -> Result<Self> {
-        let mut flags = BTreeMap::new();
-        for set in &inputs.sets {
-            let (k, v) = set
-                .split_once('=')
-                .ok_or_else(|| config_err(format!("--set {set:?}: expected KEY=VALUE")))?;
-            let k = k.trim();
-            if !is_key(k) {
-                return Err(config_err(format!(
-                    "--set: unknown key `{k}`\nhelp: known keys: {}",
-                    known()
-                )));
+        // Highest precedence first.
+        let layers = [flag_layer(&inputs.sets)?, env_layer(&inputs.env), file];
+        // Each layer is checked on its own, so a wrong value is reported where it was
+        // set even when a higher layer overrides it.
+        for layer in layers.iter().rev() {
+            for setting in layer {
+                known_key(setting)?;
             }
-            flags.insert(k.to_owned(), Raw::Text(v.to_owned()));
+            layers::read(&layer.iter().collect::<Vec<_>>()).map_err(|p| problem(&p))?;
         }
-        let mut env = BTreeMap::new();
-        for (name, value) in &inputs.env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if name == TOKEN_ENV || name == CONFIG_ENV {
-                continue;
-            }
-            let key = rest.to_ascii_lowercase();
-            if !is_key(&key) {
-                return Err(config_err(format!(
-                    "unknown environment variable {name}\nhelp: known keys: {}",
-                    known()
-                )));
-            }
-            env.insert(key, (name.clone(), value.clone()));
-        }
-        let mut layers = vec![Layer {
-            source: Source::Flag,
-            values: flags,
-        }];
-        // One layer per variable keeps each value's own name as its source.
-        for (key, (name, value)) in env {
-            layers.push(Layer {
-                source: Source::Env(name),
-                values: BTreeMap::from([(key, Raw::Text(value))]),
-            });
-        }
-        let file_path = file.as_ref().map(|(p, _)| p.clone());
-        if let Some((path, table)) = file {
-            let mut values = BTreeMap::new();
-            for (k, v) in table {
-                if !is_key(&k) {
-                    return Err(config_err(format!(
-                        "unknown key `{k}` in {}\nhelp: known keys: {}",
-                        path.display(),
-                        known()
-                    )));
-                }
-                values.insert(k, Raw::Toml(v));
-            }
-            layers.push(Layer {
-                source: Source::File(path),
-                values,
-            });
-        }
-        Ok(Self {
-            layers,
-            home: inputs.dirs.home.clone(),
-            entries: Vec::new(),
-            file: file_path,
-        })
+        let winners = layers::merge(&layers);
+        let raw = layers::read(&winners.values().copied().collect::<Vec<_>>())
+            .map_err(|p| problem(&p))?;
+        let origins = winners
+            .values()
+            .filter(|s| !matches!(s.value, Given::Reset))
+            .filter_map(|s| {
+                let key = keys().iter().find(|k| **k == s.key)?;
+                Some((*key, s.origin.clone()))
+            })
+            .collect();
+        let found = text.map(|_| path.to_path_buf());
+        Self::from_raw(raw, origins, inputs, found, vec![path.to_path_buf()])
     }
 
-    fn raw(&self, key: &str) -> Option<(&Raw, &Source)> {
-        self.layers
-            .iter()
-            .find_map(|l| l.values.get(key).map(|v| (v, &l.source)))
-    }
-
-    fn record(&mut self, key: &'static str, value: String, source: &Source) {
-        self.entries.push(Entry {
-            key,
-            value,
-            source: source.to_string(),
-        });
-    }
-
-    /// The raw value as text, list or bool, checked against the key's kind.
-    fn get(&self, key: &'static str) -> Result<Option<(Value, Source)>> {
-        let Some((raw, source)) = self.raw(key) else {
-            return Ok(None);
+    /// The configuration from the merged layers (`origins`: the keys they set, and
+    /// where): fills in the defaults and checks the rules across keys.
+    fn from_raw(
+        mut raw: RawConfig,
+        origins: BTreeMap<&'static str, Origin>,
+        inputs: &Inputs,
+        file: Option<PathBuf>,
+        searched: Vec<PathBuf>,
+    ) -> Result<Self> {
+        let home = &inputs.dirs.home;
+        let source = |key: &str| {
+            origins
+                .get(key)
+                .map_or_else(|| Source::Default.to_string(), ToString::to_string)
         };
-        let kind = kind_of(key);
-        let wrong = |want: &str| config_err(format!("`{key}` ({source}) must be {want}"));
-        let value = match (raw, kind) {
-            (Raw::Text(s), Kind::List) => Value::List(
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-            ),
-            (Raw::Text(s), Kind::Argv) => {
-                Value::List(s.split_whitespace().map(String::from).collect())
-            }
-            (Raw::Text(s), Kind::Bool) => match s.trim() {
-                "true" | "1" | "yes" => Value::Bool(true),
-                "false" | "0" | "no" => Value::Bool(false),
-                _ => return Err(wrong("true or false")),
-            },
-            (Raw::Text(s), _) => Value::Text(s.trim().to_owned()),
-            (
-                Raw::Toml(toml::Value::String(s)),
-                Kind::Text | Kind::Duration | Kind::Size | Kind::Path | Kind::Int,
-            ) => Value::Text(s.clone()),
-            (Raw::Toml(toml::Value::Integer(i)), Kind::Int | Kind::Duration | Kind::Size) => {
-                Value::Text(i.to_string())
-            }
-            (Raw::Toml(toml::Value::Boolean(b)), Kind::Bool) => Value::Bool(*b),
-            (Raw::Toml(toml::Value::Array(items)), Kind::List | Kind::Argv) => {
-                let mut out = Vec::new();
-                for item in items {
-                    match item {
-                        toml::Value::String(s) => out.push(s.clone()),
-                        _ => return Err(wrong("a list of strings")),
-                    }
-                }
-                Value::List(out)
-            }
-            (Raw::Toml(_), Kind::List | Kind::Argv) => return Err(wrong("a list of strings")),
-            (Raw::Toml(_), Kind::Bool) => return Err(wrong("true or false")),
-            (Raw::Toml(_), Kind::Int) => return Err(wrong("a whole number")),
-            (Raw::Toml(_), Kind::Duration) => {
-                return Err(wrong("a duration such as \"90s\", \"10min\", \"2d\""));
-            }
-            (Raw::Toml(_), Kind::Size) => return Err(wrong("a size such as \"2GiB\"")),
-            (Raw::Toml(_), Kind::Text | Kind::Path) => return Err(wrong("a string")),
+        let note = |key: &str| {
+            default_note(&origins, key)
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default()
         };
-        Ok(Some((value, source.clone())))
-    }
+        let mut warnings = Vec::new();
 
-    fn text(&mut self, key: &'static str, default: &str) -> Result<String> {
-        Ok(self.opt_text(key)?.unwrap_or_else(|| {
-            self.record(key, default.to_owned(), &Source::Default);
-            default.to_owned()
-        }))
-    }
-
-    fn opt_text(&mut self, key: &'static str) -> Result<Option<String>> {
-        match self.get(key)? {
-            Some((Value::Text(s), src)) if !s.is_empty() => {
-                self.record(key, s.clone(), &src);
-                Ok(Some(s))
-            }
-            Some((Value::Text(_), _)) | None => Ok(None),
-            Some(_) => Err(config_err(format!("`{key}` must be a string"))),
-        }
-    }
-
-    fn list(&mut self, key: &'static str, default: &[&str]) -> Result<Vec<String>> {
-        match self.get(key)? {
-            Some((Value::List(items), src)) => {
-                self.record(key, items.join(", "), &src);
-                Ok(items)
-            }
-            Some(_) => Err(config_err(format!("`{key}` must be a list of strings"))),
-            None => {
-                self.record(key, default.join(", "), &Source::Default);
-                Ok(default.iter().map(|s| (*s).to_owned()).collect())
-            }
-        }
-    }
-
-    fn argv(&mut self, key: &'static str) -> Result<Option<Vec<String>>> {
-        match self.get(key)? {
-            Some((Value::List(items), src)) if !items.is_empty() => {
-                self.record(key, format!("{items:?}"), &src);
-                Ok(Some(items))
-            }
-            Some((Value::List(_), _)) | None => Ok(None),
-            Some(_) => Err(config_err(format!("`{key}` must be a list of strings"))),
-        }
-    }
-
-    fn boolean(&mut self, key: &'static str, default: bool) -> Result<bool> {
-        match self.get(key)? {
-            Some((Value::Bool(b), src)) => {
-                self.record(key, b.to_string(), &src);
-                Ok(b)
-            }
-            Some(_) => Err(config_err(format!("`{key}` must be true or false"))),
-            None => {
-                self.record(key, default.to_string(), &Source::Default);
-                Ok(default)
-            }
-        }
-    }
-
-    fn parsed<T>(
-        &mut self,
-        key: &'static str,
-        default: &str,
-        what: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<T> {
-        let (text, src) = match self.get(key)? {
-            Some((Value::Text(s), src)) => (s, src),
-            Some(_) => return Err(config_err(format!("`{key}` must be {what}"))),
-            None => (default.to_owned(), Source::Default),
-        };
-        let value = parse(&text)
-            .ok_or_else(|| config_err(format!("`{key}` ({src}) must be {what}; found {text:?}")))?;
-        self.record(key, text, &src);
-        Ok(value)
-    }
-
-    fn duration(&mut self, key: &'static str, default: &str) -> Result<Duration> {
-        self.parsed(
-            key,
-            default,
-            "a duration such as \"90s\", \"10min\", \"2d\"",
-            |s| {
-                s.parse::<u64>()
-                    .ok()
-                    .map(Duration::from_secs)
-                    .or_else(|| humantime::parse_duration(s).ok())
-            },
-        )
-    }
-
-    fn path(&mut self, key: &'static str, default: Option<PathBuf>) -> Result<Option<PathBuf>> {
-        let (text, src) = match self.get(key)? {
-            Some((Value::Text(s), src)) if !s.is_empty() => (s, src),
-            Some((Value::Text(_), _)) | None => {
-                if let Some(d) = &default {
-                    self.record(key, d.display().to_string(), &Source::Default);
-                }
-                return Ok(default);
-            }
-            Some(_) => return Err(config_err(format!("`{key}` must be a path"))),
-        };
-        let expanded = match text.strip_prefix("~/") {
-            Some(rest) => self.home.join(rest),
-            None if text == "~" => self.home.clone(),
-            None => PathBuf::from(&text),
-        };
-        if !expanded.is_absolute() {
+        let forge = raw.forge.get_or_insert(Pick(ForgeKind::Forgejo)).0;
+        let forge_url = raw
+            .forge_url
+            .get_or_insert_with(|| HttpUrl(forge.default_url().to_owned()))
+            .0
+            .clone();
+        let repo = raw
+            .repo
+            .get_or_insert_with(|| Repo("eblume/hephaestus".to_owned()))
+            .clone();
+        if repo.depth() > 2 && forge != ForgeKind::GitLab {
             return Err(config_err(format!(
-                "`{key}` ({src}) must be an absolute path (or start with ~/); found {text:?}\nhelp: services run from an unpredictable working directory"
+                "`repo` ({}) must look like owner/name; found {:?}: groups (group/subgroup/name) are for forge = \"gitlab\", and `forge` is {:?}{}",
+                source("repo"),
+                repo.0,
+                Pick(forge).name(),
+                note("forge")
             )));
         }
-        self.record(key, expanded.display().to_string(), &src);
-        Ok(Some(expanded))
-    }
-
-    fn choice<T: Copy>(
-        &mut self,
-        key: &'static str,
-        default: &str,
-        options: &[(&str, T)],
-    ) -> Result<T> {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let what = format!("one of {}", names.join(", "));
-        self.parsed(key, default, &what, |s| {
-            options.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
-        })
-    }
-
-    fn build(&mut self, inputs: &Inputs) -> Result<Config> {
-        let forge = self.choice(
-            "forge",
-            "forgejo",
-            &[
-                ("forgejo", ForgeKind::Forgejo),
-                ("gitea", ForgeKind::Gitea),
-                ("github", ForgeKind::GitHub),
-                ("gitlab", ForgeKind::GitLab),
-            ],
-        )?;
-        let forge_url = self.text("forge_url", forge.default_url())?;
-        let forge_url = validate_http_url("forge_url", &forge_url)?;
-        let repo = self.text("repo", "eblume/hephaestus")?;
-        validate_repo(&repo, forge)?;
-        let git_url = if let Some(u) = self.opt_text("git_url")? {
-            u
+        let git_url = if let Some(url) = &raw.git_url {
+            url.0.clone()
         } else {
-            let derived = forge.git_url(&forge_url, &repo);
-            self.record("git_url", derived.clone(), &Source::Default);
-            derived
+            let derived = forge.git_url(&forge_url, &repo.0);
+            let url = GitUrl::from_text(&derived)
+                .map_err(|m| config_err(format!("`git_url` {}: {m}", note("git_url").trim())))?;
+            raw.git_url.insert(url).0.clone()
         };
-        validate_git_url(&git_url)?;
-
-        let token_file = self.path("token_file", None)?;
-        let mut warnings = Vec::new();
-        let token = match inputs.env.get(TOKEN_ENV).filter(|t| !t.trim().is_empty()) {
-            Some(t) => {
-                self.record("token", "<redacted>".into(), &Source::Env(TOKEN_ENV.into()));
-                Some(Secret::new(t.trim()))
+        for (key, url, what) in [
+            ("forge_url", &forge_url, "the release list"),
+            ("git_url", &git_url, "the source code"),
+        ] {
+            if is_plain_http_remote(url) {
+                warnings.push(format!(
+                    "`{key}` {url}{} is plain http to another host: {what} is fetched unauthenticated and could be altered on the way; use https://",
+                    note(key)
+                ));
             }
-            None => match &token_file {
+        }
+
+        let token_file = expand(&mut raw.token_file, None, home);
+        let mut token_entry = None;
+        let token = match inputs.env.get(TOKEN_ENV).map(|t| t.trim()) {
+            Some(t) if !t.is_empty() => {
+                token_entry = Some(Source::Env(TOKEN_ENV.to_owned()).to_string());
+                Some(Secret::new(t))
+            }
+            _ => match &token_file {
                 Some(path) => {
                     let (token, warning) = read_token_file(path)?;
                     warnings.extend(warning);
-                    self.entries.push(Entry {
-                        key: "token",
-                        value: "<redacted>".into(),
-                        source: "token_file".into(),
-                    });
+                    token_entry = Some("token_file".to_owned());
                     Some(token)
                 }
                 None => None,
             },
         };
+        let ca_file = expand(&mut raw.ca_file, None, home);
 
-        let packages = self.list("packages", &["heph", "hephd"])?;
+        let packages: Vec<String> = raw
+            .packages
+            .get_or_insert_with(|| List(vec![Name("heph".into()), Name("hephd".into())]))
+            .0
+            .iter()
+            .map(|n| n.0.clone())
+            .collect();
         if packages.is_empty() {
-            return Err(config_err("`packages` must name at least one package"));
+            return Err(config_err(format!(
+                "`packages` ({}) must name at least one package",
+                source("packages")
+            )));
         }
-        for p in &packages {
-            validate_name("packages", p)?;
-        }
-        let binary = self.text("binary", "hephd")?;
-        validate_name("binary", &binary)?;
-        let bin_dir = self
-            .path("bin_dir", Some(inputs.dirs.home.join(".cargo/bin")))?
-            .unwrap_or_default();
+        let binary = raw
+            .binary
+            .get_or_insert_with(|| Name("hephd".into()))
+            .0
+            .clone();
+        let bin_dir =
+            expand(&mut raw.bin_dir, Some(home.join(".cargo/bin")), home).unwrap_or_default();
 
-        let channel = self.choice(
-            "channel",
-            "stable",
-            &[
-                ("stable", Channel::Stable),
-                ("prerelease", Channel::Prerelease),
-            ],
-        )?;
-        let version_req = self.parsed(
-            "version_req",
-            "*",
-            "a semver requirement such as \"~1.10\" or \"<2\"",
-            |s| VersionReq::parse(s).ok(),
-        )?;
+        let channel = raw.channel.get_or_insert(Pick(Channel::Stable)).0;
+        let version_req = raw
+            .version_req
+            .get_or_insert_with(|| Req(VersionReq::STAR))
+            .0
+            .clone();
         let version_req = (version_req != VersionReq::STAR).then_some(version_req);
-        let pin = match self.opt_text("pin")? {
-            Some(p) => Some(parse_pin(&p)?),
-            None => None,
-        };
-        let min_release_age = self.duration("min_release_age", "0s")?;
-        let http_timeout = self.duration("http_timeout", "30s")?;
+        let pin = raw.pin.as_ref().map(|p| p.0.clone());
+        let min_release_age = raw.min_release_age.get_or_insert(Dur(Duration::ZERO)).0;
+        let http_timeout = raw.http_timeout.get_or_insert(Dur(secs(30))).0;
         if http_timeout.is_zero() {
-            return Err(config_err("`http_timeout` must be more than 0s"));
+            return Err(config_err(format!(
+                "`http_timeout` ({}) must be more than 0s",
+                source("http_timeout")
+            )));
         }
 
-        let mode = self.choice(
-            "mode",
-            "apply",
-            &[("apply", Mode::Apply), ("notify", Mode::Notify)],
-        )?;
-        let build = self.choice(
-            "build",
-            "git",
-            &[("git", BuildMode::Git), ("checkout", BuildMode::Checkout)],
-        )?;
-        let toolchain = self.opt_text("toolchain")?;
-        if let Some(t) = &toolchain {
-            validate_name("toolchain", t)?;
-        }
-        let cargo = self.path("cargo", None)?;
-        let verify_tag = self.boolean("verify_tag", false)?;
-        let allowed_signers = self.path("allowed_signers", None)?;
+        let mode = raw.mode.get_or_insert(Pick(Mode::Apply)).0;
+        let build = raw.build.get_or_insert(Pick(BuildMode::Git)).0;
+        let toolchain = raw.toolchain.as_ref().map(|t| t.0.clone());
+        let cargo = expand(&mut raw.cargo, None, home);
+        let verify_tag = *raw.verify_tag.get_or_insert(false);
+        let allowed_signers = expand(&mut raw.allowed_signers, None, home);
         if verify_tag && allowed_signers.is_none() {
-            return Err(config_err(
-                "`verify_tag = true` needs `allowed_signers` (an ssh allowed-signers file)",
-            ));
+            return Err(config_err(format!(
+                "`verify_tag = true` ({}) needs `allowed_signers` (an ssh allowed-signers file)",
+                source("verify_tag")
+            )));
         }
         if verify_tag && build != BuildMode::Checkout {
-            return Err(config_err(
-                "`verify_tag` works with `build = \"checkout\"` only (cargo's --git cannot verify signatures)",
-            ));
+            return Err(config_err(format!(
+                "`verify_tag` works with `build = \"checkout\"` only (cargo's --git cannot verify signatures); `build` is {:?}{}",
+                Pick(build).name(),
+                note("build")
+            )));
         }
-        let build_timeout = self.duration("build_timeout", "90min")?;
-        let retry_pause = self.duration("retry_pause", "10s")?;
-        let min_free_space =
-            self.parsed("min_free_space", "2GiB", "a size such as \"2GiB\"", |s| {
-                s.parse::<u64>()
-                    .ok()
-                    .or_else(|| s.parse::<bytesize::ByteSize>().ok().map(|b| b.as_u64()))
-            })?;
-        let keep_versions =
-            self.parsed("keep_versions", "2", "a whole number of at least 1", |s| {
-                s.parse::<usize>().ok().filter(|n| *n >= 1)
-            })?;
-        let default_manager = match inputs.os {
-            Os::MacOs => "launchd",
-            Os::Linux | Os::Other => "systemd-user",
-        };
-        let service_manager = self.choice(
-            "service_manager",
-            default_manager,
-            &[
-                ("systemd-user", ServiceManagerKind::SystemdUser),
-                ("systemd-system", ServiceManagerKind::SystemdSystem),
-                ("launchd", ServiceManagerKind::Launchd),
-                ("none", ServiceManagerKind::None),
-            ],
-        )?;
-        let service = self.text("service", service_manager.default_service())?;
-        validate_service(&service)?;
-        let restart_timeout = self.duration("restart_timeout", "3min")?;
-        if restart_timeout.is_zero() {
-            return Err(config_err("`restart_timeout` must be more than 0s"));
-        }
-        let health_settle = self.duration("health_settle", "10s")?;
-        let health_timeout = self.duration("health_timeout", "60s")?;
-        let health_command = self.argv("health_command")?;
-        let notify_command = self.argv("notify_command")?;
-        let data_dir = self
-            .path("data_dir", Some(inputs.dirs.data.clone()))?
-            .unwrap_or_default();
-        let state_dir = self
-            .path("state_dir", Some(inputs.dirs.state.clone()))?
-            .unwrap_or_default();
-        let cache_dir = self
-            .path("cache_dir", Some(inputs.dirs.cache.clone()))?
-            .unwrap_or_default();
+        let build_timeout = raw.build_timeout.get_or_insert(Dur(secs(90 * 60))).0;
+        let retry_pause = raw.retry_pause.get_or_insert(Dur(secs(10))).0;
+        let min_free_space = raw.min_free_space.get_or_insert(Size(2 << 30)).0;
+        let keep_versions = raw.keep_versions.get_or_insert(Count(2)).0;
+        let keep_versions = usize::try_from(keep_versions).map_err(|_| {
+            config_err(format!(
+                "`keep_versions` ({}) is too large",
+                source("keep_versions")
+            ))
+        })?;
 
+        let default_manager = match inputs.os {
+            Os::MacOs => ServiceManagerKind::Launchd,
+            Os::Linux | Os::Other => ServiceManagerKind::SystemdUser,
+        };
+        let service_manager = raw.service_manager.get_or_insert(Pick(default_manager)).0;
+        let service = raw
+            .service
+            .get_or_insert_with(|| ServiceName(service_manager.default_service().to_owned()))
+            .0
+            .clone();
+        let restart = raw.restart.get_or_insert(Pick(RestartMethod::Manager)).0;
+        let restart_timeout = raw.restart_timeout.get_or_insert(Dur(secs(3 * 60))).0;
+        if restart_timeout.is_zero() {
+            return Err(config_err(format!(
+                "`restart_timeout` ({}) must be more than 0s",
+                source("restart_timeout")
+            )));
+        }
+        let restart_window = raw
+            .restart_window
+            .get_or_insert_with(|| Windows(Vec::new()))
+            .0
+            .clone();
+        let health_settle = raw.health_settle.get_or_insert(Dur(secs(10))).0;
+        let health_timeout = raw.health_timeout.get_or_insert(Dur(secs(60))).0;
+        // An empty command is no command.
+        raw.health_command = raw.health_command.take().filter(|c| !c.0.is_empty());
+        raw.notify_command = raw.notify_command.take().filter(|c| !c.0.is_empty());
+        let health_command = raw.health_command.as_ref().map(|c| c.0.clone());
+        let notify_command = raw.notify_command.as_ref().map(|c| c.0.clone());
+        let rollout_spread = raw.rollout_spread.get_or_insert(Dur(Duration::ZERO)).0;
+        let rollout_wave = raw.rollout_wave.map(|w| w.0);
+        let host_id = raw.host_id.as_ref().map(|h| h.0.clone());
+
+        let data_dir =
+            expand(&mut raw.data_dir, Some(inputs.dirs.data.clone()), home).unwrap_or_default();
+        let state_dir =
+            expand(&mut raw.state_dir, Some(inputs.dirs.state.clone()), home).unwrap_or_default();
+        let cache_dir =
+            expand(&mut raw.cache_dir, Some(inputs.dirs.cache.clone()), home).unwrap_or_default();
+        let cache_max_size = raw.cache_max_size.get_or_insert(Size(8 << 30)).0;
+        let metrics_file = expand(&mut raw.metrics_file, None, home);
+
+        let entries = entries(&raw, &origins, token_entry.as_deref())?;
         Ok(Config {
             forge,
             forge_url,
-            repo,
+            repo: repo.0,
             git_url,
             token,
             packages,
@@ -787,156 +510,320 @@ impl Resolver {
             keep_versions,
             service_manager,
             service,
+            restart,
             restart_timeout,
+            restart_window,
             health_settle,
             health_timeout,
             health_command,
             notify_command,
+            rollout_spread,
+            rollout_wave,
+            host_id,
             data_dir,
             state_dir,
             cache_dir,
-            home: inputs.dirs.home.clone(),
-            file: self.file.clone(),
+            cache_max_size,
+            metrics_file,
+            ca_file,
+            home: home.clone(),
+            file,
+            searched,
             warnings,
-            entries: std::mem::take(&mut self.entries),
+            origins,
+            entries,
         })
+    }
+
+    /// Every key, in order, with its effective value (the token redacted; unset keys
+    /// with no value) and where it came from.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Where a key's value came from ([`Source::Default`] when nothing set it).
+    pub fn source(&self, key: &str) -> Source {
+        self.origins
+            .get(key)
+            .map_or(Source::Default, |o| o.source.clone())
+    }
+
+    /// For a key left at its default, a note for messages about its value, e.g.
+    /// "(the default; set `repo` to change it)": a person who never set `repo` should
+    /// not be left wondering where a repository name came from. `None` when the file,
+    /// the environment or a flag set the key.
+    pub fn default_note(&self, key: &str) -> Option<String> {
+        default_note(&self.origins, key)
+    }
+
+    /// The path of the state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
     }
 }
 
-enum Value {
-    Text(String),
-    List(Vec<String>),
-    Bool(bool),
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
-fn known() -> String {
-    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-}
-
-fn parse_pin(text: &str) -> Result<Version> {
-    parse_tag(text).map_err(|e| {
-        config_err(format!(
-            "`pin` must be a version such as 1.8.1 or v1.8.1: {e}"
-        ))
+fn default_note(origins: &BTreeMap<&'static str, Origin>, key: &str) -> Option<String> {
+    if origins.contains_key(key) || !keys().contains(&key) {
+        return None;
+    }
+    Some(match key {
+        "git_url" => {
+            "(the default, derived from `forge_url` and `repo`; set `git_url` to change it)"
+                .to_owned()
+        }
+        _ => format!("(the default; set `{key}` to change it)"),
     })
 }
 
-/// Forge URLs: http(s) only, no credentials in them, no trailing slash.
-fn validate_http_url(key: &str, url: &str) -> Result<String> {
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        return Err(config_err(format!(
-            "`{key}` must start with https:// or http://; found {url:?}"
-        )));
+/// The path a key names, `~` expanded (and written back, so `config` shows it); the
+/// default when unset.
+fn expand(value: &mut Option<PathText>, default: Option<PathBuf>, home: &Path) -> Option<PathBuf> {
+    let path = match value.as_ref() {
+        Some(PathText(text)) => match text.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None if text == "~" => home.to_path_buf(),
+            None => PathBuf::from(text),
+        },
+        None => default?,
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(config_err(format!("`{key}` has no host: {url:?}")));
-    }
-    if authority.contains('@') {
-        return Err(config_err(format!(
-            "`{key}` must not contain credentials\nhelp: put the token in token_file or {TOKEN_ENV}"
-        )));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(config_err(format!(
-            "`{key}` must not contain spaces or control characters"
-        )));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
+    *value = Some(PathText(path.display().to_string()));
+    Some(path)
 }
 
-/// Git URLs cargo can fetch: https, http, ssh, file; never with a password or token in them.
-fn validate_git_url(url: &str) -> Result<()> {
-    let schemes = ["https://", "http://", "ssh://", "file://"];
-    let Some(rest) = schemes.iter().find_map(|s| url.strip_prefix(s)) else {
-        let hint = if url.contains('@') && url.contains(':') {
-            "\nhelp: cargo does not accept scp-style `git@host:path`; write ssh://git@host/path"
-        } else {
-            ""
-        };
-        return Err(config_err(format!(
-            "`git_url` must start with https://, http://, ssh:// or file://; found {}{hint}",
-            crate::redact::url(url)
-        )));
+/// Plain `http://` to a host other than this machine: anyone on the way can read and
+/// change what is fetched.
+fn is_plain_http_remote(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && (userinfo.contains(':') || !url.starts_with("ssh://"))
-    {
+    u.scheme() == "http"
+        && match u.host() {
+            Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+            Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+}
+
+/// Every key with its effective value and source, in the order of [`keys`]; the token
+/// (no key: it comes from the environment or `token_file`) after `token_file`.
+fn entries(
+    raw: &RawConfig,
+    origins: &BTreeMap<&'static str, Origin>,
+    token: Option<&str>,
+) -> Result<Vec<Entry>> {
+    let table = toml::Table::try_from(raw).context("could not show the configuration")?;
+    let mut out = Vec::new();
+    for key in keys() {
+        let value = table.get(*key).cloned();
+        out.push(Entry {
+            key,
+            value: value.as_ref().map(value_text).unwrap_or_default(),
+            source: origins
+                .get(key)
+                .map_or(Source::Default, |o| o.source.clone())
+                .to_string(),
+            line: origins.get(key).and_then(|o| o.line),
+            toml: value,
+        });
+        if *key == "token_file"
+            && let Some(source) = token
         {
-            return Err(config_err(format!(
-                "`git_url` must not contain credentials ({})\nhelp: use anonymous HTTPS, or ssh:// with a deploy key",
-                crate::redact::url(url)
-            )));
+            out.push(Entry {
+                key: "token",
+                value: "<redacted>".to_owned(),
+                source: source.to_owned(),
+                line: None,
+                toml: None,
+            });
         }
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(config_err(
-            "`git_url` must not contain spaces or control characters",
-        ));
-    }
-    Ok(())
+    Ok(out)
 }
 
-fn validate_repo(repo: &str, forge: ForgeKind) -> Result<()> {
-    let parts: Vec<&str> = repo.split('/').collect();
-    let nested_ok = forge == ForgeKind::GitLab;
-    let shape_ok = parts.len() == 2 || (nested_ok && parts.len() > 2);
-    let parts_ok = parts.iter().all(|p| {
-        !p.is_empty()
-            && !p.starts_with(['.', '-'])
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    });
-    if shape_ok && parts_ok {
-        Ok(())
-    } else {
-        Err(config_err(format!(
-            "`repo` must look like owner/name; found {repo:?}"
-        )))
+/// A value as text: a string as it is, anything else as inline TOML.
+fn value_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => toml_inline(other),
     }
 }
 
-/// Package, binary and toolchain names: they become arguments and file names.
-fn validate_name(key: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && !name.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(config_err(format!(
-            "`{key}`: {name:?} is not a valid name (letters, digits, _ - .)"
-        )))
+/// A value as TOML on one line (strings always in double quotes, with escapes).
+pub fn toml_inline(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => {
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    c if c.is_control() => {
+                        let _ = write!(out, "\\u{:04X}", u32::from(c));
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(toml_inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
     }
 }
 
-fn validate_service(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'@' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(config_err(format!(
-            "`service`: {name:?} is not a valid unit name or label"
-        )))
+/// The file's keys, each with its line.
+fn file_layer(path: &Path, text: &str) -> Result<Vec<Setting>> {
+    let table: BTreeMap<String, toml::Spanned<toml::Value>> =
+        toml::from_str(text).map_err(|e| {
+            let position = e
+                .span()
+                .map(|span| {
+                    let (line, column) = line_and_column(text, span.start);
+                    format!(" at line {line}, column {column}")
+                })
+                .unwrap_or_default();
+            config_err(format!(
+                "the config file {} is not valid TOML{position}: {}",
+                path.display(),
+                e.message().trim_end()
+            ))
+        })?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let line = line_and_column(text, value.span().start).0;
+            Setting {
+                key,
+                value: Given::Toml(value.into_inner()),
+                origin: Origin {
+                    source: Source::File(path.to_path_buf()),
+                    line: Some(line),
+                },
+            }
+        })
+        .collect())
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// `HEPH_SELFUPDATE_<KEY>` variables. The token and the config path are read elsewhere;
+/// the variables heph-selfupdate gives `notify_command` are information, not
+/// configuration (a hook that runs heph-selfupdate passes them back).
+fn env_layer(env: &BTreeMap<String, String>) -> Vec<Setting> {
+    env.iter()
+        .filter(|(name, _)| {
+            *name != TOKEN_ENV
+                && *name != CONFIG_ENV
+                && !crate::envvars::HOOK.contains(&name.as_str())
+        })
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+            Some(text_setting(key, value, Source::Env(name.clone())))
+        })
+        .collect()
+}
+
+/// `--set KEY=VALUE`, the last one of a key winning.
+fn flag_layer(sets: &[String]) -> Result<Vec<Setting>> {
+    let mut out: Vec<Setting> = Vec::new();
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| config_err(format!("--set {set:?}: expected KEY=VALUE")))?;
+        let key = key.trim();
+        out.retain(|s| s.key != key);
+        out.push(text_setting(key.to_owned(), value, Source::Flag));
+    }
+    Ok(out)
+}
+
+fn text_setting(key: String, value: &str, source: Source) -> Setting {
+    let value = value.trim();
+    Setting {
+        key,
+        value: if value.is_empty() {
+            Given::Reset
+        } else {
+            Given::Text(value.to_owned())
+        },
+        origin: Origin { source, line: None },
+    }
+}
+
+/// An unknown key is an error that says where it was set and what was probably meant.
+fn known_key(setting: &Setting) -> Result<()> {
+    if keys().contains(&setting.key.as_str()) {
+        return Ok(());
+    }
+    let key = &setting.key;
+    let what = match &setting.origin.source {
+        Source::Env(name) => format!("unknown environment variable {name}"),
+        Source::Flag => format!("--set: unknown key `{key}`"),
+        Source::File(_) | Source::Default => format!("unknown key `{key}` ({})", setting.origin),
+    };
+    Err(config_err(format!("{what}\nhelp: {}", key_help(key))))
+}
+
+fn key_help(key: &str) -> String {
+    let known = keys().join(", ");
+    match closest_key(key) {
+        Some(k) => format!("did you mean `{k}`? Known keys: {known}"),
+        None => format!("known keys: {known}"),
+    }
+}
+
+/// The known key nearest to a misspelt one, if it is near enough.
+fn closest_key(key: &str) -> Option<&'static str> {
+    keys()
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn problem(p: &Problem) -> anyhow::Error {
+    match &p.at {
+        Some((key, origin)) if p.unknown_key => config_err(format!(
+            "unknown key `{key}` ({origin})\nhelp: {}",
+            key_help(key)
+        )),
+        _ => config_err(p.to_string()),
     }
 }
 
@@ -1258,5 +1145,297 @@ mod tests {
                 .to_string()
                 .contains("/nonexistent/heph.toml")
         );
+    }
+
+    #[test]
+    fn a_string_where_a_number_belongs_is_an_error_naming_key_file_and_type() {
+        let err = load(Some("repo = \"o/r\"\nkeep_versions = \"3\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`keep_versions`")
+                && err.contains("c.toml, line 2")
+                && err.contains("a whole number")
+                && err.contains("\"3\""),
+            "{err}"
+        );
+        let err = load(Some("rollout_wave = \"0.5\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`rollout_wave`") && err.contains("number"),
+            "{err}"
+        );
+        // In the environment everything is text: there "3" is the number 3.
+        let c = load(None, &[("HEPH_SELFUPDATE_KEEP_VERSIONS", "3")], &[]).unwrap();
+        assert_eq!(c.keep_versions, 3);
+    }
+
+    #[test]
+    fn a_wrong_value_is_an_error_even_where_a_higher_layer_overrides_it() {
+        let err = load(
+            Some("http_timeout = \"soon\"\n"),
+            &[("HEPH_SELFUPDATE_HTTP_TIMEOUT", "5s")],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`http_timeout`") && err.contains("c.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn toml_errors_say_line_and_column() {
+        let err = load(Some("repo = \"o/r\"\n\nforge = forgejo\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml is not valid TOML at line 3, column 9: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let err = load(Some("chanel = \"stable\"\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `channel`?"), "{err}");
+        let err = load(None, &[], &["zzzzzz=1"]).unwrap_err().to_string();
+        assert!(!err.contains("did you mean"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_environment_value_puts_a_key_back_to_its_default() {
+        let file = "pin = \"1.2.3\"\nrepo = \"o/file\"\n";
+        let env = [("HEPH_SELFUPDATE_PIN", ""), ("HEPH_SELFUPDATE_REPO", " ")];
+        let c = load(Some(file), &env, &[]).unwrap();
+        assert!(c.policy.pin.is_none());
+        assert_eq!(c.repo, "eblume/hephaestus");
+        assert_eq!(c.source("repo"), Source::Default);
+        let c = load(Some(file), &[], &["pin="]).unwrap();
+        assert!(c.policy.pin.is_none());
+    }
+
+    #[test]
+    fn hook_variables_are_never_configuration() {
+        let env = [
+            ("HEPH_SELFUPDATE_EVENT", "updated"),
+            ("HEPH_SELFUPDATE_FROM", "1.0.0"),
+            ("HEPH_SELFUPDATE_TO", "1.1.0"),
+            ("HEPH_SELFUPDATE_MESSAGE", "updated hephd"),
+        ];
+        let c = load(None, &env, &[]).unwrap();
+        assert!(
+            c.entries()
+                .iter()
+                .all(|e| !["event", "from", "to", "message"].contains(&e.key))
+        );
+    }
+
+    #[test]
+    fn plain_http_to_another_host_warns_and_loopback_does_not() {
+        let c = load(None, &[], &["forge_url=http://forge.example"]).unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`forge_url` http://forge.example is plain http"));
+        assert!(
+            c.warnings[1].contains("`git_url` http://forge.example/eblume/hephaestus.git")
+                && c.warnings[1].contains("derived from `forge_url` and `repo`"),
+            "{:?}",
+            c.warnings
+        );
+        let c = load(None, &[], &["git_url=http://git.example/o/r.git"]).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("source code"));
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9",
+        ] {
+            let c = load(None, &[], &[&format!("forge_url={url}")]).unwrap();
+            assert!(c.warnings.is_empty(), "{url}: {:?}", c.warnings);
+        }
+        assert!(load(None, &[], &[]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn ssh_urls_with_a_host_or_user_like_an_option_are_refused() {
+        for url in [
+            "ssh://-oProxyCommand=touch%20/tmp/pwned/o/r.git",
+            "ssh://git@-oProxyCommand=x/o/r.git",
+            "ssh://-l@forge.example/o/r.git",
+        ] {
+            let err = load(None, &[], &[&format!("git_url={url}")]).unwrap_err();
+            assert!(err.downcast_ref::<ConfigError>().is_some());
+            assert!(err.to_string().contains("`git_url` (flag --set)"), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_keys_have_their_defaults() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.restart_timeout, Duration::from_secs(180));
+        assert_eq!(c.restart, RestartMethod::Manager);
+        assert_eq!(c.rollout_spread, Duration::ZERO);
+        assert_eq!(c.rollout_wave, None);
+        assert_eq!(c.host_id, None);
+        assert!(c.restart_window.is_empty());
+        assert_eq!(c.metrics_file, None);
+        assert_eq!(c.cache_max_size, 8 << 30);
+        assert_eq!(c.ca_file, None);
+    }
+
+    #[test]
+    fn new_keys_are_read_and_checked() {
+        let file = "restart = \"respawn\"\nrestart_timeout = \"30s\"\nrollout_spread = \"6h\"\nrollout_wave = 0.5\nhost_id = \"laptop 7\"\nrestart_window = [\"Mon-Fri 02:00-05:00\", \"Sat,Sun 10:00-12:00\"]\nmetrics_file = \"~/metrics.prom\"\ncache_max_size = \"500MiB\"\nca_file = \"/etc/ssl/forge.pem\"\n";
+        let c = load(Some(file), &[], &[]).unwrap();
+        assert_eq!(c.restart, RestartMethod::Respawn);
+        assert_eq!(c.restart_timeout, Duration::from_secs(30));
+        assert_eq!(c.rollout_spread, Duration::from_secs(6 * 3600));
+        assert_eq!(c.rollout_wave, Some(0.5));
+        assert_eq!(c.host_id.as_deref(), Some("laptop 7"));
+        assert_eq!(
+            c.restart_window,
+            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+        );
+        assert_eq!(c.metrics_file, Some(PathBuf::from("/home/u/metrics.prom")));
+        assert_eq!(c.cache_max_size, 500 << 20);
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ssl/forge.pem")));
+
+        let c = load(
+            None,
+            &[(
+                "HEPH_SELFUPDATE_RESTART_WINDOW",
+                "Mon-Fri 02:00-05:00; Sat,Sun 10:00-12:00",
+            )],
+            &["rollout_wave=0"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.restart_window,
+            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+        );
+        assert_eq!(c.rollout_wave, Some(0.0));
+
+        for (set, needle) in [
+            ("restart_timeout=0s", "more than 0s"),
+            ("restart=kill", "one of manager, respawn"),
+            ("rollout_wave=1", "up to but not including 1"),
+            ("rollout_wave=-0.1", "from 0"),
+            ("rollout_wave=NaN", "from 0"),
+            ("host_id=caf\u{e9}", "printable ASCII"),
+            ("metrics_file=metrics.prom", "absolute"),
+            ("ca_file=certs/ca.pem", "absolute"),
+            ("cache_max_size=lots", "a size"),
+            ("rollout_spread=later", "a duration"),
+        ] {
+            let key = set.split('=').next().unwrap();
+            let err = load(None, &[], &[set]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}` (flag --set)")) && err.contains(needle),
+                "{set}: {err}"
+            );
+        }
+        let long = format!("host_id={}", "h".repeat(129));
+        assert!(load(None, &[], &[&long]).is_err());
+    }
+
+    #[test]
+    fn a_key_left_at_its_default_says_so_and_which_key_changes_it() {
+        let c = load(None, &[("HEPH_SELFUPDATE_REPO", "o/r")], &[]).unwrap();
+        assert_eq!(
+            c.default_note("forge_url").as_deref(),
+            Some("(the default; set `forge_url` to change it)")
+        );
+        assert!(
+            c.default_note("git_url")
+                .unwrap()
+                .contains("derived from `forge_url` and `repo`")
+        );
+        assert_eq!(c.default_note("repo"), None);
+        assert_eq!(c.default_note("no_such_key"), None);
+        let err = load(None, &[], &["verify_tag=true", "allowed_signers=/etc/s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(the default; set `build` to change it)"),
+            "{err}"
+        );
+        let err = load(None, &[], &["repo=group/sub/name"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gitlab") && err.contains("(the default; set `forge` to change it)"),
+            "{err}"
+        );
+        let c = load(None, &[], &["forge=gitlab", "repo=group/sub/name"]).unwrap();
+        assert_eq!(c.repo, "group/sub/name");
+    }
+
+    #[test]
+    fn every_key_is_shown_in_order_with_values_in_their_normal_form() {
+        let c = load(
+            Some("min_release_age = 90\nmin_free_space = 2147483648\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        let shown: Vec<&str> = c
+            .entries()
+            .iter()
+            .map(|e| e.key)
+            .filter(|k| *k != "token")
+            .collect();
+        assert_eq!(shown, keys());
+        let entry = |key: &str| c.entries().iter().find(|e| e.key == key).unwrap().clone();
+        assert_eq!(entry("min_release_age").value, "1m 30s");
+        assert_eq!(entry("min_free_space").value, "2 GiB");
+        assert_eq!(entry("build_timeout").value, "1h 30m");
+        assert_eq!(entry("packages").value, "[\"heph\", \"hephd\"]");
+        assert_eq!(entry("pin").toml, None);
+        assert_eq!(entry("pin").value, "");
+        assert_eq!(entry("pin").source, "default");
+    }
+
+    #[test]
+    fn the_effective_values_read_back_as_a_file_give_the_same_configuration() {
+        let file = "repo = \"o/r\"\npackages = [\"heph\", \"hephd\", \"heph-tui\"]\nmin_release_age = \"2d\"\nhealth_command = [\"heph\", \"status\"]\nbin_dir = \"~/bin\"\n";
+        let env = [("HEPH_SELFUPDATE_HTTP_TIMEOUT", "90")];
+        let c = load(
+            Some(file),
+            &env,
+            &["restart_window=Mon 01:00-02:00; Tue 03:00-04:00"],
+        )
+        .unwrap();
+        let text: String = c
+            .entries()
+            .iter()
+            .filter_map(|e| Some(format!("{} = {}\n", e.key, toml_inline(e.toml.as_ref()?))))
+            .collect();
+        let again = load(Some(&text), &[], &[]).unwrap();
+        let values = |c: &Config| {
+            c.entries()
+                .iter()
+                .map(|e| (e.key, e.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(values(&c), values(&again));
+    }
+
+    #[test]
+    fn strings_are_written_as_toml_that_reads_back() {
+        for s in [
+            "plain",
+            "quote \" and \\ backslash",
+            "tab\tnew\nline",
+            "del \u{7f} nul \u{0}",
+            "é ü",
+        ] {
+            let line = format!("k = {}\n", toml_inline(&toml::Value::String(s.into())));
+            let table: toml::Table = line.parse().unwrap();
+            assert_eq!(table["k"].as_str(), Some(s), "{line}");
+        }
     }
 }

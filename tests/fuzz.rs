@@ -130,19 +130,32 @@ proptest! {
     }
 
     #[test]
-    fn config_files_of_any_content_never_panic(text in prop_oneof![
+    fn config_files_of_any_content_never_panic_and_what_config_shows_reads_back(text in prop_oneof![
         ".{0,200}",
         prop::collection::vec((prop_oneof![
             Just("forge"), Just("forge_url"), Just("repo"), Just("packages"), Just("pin"),
             Just("version_req"), Just("min_release_age"), Just("keep_versions"), Just("verify_tag"),
-            Just("health_command"), Just("bin_dir"), Just("git_url"), Just("nope")
+            Just("health_command"), Just("bin_dir"), Just("git_url"), Just("nope"),
+            Just("restart"), Just("restart_timeout"), Just("restart_window"), Just("rollout_wave"),
+            Just("host_id"), Just("cache_max_size"), Just("metrics_file"), Just("min_free_space")
         ], prop_oneof![
             Just("\"x\"".to_owned()), Just("3".to_owned()), Just("true".to_owned()),
             Just("[\"a\", \"b\"]".to_owned()), Just("\"~/bin\"".to_owned()), Just("\"-rf\"".to_owned()),
+            Just("0.25".to_owned()), Just("\"1h 30m\"".to_owned()), Just("\"500MiB\"".to_owned()),
+            Just("\"respawn\"".to_owned()), Just("\"v1.2.3-rc.1\"".to_owned()), Just("\"~1.10\"".to_owned()),
             "\"[ -~]{0,20}\"",
+            "[0-9]{1,12}",
+            "0\\.[0-9]{1,17}",
+            "\\[(\"[ -~&&[^\"\\\\]]{0,12}\", ){0,3}\\]",
         ]), 0..6).prop_map(|kv| kv.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>()),
     ]) {
-        let _ = Config::from_text(&inputs(), Path::new("/c.toml"), Some(&text));
+        if let Ok(cfg) = Config::from_text(&inputs(), Path::new("/c.toml"), Some(&text)) {
+            let shown = heph_selfupdate::commands::show_config::render(&cfg);
+            let again = Config::from_text(&inputs(), Path::new("/shown.toml"), Some(&shown));
+            prop_assert!(again.is_ok(), "{:?}\n{}", again.err(), shown);
+            let values = |c: &Config| c.entries().iter().map(|e| (e.key, e.value.clone())).collect::<Vec<_>>();
+            prop_assert_eq!(values(&cfg), values(&again.unwrap()), "{}", shown);
+        }
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl TestEnv {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        assert!(cmd.status().expect("start daemon").success());
+        assert!(retry_busy(|| cmd.status()).expect("start daemon").success());
         self.clear_calls();
     }
 
@@ -297,11 +297,27 @@ impl TestEnv {
 
     /// Runs the binary to completion.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run heph-selfupdate");
+        let mut cmd = self.command(args);
+        let out = retry_busy(|| cmd.output()).expect("run heph-selfupdate");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `f` again while it fails with "Text file busy": a script written a moment ago can
+/// be briefly held open by a child another test thread forked (its fd is closed at exec).
+pub fn retry_busy<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }
