@@ -3,12 +3,12 @@
 //! An exclusive, non-blocking `flock` on `<state dir>/lock`, held for the whole run and
 //! released by the kernel when the process ends, however it ends. The holder writes its
 //! PID into the file so a busy run can say who holds it. Writing the state requires a
-//! [`RunLock`] value.
+//! [`RunLock`] value. The file is never opened through a symbolic link, and the state dir
+//! must be ours and private (`fsutil::create_private_dir`).
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -52,13 +52,8 @@ impl RunLock {
         crate::fsutil::create_private_dir(state_dir)?;
         let path = state_dir.join("lock");
         // No truncate on open: the file holds the current holder's PID until we own it.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
+        // Never through a link: a link planted at `lock` would have us empty its target.
+        let mut file = crate::fsutil::open_own_file(&path)
             .with_context(|| format!("could not open the lock file {}", path.display()))?;
         if let Err(e) = file.try_lock_exclusive() {
             if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() {
@@ -102,5 +97,18 @@ mod tests {
         assert_eq!(busy.holder, Some(std::process::id()));
         drop(first);
         assert!(RunLock::acquire(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_link_planted_at_the_lock_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, state.join("lock")).unwrap();
+        let err = RunLock::acquire(&state).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

@@ -31,7 +31,8 @@ pub struct Policy {
     pub version_req: Option<VersionReq>,
     /// Converge to exactly this version, downward too. Overrides channel, requirement and age.
     pub pin: Option<Version>,
-    /// A release younger than this (by its publish date) waits.
+    /// A release younger than this (by its publish date) waits; when it is not zero, a
+    /// release without a readable publish date waits too (its age cannot be known).
     pub min_release_age: Duration,
 }
 
@@ -82,6 +83,8 @@ pub enum SkipReason {
     MarkedBad,
     BackingOff(OffsetDateTime),
     TooYoung(OffsetDateTime),
+    /// `min_release_age` is set but the forge gave no (readable) publish date.
+    NoPublishDate,
     Duplicate,
 }
 
@@ -98,6 +101,7 @@ impl SkipReason {
             Self::MarkedBad => "marked_bad",
             Self::BackingOff(_) => "backoff",
             Self::TooYoung(_) => "too_young",
+            Self::NoPublishDate => "no_publish_date",
             Self::Duplicate => "duplicate",
         }
     }
@@ -131,6 +135,9 @@ impl fmt::Display for SkipReason {
                 "younger than min_release_age; eligible at {}",
                 crate::timefmt::rfc3339(*t)
             ),
+            Self::NoPublishDate => {
+                f.write_str("no publish date; min_release_age cannot be checked")
+            }
             Self::Duplicate => f.write_str("same version as another release"),
         }
     }
@@ -243,7 +250,8 @@ impl Decision {
 /// Rules, in order: drafts and upcoming releases never count; tags must be plain semver
 /// (one leading `v`); with a pin (or `--to`) only that version counts, downgrades allowed;
 /// otherwise the channel, `version_req`, bad marks, build backoff and `min_release_age`
-/// filter the list, the highest remaining version wins, and a downgrade is never offered.
+/// (which also holds a release without a publish date) filter the list, the highest
+/// remaining version wins, and a downgrade is never offered.
 pub fn decide(
     installed: &InstalledState,
     releases: &[Release],
@@ -436,11 +444,16 @@ fn filter(
         {
             return Err(skip(v, SkipReason::BackingOff(*until)));
         }
-        if target.is_none()
-            && let Some(eligible_at) = release.published_at.map(|p| p + policy.min_release_age)
-            && now < eligible_at
-        {
-            return Err(skip(v, SkipReason::TooYoung(eligible_at)));
+        // A release whose age cannot be known is held, not let through: the rule exists to
+        // wait out releases that turn out bad in their first days.
+        if target.is_none() && !policy.min_release_age.is_zero() {
+            match release.published_at {
+                None => return Err(skip(v, SkipReason::NoPublishDate)),
+                Some(p) if now < p + policy.min_release_age => {
+                    return Err(skip(v, SkipReason::TooYoung(p + policy.min_release_age)));
+                }
+                Some(_) => {}
+            }
         }
     }
     Ok(Candidate {
@@ -771,6 +784,70 @@ mod tests {
             NOW + time::Duration::hours(22),
         );
         assert!(later.due);
+    }
+
+    #[test]
+    fn a_release_without_a_publish_date_is_held_by_min_release_age() {
+        let mut undated = rel("v1.1.0");
+        undated.published_at = None;
+        let policy = Policy {
+            min_release_age: Duration::from_secs(86_400),
+            ..stable()
+        };
+        let d = run(
+            &installed("1.0.0"),
+            &[rel("v1.0.0"), undated.clone()],
+            &policy,
+        );
+        assert!(!d.due);
+        assert_eq!(d.reason.code(), "no_publish_date");
+        assert!(
+            d.summary()
+                .contains("v1.1.0 is held: no publish date; min_release_age cannot be checked"),
+            "{}",
+            d.summary()
+        );
+        // Without min_release_age a date is not needed.
+        assert!(
+            run(
+                &installed("1.0.0"),
+                std::slice::from_ref(&undated),
+                &stable()
+            )
+            .due
+        );
+        // --force, a pin and --to are a person's choice and are not held by age.
+        let forced = Overrides {
+            force: true,
+            to: None,
+        };
+        let d = decide(
+            &installed("1.0.0"),
+            std::slice::from_ref(&undated),
+            &policy,
+            &Holds::default(),
+            &forced,
+            NOW,
+        );
+        assert!(d.due);
+        let pinned = Policy {
+            pin: Some(v("1.1.0")),
+            ..policy.clone()
+        };
+        assert!(run(&installed("1.0.0"), std::slice::from_ref(&undated), &pinned).due);
+        let to = Overrides {
+            force: false,
+            to: Some(v("1.1.0")),
+        };
+        let d = decide(
+            &installed("1.0.0"),
+            &[undated],
+            &policy,
+            &Holds::default(),
+            &to,
+            NOW,
+        );
+        assert!(d.due);
     }
 
     #[test]

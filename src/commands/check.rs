@@ -10,6 +10,7 @@ use crate::exit;
 use crate::layout::Layout;
 use crate::lock::{LockBusy, RunLock};
 use crate::policy::{Overrides, Reason};
+use crate::redact::escape;
 use crate::state::StateFile;
 use crate::timefmt::rfc3339;
 use crate::world::World;
@@ -88,7 +89,9 @@ pub fn to_json(eval: &Evaluation) -> serde_json::Value {
     })
 }
 
-/// The text report.
+/// The text report. Tags, reasons and other text that came from the forge (or from a
+/// program's output) are escaped: a tag holding an escape sequence, CR or LF must not
+/// rewrite the terminal or forge a line of this report. (`--json` escapes by itself.)
 pub fn to_text(eval: &Evaluation, list_skipped: bool) -> String {
     use std::fmt::Write;
     let d = &eval.decision;
@@ -106,10 +109,12 @@ pub fn to_text(eval: &Evaluation, list_skipped: bool) -> String {
         None if eval.installed.binary_exists => format!(
             "unknown ({}: {})",
             eval.installed.binary_path.display(),
-            eval.installed
-                .problem
-                .as_deref()
-                .unwrap_or("no version found")
+            escape(
+                eval.installed
+                    .problem
+                    .as_deref()
+                    .unwrap_or("no version found")
+            )
         ),
         None => format!(
             "nothing ({} not found)",
@@ -126,17 +131,27 @@ pub fn to_text(eval: &Evaluation, list_skipped: bool) -> String {
                 .published_at
                 .map(|t| format!(", published {}", rfc3339(t)))
                 .unwrap_or_default();
-            let _ = writeln!(out, "release:   {} ({}){published}", c.tag, c.version);
+            let _ = writeln!(
+                out,
+                "release:   {} ({}){published}",
+                escape(&c.tag),
+                c.version
+            );
         }
         None => {
             let _ = writeln!(out, "release:   none eligible");
         }
     }
-    let _ = writeln!(out, "result:    {}", d.summary());
+    let _ = writeln!(out, "result:    {}", escape(&d.summary()));
     if !d.skipped.is_empty() {
         if list_skipped {
             for s in &d.skipped {
-                let _ = writeln!(out, "skipped:   {}: {}", s.tag, s.reason);
+                let _ = writeln!(
+                    out,
+                    "skipped:   {}: {}",
+                    escape(&s.tag),
+                    escape(&s.reason.to_string())
+                );
             }
         } else {
             let _ = writeln!(

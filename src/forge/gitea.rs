@@ -1,10 +1,10 @@
 //! Forgejo and Gitea (`/api/v1`). Drafts are listed only to callers with write access;
 //! the list is newest-created first and paged with a `Link` header.
 
-use anyhow::Result;
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::{Api, Page, parse_list, parse_time};
+use super::{Api, parse_time};
 use crate::http::Auth;
 use crate::release::Release;
 use crate::secret::Secret;
@@ -36,19 +36,19 @@ impl Api for Gitea {
         Auth {
             header: "Authorization",
             value: Secret::new(format!("token {}", token.expose())),
+            token: token.clone(),
         }
     }
 
-    fn parse_page(&self, body: &serde_json::Value) -> Result<Page> {
-        parse_list(body, |w: Wire| {
-            Some(Release {
-                tag: w.tag_name,
-                published_at: parse_time(w.published_at.as_deref())
-                    .or_else(|| parse_time(w.created_at.as_deref())),
-                draft: w.draft,
-                prerelease: w.prerelease,
-                upcoming: false,
-            })
+    fn read(&self, fields: Value) -> Option<Release> {
+        let w: Wire = serde_json::from_value(fields).ok()?;
+        Some(Release {
+            tag: w.tag_name,
+            published_at: parse_time(w.published_at.as_deref())
+                .or_else(|| parse_time(w.created_at.as_deref())),
+            draft: w.draft,
+            prerelease: w.prerelease,
+            upcoming: false,
         })
     }
 }

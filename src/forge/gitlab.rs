@@ -4,8 +4,9 @@
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::{Api, Page, parse_list, parse_time};
+use super::{Api, Page, parse_time};
 use crate::http::Auth;
 use crate::release::Release;
 use crate::secret::Secret;
@@ -36,24 +37,27 @@ impl Api for GitLab {
         Auth {
             header: "PRIVATE-TOKEN",
             value: token.clone(),
+            token: token.clone(),
         }
     }
 
-    fn parse_page(&self, body: &serde_json::Value) -> Result<Page> {
-        let page = parse_list(body, |w: Wire| {
-            Some(Release {
-                tag: w.tag_name?,
-                published_at: parse_time(w.released_at.as_deref()),
-                draft: false,
-                prerelease: false,
-                upcoming: w.upcoming_release,
-            })
-        })?;
+    fn read(&self, fields: Value) -> Option<Release> {
+        let w: Wire = serde_json::from_value(fields).ok()?;
+        Some(Release {
+            tag: w.tag_name?,
+            published_at: parse_time(w.released_at.as_deref()),
+            draft: false,
+            prerelease: false,
+            upcoming: w.upcoming_release,
+        })
+    }
+
+    fn check_page(&self, page: &Page) -> Result<()> {
         if page.releases.is_empty() && page.unreadable > 0 {
             bail!(
                 "GitLab listed releases without their tags\nhelp: the token (or anonymous access) needs read access to the repository's code"
             );
         }
-        Ok(page)
+        Ok(())
     }
 }

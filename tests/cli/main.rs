@@ -11,4 +11,5 @@ mod config;
 mod e2e_cargo;
 mod faults;
 mod systemd;
+mod trust;
 mod units;

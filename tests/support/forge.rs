@@ -1,5 +1,6 @@
-//! A stand-in forge on 127.0.0.1 speaking the Forgejo/Gitea, GitHub or GitLab release API,
-//! with paging, ETags, auth checks and injectable faults. It records every request.
+//! A stand-in forge on 127.0.0.1 (or another loopback address, as "another host") speaking
+//! the Forgejo/Gitea, GitHub or GitLab release API, with paging, ETags, auth checks and
+//! injectable faults. It records every request. Like GitHub, its 304s carry no `Link`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
@@ -139,6 +140,14 @@ pub struct ForgeState {
     pub page_size: usize,
     /// When set, requests without this token get 401.
     pub require_token: Option<String>,
+    /// When set, `Link` points the next page here (`http://host:port`) instead of at
+    /// the host the request was sent to: another origin serving the rest of the list.
+    pub link_base: Option<String>,
+    /// A hostile or careless forge: the credential a request carried comes back in the
+    /// error body's message, in an `X-Echo` header and in the next page's URL.
+    pub echo_credential: bool,
+    /// Wait this long before answering each request.
+    pub delay: Option<Duration>,
     pub fault: Option<Fault>,
     pub requests: Vec<Seen>,
 }
@@ -151,7 +160,12 @@ pub struct FakeForge {
 
 impl FakeForge {
     pub fn start(flavour: Flavour, releases: Vec<FakeRelease>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        Self::start_on("127.0.0.1", flavour, releases)
+    }
+
+    /// A stand-in on another loopback address (e.g. `127.0.0.2`): another host.
+    pub fn start_on(ip: &str, flavour: Flavour, releases: Vec<FakeRelease>) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(ForgeState {
             flavour,
@@ -159,6 +173,9 @@ impl FakeForge {
             releases,
             page_size: 50,
             require_token: None,
+            link_base: None,
+            echo_credential: false,
+            delay: None,
             fault: None,
             requests: Vec::new(),
         }));
@@ -216,11 +233,14 @@ fn serve(stream: TcpStream, shared: &Mutex<ForgeState>, addr: SocketAddr) -> std
         path: target.clone(),
         headers,
     };
-    let (fault, answer) = {
+    let (fault, answer, delay) = {
         let mut st = shared.lock().unwrap();
         st.requests.push(seen.clone());
-        (st.fault.clone(), route(&st, &seen))
+        (st.fault.clone(), route(&st, &seen), st.delay)
     };
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
     let mut out = stream;
     match fault {
         Some(Fault::Hang) => {
@@ -299,6 +319,29 @@ fn serve(stream: TcpStream, shared: &Mutex<ForgeState>, addr: SocketAddr) -> std
 type Answer = (u16, Vec<(String, String)>, String);
 
 fn route(st: &ForgeState, seen: &Seen) -> Answer {
+    let (status, mut headers, mut body) = route_plain(st, seen);
+    if st.echo_credential {
+        let (name, _) = st.flavour.auth_header();
+        let credential = seen.header(name).unwrap_or("none").to_owned();
+        headers.push(("X-Echo".to_owned(), credential.clone()));
+        if status != 200 {
+            body = json!({ "message": format!("credential {credential} is not valid here") })
+                .to_string();
+        }
+        for (k, v) in &mut headers {
+            if k == "Link" {
+                *v = v.replacen(
+                    ">; rel=\"next\"",
+                    &format!("&echo={}>; rel=\"next\"", credential.replace(' ', "+")),
+                    1,
+                );
+            }
+        }
+    }
+    (status, headers, body)
+}
+
+fn route_plain(st: &ForgeState, seen: &Seen) -> Answer {
     let (path, query) = seen.path.split_once('?').unwrap_or((&seen.path, ""));
     if path != st.flavour.releases_path(&st.repo) {
         let body = match st.flavour {
@@ -374,9 +417,12 @@ fn route(st: &ForgeState, seen: &Seen) -> Answer {
         return (304, vec![("ETag".to_owned(), etag)], String::new());
     }
     headers.push(("ETag".to_owned(), etag));
-    let host = seen.header("host").unwrap_or("127.0.0.1").to_owned();
+    let base = st
+        .link_base
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", seen.header("host").unwrap_or("127.0.0.1")));
     for (_, v) in &mut headers {
-        *v = v.replace("{host}", &host);
+        *v = v.replace("http://{host}", &base);
     }
     (200, headers, body)
 }
