@@ -1,7 +1,7 @@
 //! Exit codes, documented in the README, decided in one place.
 
 use crate::config::ConfigError;
-use crate::http::{ForgeUnavailable, RateLimited};
+use crate::http::{ForgeUnavailable, Interrupted, RateLimited};
 use crate::lock::LockBusy;
 
 /// Nothing due, updated, or notified.
@@ -35,7 +35,9 @@ pub fn for_error(err: &anyhow::Error, forge_down: ForgeDown) -> i32 {
         if cause.is::<LockBusy>() {
             return TEMPFAIL;
         }
-        if cause.is::<ForgeUnavailable>() || cause.is::<RateLimited>() {
+        // A person's interrupt while asking the forge: nothing was changed.
+        if cause.is::<ForgeUnavailable>() || cause.is::<RateLimited>() || cause.is::<Interrupted>()
+        {
             return match forge_down {
                 ForgeDown::Fails => FAILED,
                 ForgeDown::TryLater => TEMPFAIL,

@@ -53,12 +53,13 @@ pub const OUTCOMES: [&str; 8] = [
 
 /// Every reason a newer release can be held back: the policy's codes
 /// (`policy::SkipReason::code`) and those of the phased rollout and the restart window.
-pub const HOLD_REASONS: [&str; 7] = [
+pub const HOLD_REASONS: [&str; 8] = [
     "version_req",
     "pinned",
     "marked_bad",
     "backoff",
     "too_young",
+    "no_publish_date",
     "rollout_wave",
     "restart_window",
 ];
@@ -409,6 +410,7 @@ heph_selfupdate_held{reason="pinned"} 0
 heph_selfupdate_held{reason="marked_bad"} 0
 heph_selfupdate_held{reason="backoff"} 0
 heph_selfupdate_held{reason="too_young"} 0
+heph_selfupdate_held{reason="no_publish_date"} 0
 heph_selfupdate_held{reason="rollout_wave"} 0
 heph_selfupdate_held{reason="restart_window"} 1
 # HELP heph_selfupdate_staged 1 when a built release waits to be switched to.
@@ -583,6 +585,7 @@ heph_selfupdate_last_downtime_seconds 0.43
             SkipReason::MarkedBad,
             SkipReason::BackingOff(t),
             SkipReason::TooYoung(t),
+            SkipReason::NoPublishDate,
             SkipReason::Duplicate,
         ];
         for reason in all {
@@ -592,7 +595,8 @@ heph_selfupdate_last_downtime_seconds 0.43
                 | SkipReason::NotPinned(_)
                 | SkipReason::MarkedBad
                 | SkipReason::BackingOff(_)
-                | SkipReason::TooYoung(_) => true,
+                | SkipReason::TooYoung(_)
+                | SkipReason::NoPublishDate => true,
                 SkipReason::Draft
                 | SkipReason::Upcoming
                 | SkipReason::BadTag(_)
