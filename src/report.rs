@@ -77,10 +77,10 @@ impl RunReport {
 
     /// Prints it: JSON on stdout, or the message (and help lines) in the log. Returns the
     /// exit code.
-    pub fn emit(&self, json: bool, logged: bool) -> i32 {
+    pub fn emit(&self, out: &dyn crate::output::Out, json: bool, logged: bool) -> i32 {
         if json {
             match serde_json::to_string(self) {
-                Ok(text) => crate::output::line(&text),
+                Ok(text) => out.line(&text),
                 Err(e) => log::error!("could not encode the report: {e}"),
             }
         }

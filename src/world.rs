@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::clock::{Clock, SystemClock};
 use crate::http::{HttpClient, MinreqClient};
+use crate::output::{Out, StdOut};
 use crate::process::{Runner, SystemRunner};
 use crate::service::{Services, SystemServices};
 use crate::signals::Interrupt;
@@ -19,6 +20,8 @@ pub struct World {
     pub clock: Box<dyn Clock>,
     /// SIGTERM/SIGINT received so far.
     pub interrupt: Interrupt,
+    /// Where results go (stdout).
+    pub out: Box<dyn Out>,
     /// The environment, read once at start.
     pub env: BTreeMap<String, String>,
     /// Our user id (launchd domains, doctor).
@@ -54,6 +57,7 @@ impl World {
             }),
             clock: Box::new(SystemClock),
             interrupt,
+            out: Box::new(StdOut),
             env,
             uid,
         }

@@ -55,7 +55,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         record_check_if_free(cfg, &state_file, &eval.decision, world.clock.now());
         let mut report = RunReport::quiet(Outcome::NothingDue, eval.decision.summary());
         describe(&mut report, &eval.decision);
-        return Ok(report.emit(args.json, true));
+        return Ok(report.emit(world.out.as_ref(), args.json, true));
     }
     let lock = RunLock::acquire(&cfg.state_dir)?;
     let mut state = state_file.load()?;
@@ -73,7 +73,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
         let mut report = RunReport::new(told);
         report.recovered = Some(told.into());
-        return Ok(report.emit(args.json, true));
+        return Ok(report.emit(world.out.as_ref(), args.json, true));
     }
 
     // Fresh facts under the lock: another run may have updated since the check above.
@@ -92,7 +92,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         let mut report = RunReport::quiet(Outcome::NothingDue, decision.summary());
         describe(&mut report, &decision);
         report.recovered = recovered.as_ref().map(Recovered::from);
-        return Ok(report.emit(args.json, true));
+        return Ok(report.emit(world.out.as_ref(), args.json, true));
     };
     let from = decision.installed.as_ref().map(ToString::to_string);
     if cfg.mode == Mode::Notify {
@@ -132,7 +132,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         state_file.save(&state, &lock)?;
         let mut report = RunReport::quiet(Outcome::Notified, message);
         describe(&mut report, &decision);
-        return Ok(report.emit(args.json, true));
+        return Ok(report.emit(world.out.as_ref(), args.json, true));
     }
 
     log::info!("{}", decision.summary());
@@ -198,7 +198,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     describe(&mut report, &decision);
     report.recovered = recovered.as_ref().map(Recovered::from);
     report.log = log;
-    Ok(report.emit(args.json, false))
+    Ok(report.emit(world.out.as_ref(), args.json, false))
 }
 
 /// The plan of an update to `target`: a kept root of it (for `--to`) or a build, then the
@@ -362,7 +362,7 @@ fn preview(
         out["reason"] = d.reason.code().into();
         out["message"] = d.summary().into();
         out["unfinished_switch"] = state.intent.is_some().into();
-        crate::output::line(&serde_json::to_string_pretty(&out)?);
+        world.out.line(&serde_json::to_string_pretty(&out)?);
         return Ok(crate::exit::OK);
     }
     let mut text = format!("# {action}: {}\n", d.summary());
@@ -374,7 +374,7 @@ fn preview(
             layout.current_link().display()
         );
     }
-    crate::output::text(&text);
+    world.out.text(&text);
     Ok(crate::exit::OK)
 }
 

@@ -2,6 +2,7 @@
 //! fails. Meant to run in the service's own environment (`make doctor`), because PATH,
 //! toolchain and git access there are where unattended updates fail.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -411,22 +412,21 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
                 "name": c.name, "status": c.status.code(), "detail": c.detail, "fix": c.fix,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        world.out.line(&serde_json::to_string_pretty(&out)?);
     } else {
+        let mut text = String::new();
         for c in &checks {
-            println!("{} {}: {}", c.status.label(), c.name, c.detail);
+            let _ = writeln!(text, "{} {}: {}", c.status.label(), c.name, c.detail);
             if let Some(fix) = c.fix.as_ref().filter(|_| c.status != Status::Ok) {
-                println!("       fix: {fix}");
+                let _ = writeln!(text, "       fix: {fix}");
             }
         }
-        println!(
-            "{}",
-            if ok {
-                "all checks passed"
-            } else {
-                "some checks failed (see fix: lines)"
-            }
-        );
+        text.push_str(if ok {
+            "all checks passed\n"
+        } else {
+            "some checks failed (see fix: lines)\n"
+        });
+        world.out.text(&text);
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
 }

@@ -23,7 +23,7 @@ pub fn dispatch(cli: &Cli, world: &World) -> Result<i32> {
     let cfg = load_config(cli, world)?;
     match &cli.command {
         Command::Check(args) => check::run(&cfg, world, args.json),
-        Command::Config(args) => show_config::run(&cfg, args.json),
+        Command::Config(args) => show_config::run(&cfg, world.out.as_ref(), args.json),
         Command::CheckAndApply(args) => apply::run(&cfg, world, args),
         Command::Status(args) => status::run(&cfg, world, args.json),
         Command::Rollback(args) => rollback::run(&cfg, world, args),

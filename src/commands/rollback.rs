@@ -107,9 +107,9 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
             out["action"] = "rollback".into();
             out["from"] = layout.current().into();
             out["to"] = root.name.clone().into();
-            crate::output::line(&serde_json::to_string_pretty(&out)?);
+            world.out.line(&serde_json::to_string_pretty(&out)?);
         } else {
-            crate::output::text(&format!(
+            world.out.text(&format!(
                 "# rollback: {} -> {}\n{}",
                 layout.current().unwrap_or_default(),
                 root.name,
@@ -131,7 +131,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
         let mut report = RunReport::new(told);
         report.recovered = Some(told.into());
-        return Ok(report.emit(args.json, true));
+        return Ok(report.emit(world.out.as_ref(), args.json, true));
     }
     let root = choose(cfg, &layout, &state, args.to.as_deref())?;
     let current = layout.current().unwrap_or_default();
@@ -189,5 +189,5 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     report.from = from_version;
     report.to = to_version;
     report.recovered = recovered.as_ref().map(Recovered::from);
-    Ok(report.emit(args.json, false))
+    Ok(report.emit(world.out.as_ref(), args.json, false))
 }

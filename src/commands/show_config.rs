@@ -11,11 +11,11 @@ use anyhow::Result;
 use crate::config::{Config, Entry, Source, toml_inline};
 use crate::exit;
 
-pub fn run(cfg: &Config, json: bool) -> Result<i32> {
+pub fn run(cfg: &Config, out: &dyn crate::output::Out, json: bool) -> Result<i32> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(cfg))?);
+        out.line(&serde_json::to_string_pretty(&to_json(cfg))?);
     } else {
-        print!("{}", render(cfg));
+        out.text(&render(cfg));
     }
     Ok(exit::OK)
 }

@@ -181,9 +181,9 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
     let (state, running, finished) = settle(cfg, world, &state_file)?;
     let report = build(cfg, world, &state, running, finished);
     if json_out {
-        crate::output::line(&serde_json::to_string_pretty(&report)?);
+        world.out.line(&serde_json::to_string_pretty(&report)?);
     } else {
-        crate::output::text(&report.to_string());
+        world.out.text(&report.to_string());
     }
     Ok(exit::OK)
 }
