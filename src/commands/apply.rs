@@ -24,6 +24,7 @@ use crate::installed::{Installed, ask_version};
 use crate::layout::{Layout, root_version};
 use crate::lock::RunLock;
 use crate::notify::{self, Event, Notice};
+use crate::output::outln;
 use crate::policy::{Candidate, Decision, Overrides};
 use crate::service::{self, ServiceManager};
 use crate::state::{CheckRecord, Outcome, RunRecord, State, StateFile};
@@ -134,7 +135,7 @@ fn print_result(json: bool, outcome: Outcome, decision: &Decision, message: &str
             "reason": decision.reason.code(),
             "message": message,
         });
-        println!("{out}");
+        outln!("{out}");
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::evaluate::{Evaluation, evaluate};
 use crate::exit;
+use crate::output::{out, outln};
 use crate::policy::{Overrides, Reason};
 use crate::state::StateFile;
 use crate::timefmt::rfc3339;
@@ -15,9 +16,9 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     let state = StateFile::new(cfg.state_file()).peek()?;
     let eval = evaluate(cfg, world, &state, &Overrides::default(), true)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&eval))?);
+        outln!("{}", serde_json::to_string_pretty(&to_json(&eval))?);
     } else {
-        print!(
+        out!(
             "{}",
             to_text(&eval, log::max_level() >= log::LevelFilter::Debug)
         );

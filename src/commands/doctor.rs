@@ -8,11 +8,13 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::build::{Tools, build_env};
+use crate::colour::{self, Stream, Style};
 use crate::config::Config;
 use crate::evaluate::fetch_releases;
 use crate::exit;
 use crate::installed;
 use crate::layout::Layout;
+use crate::output::outln;
 use crate::process::{Cmd, Output};
 use crate::service::ServiceManagerKind;
 use crate::world::World;
@@ -35,6 +37,16 @@ impl Status {
             Self::Warn => "[warn]",
             Self::Fail => "[FAIL]",
             Self::Info => "[info]",
+        }
+    }
+
+    /// The label's colour on a terminal.
+    fn style(self) -> Style {
+        match self {
+            Self::Ok => Style::Success,
+            Self::Warn => Style::Warning,
+            Self::Fail => Style::Error,
+            Self::Info => Style::Plain,
         }
     }
 
@@ -410,15 +422,16 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
                 "name": c.name, "status": c.status.code(), "detail": c.detail, "fix": c.fix,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for c in &checks {
-            println!("{} {}: {}", c.status.label(), c.name, c.detail);
+            let label = colour::paint(Stream::Stdout, c.status.style(), c.status.label());
+            outln!("{label} {}: {}", c.name, c.detail);
             if let Some(fix) = c.fix.as_ref().filter(|_| c.status != Status::Ok) {
-                println!("       fix: {fix}");
+                outln!("       fix: {fix}");
             }
         }
-        println!(
+        outln!(
             "{}",
             if ok {
                 "all checks passed"

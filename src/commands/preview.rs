@@ -12,6 +12,7 @@ use crate::config::{Config, Mode};
 use crate::evaluate::Evaluation;
 use crate::exit;
 use crate::git::Checkout;
+use crate::output::outln;
 use crate::world::World;
 
 /// Member directories of an existing build checkout (read-only `cargo metadata`).
@@ -73,10 +74,10 @@ pub fn print(cfg: &Config, world: &World, eval: &Evaluation, json: bool) -> Resu
                 "env": c.env.iter().map(|(k, v)| (k.to_string_lossy().into_owned(), serde_json::Value::String(v.to_string_lossy().into_owned()))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(exit::OK);
     }
-    println!("# {action}: {}", d.summary());
+    outln!("# {action}: {}", d.summary());
     for c in &cmds {
         let env: Vec<String> = c
             .env
@@ -84,7 +85,7 @@ pub fn print(cfg: &Config, world: &World, eval: &Evaluation, json: bool) -> Resu
             .filter(|(k, _)| !k.to_string_lossy().starts_with("HEPH_SELFUPDATE_"))
             .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
             .collect();
-        println!(
+        outln!(
             "# {}{}",
             c.summary,
             if env.is_empty() {
@@ -93,11 +94,11 @@ pub fn print(cfg: &Config, world: &World, eval: &Evaluation, json: bool) -> Resu
                 format!(" (env: {})", env.join(" "))
             }
         );
-        println!("{}", c.display());
+        outln!("{}", c.display());
     }
     if action == "update" {
         let layout = crate::layout::Layout::new(&cfg.data_dir, &cfg.bin_dir);
-        println!(
+        outln!(
             "# afterwards: {} -> versions/<new root>, one rename; a failed health check switches it back",
             layout.current_link().display()
         );

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::exit;
 use crate::layout::Layout;
 use crate::lock::RunLock;
+use crate::output::outln;
 use crate::state::{Outcome, RunRecord, StateFile};
 use crate::world::World;
 
@@ -98,7 +99,7 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     });
     state_file.save(&state, &lock)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"outcome": outcome.as_str(), "from": current, "to": previous, "message": message})
         );

@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::exit;
+use crate::output::outln;
 
 pub fn run(cfg: &Config, json: bool) -> Result<i32> {
     if json {
@@ -21,15 +22,15 @@ pub fn run(cfg: &Config, json: bool) -> Result<i32> {
             "file": cfg.file.as_ref().map(|p| p.display().to_string()),
             "values": map,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         match &cfg.file {
-            Some(p) => println!("# config file: {}", p.display()),
-            None => println!("# config file: none (defaults and environment only)"),
+            Some(p) => outln!("# config file: {}", p.display()),
+            None => outln!("# config file: none (defaults and environment only)"),
         }
         let width = cfg.entries().iter().map(|e| e.key.len()).max().unwrap_or(0);
         for e in cfg.entries() {
-            println!("{:width$} = {:<40} # {}", e.key, e.value, e.source);
+            outln!("{:width$} = {:<40} # {}", e.key, e.value, e.source);
         }
     }
     Ok(exit::OK)

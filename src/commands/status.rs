@@ -9,6 +9,7 @@ use crate::config::{Config, Mode};
 use crate::exit;
 use crate::installed;
 use crate::layout::Layout;
+use crate::output::outln;
 use crate::state::{Outcome, RunRecord, StateFile};
 use crate::timefmt::rfc3339;
 use crate::world::World;
@@ -115,7 +116,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
             "running": lock.map(|pid| json!({"pid": pid})),
             "state_file": cfg.state_file(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(exit::OK);
     }
 
@@ -130,11 +131,11 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
         }
         _ => inst.binary_path.display().to_string(),
     };
-    println!("installed:   {version}  {place}");
+    outln!("installed:   {version}  {place}");
     if !inst.missing.is_empty() {
-        println!("missing:     {}", inst.missing.join(", "));
+        outln!("missing:     {}", inst.missing.join(", "));
     }
-    println!(
+    outln!(
         "managed:     {}",
         if managed {
             format!("yes, version roots in {}", layout.versions_dir().display())
@@ -165,9 +166,9 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
                 }
             })
             .collect();
-        println!("roots:       {}", names.join(", "));
+        outln!("roots:       {}", names.join(", "));
     }
-    println!(
+    outln!(
         "mode:        {} ({} {})",
         match cfg.mode {
             Mode::Apply => "apply",
@@ -177,11 +178,11 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
         cfg.service
     );
     match &state.last_check {
-        Some(c) => println!("last check:  {}  {}", rfc3339(c.at), c.reason),
-        None => println!("last check:  never (by check-and-apply)"),
+        Some(c) => outln!("last check:  {}  {}", rfc3339(c.at), c.reason),
+        None => outln!("last check:  never (by check-and-apply)"),
     }
     match state.last_apply() {
-        Some(r) => println!(
+        Some(r) => outln!(
             "last run:    {}  {}  {} -> {} ({:.0}s): {}",
             rfc3339(r.started),
             r.outcome.as_str(),
@@ -190,19 +191,19 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
             r.duration_secs,
             r.reason.lines().next().unwrap_or("")
         ),
-        None => println!("last run:    none"),
+        None => outln!("last run:    none"),
     }
     if let Some(r) = state.last_apply().and_then(|r| r.log.as_ref()) {
-        println!("build log:   {}", r.display());
+        outln!("build log:   {}", r.display());
     }
     if let Some(next) = state
         .last_apply()
         .and_then(|r| next_step(cfg, world.uid, r))
     {
-        println!("next step:   {next}");
+        outln!("next step:   {next}");
     }
     if let Some(b) = backoff {
-        println!(
+        outln!(
             "backoff:     {} failed {} time(s); next try after {} ({})",
             b.version,
             b.failures,
@@ -211,7 +212,7 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
         );
     }
     for b in &state.bad {
-        println!(
+        outln!(
             "bad:         {} since {}: {}",
             b.version,
             rfc3339(b.at),
@@ -219,11 +220,11 @@ pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
         );
     }
     if let Some(p) = pending {
-        println!("pending:     update to {p} available (mode = notify)");
+        outln!("pending:     update to {p} available (mode = notify)");
     }
     match lock {
-        Some(pid) => println!("running:     yes, pid {pid}"),
-        None => println!("running:     no"),
+        Some(pid) => outln!("running:     yes, pid {pid}"),
+        None => outln!("running:     no"),
     }
     Ok(exit::OK)
 }
