@@ -30,6 +30,16 @@ pub fn run(cmd: &SetupCommand) -> Result<i32> {
 pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut visible_command(), NAME, &mut script);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete 4.6 spells the per-command states of a hyphenated program name two
+        // ways (`heph__selfupdate__subcmd__status` where it walks the words,
+        // `heph__subcmd__selfupdate__subcmd__status` in the arms), so no command's options
+        // ever complete (clap-rs/clap#6421, #6529). Spell the arms as the walk does; once
+        // clap is fixed this replaces nothing.
+        let text = String::from_utf8_lossy(&script)
+            .replace(&NAME.replace('-', "__subcmd__"), &NAME.replace('-', "__"));
+        script = text.into_bytes();
+    }
     script
 }
 

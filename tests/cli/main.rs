@@ -7,8 +7,11 @@ mod support;
 
 mod apply;
 mod check;
+mod completions;
 mod config;
 mod e2e_cargo;
 mod faults;
+mod stdout;
 mod systemd;
 mod units;
+mod version;
