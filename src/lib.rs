@@ -66,13 +66,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let world = world::World::real();
     colour::init(&world.env);
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
-    let result = match &cli.command {
-        // Needs no configuration: completions must work while the config file is broken.
-        cli::Command::Setup(cmd) => setup::run(cmd),
-        _ => {
-            signals::install();
-            commands::dispatch(&cli, &world)
-        }
+    // Needs no configuration: completions must work while the config file is broken.
+    let result = if let cli::Command::Setup(cmd) = &cli.command {
+        setup::run(cmd)
+    } else {
+        signals::install();
+        commands::dispatch(&cli, &world)
     };
     let code = match result {
         Ok(code) => code,

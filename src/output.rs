@@ -144,9 +144,9 @@ mod tests {
     fn writes_pass_through_while_the_reader_reads() {
         let sink = Sink::new();
         let mut w = failing(100, io::ErrorKind::BrokenPipe);
-        sink.write(&mut w, |w| write!(w, "{} {}", 1, "two"));
+        sink.write(&mut w, |w| write!(w, "{} {}", 1, 2.5));
         sink.write(&mut w, |w| w.write_all(b"\n"));
-        assert_eq!(w.written, b"1 two\n");
+        assert_eq!(w.written, b"1 2.5\n");
         assert!(!sink.closed.load(Ordering::Relaxed));
     }
 }

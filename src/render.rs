@@ -98,10 +98,9 @@ pub fn render(
             .flatten()
             .filter(|name| vars.get(*name).is_some_and(String::is_empty))
         {
-            if out
+            if !out
                 .pop()
-                .filter(|l| l.trim_start().starts_with("<key>"))
-                .is_none()
+                .is_some_and(|l| l.trim_start().starts_with("<key>"))
             {
                 return Err(RenderError::NoKey {
                     line: number,

@@ -112,8 +112,8 @@ fn stderr_on_a_terminal(mut cmd: Command) -> String {
         let mut slave = -1;
         let rc = unsafe {
             libc::openpty(
-                &mut master,
-                &mut slave,
+                &raw mut master,
+                &raw mut slave,
                 std::ptr::null_mut(),
                 std::ptr::null(),
                 std::ptr::null(),
