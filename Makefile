@@ -26,7 +26,7 @@ q = '$(subst ','\'',$(1))'
 
 # Where cargo puts what it builds: CARGO_TARGET_DIR, a `build.target-dir` in a cargo
 # config, or ./target. Asked of cargo, never assumed; only when needed (`=`, not `:=`).
-TARGET_DIR = $(or $(shell $(CARGO) metadata --format-version=1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(error could not ask `$(CARGO) metadata` where cargo builds; is cargo on PATH?))
+TARGET_DIR = $(or $(shell $(CARGO) metadata --format-version=1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(error `$(CARGO) metadata` did not say where cargo builds (its error, if any, is above)))
 
 # Linux (systemd user units)
 UNITDIR   ?= $(HOME)/.config/systemd/user
