@@ -113,7 +113,7 @@ pub enum Command {
 /// them); they read no configuration.
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
-    /// Print the shell completion script for bash, zsh or fish.
+    /// Print the shell completion script for bash, zsh or fish (also elvish, powershell).
     ///
     /// `make install` installs them where each shell looks (under PREFIX/share); to load
     /// one by hand, e.g. for bash: `source <(heph-selfupdate completions bash)`.
