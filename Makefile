@@ -2,6 +2,10 @@
 #
 # PREFIX and DESTDIR are respected; every target can be run again safely; `make -n TARGET`
 # prints exactly what TARGET would run. Linux uses systemd user units, macOS a LaunchAgent.
+# Paths may hold spaces and shell or sed metacharacters (&, |, %, quotes): every path is
+# quoted for the shell with $(call q,...), and the unit and plist are rendered by the
+# binary, which escapes each value for the file it lands in. (A `$` in a path is still
+# expanded by make itself: write it as `$$`.)
 
 CARGO     ?= cargo
 PREFIX    ?= $(HOME)/.local
@@ -10,6 +14,19 @@ BINDIR    := $(PREFIX)/bin
 # A prebuilt binary to install instead of building one (e.g. BIN=target/debug/heph-selfupdate).
 BIN       ?=
 UNAME     := $(shell uname -s)
+# Shell completions and man pages, where each shell and man(1) look under PREFIX.
+DATADIR   := $(PREFIX)/share
+BASHCOMPDIR := $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR  := $(DATADIR)/zsh/site-functions
+FISHCOMPDIR := $(DATADIR)/fish/vendor_completions.d
+MAN1DIR     := $(DATADIR)/man/man1
+
+# $(call q,TEXT): TEXT as one single-quoted shell word.
+q = '$(subst ','\'',$(1))'
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR, a `build.target-dir` in a cargo
+# config, or ./target. Asked of cargo, never assumed; only when needed (`=`, not `:=`).
+TARGET_DIR = $(or $(shell $(CARGO) metadata --format-version=1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'),$(error `$(CARGO) metadata` did not say where cargo builds (its error, if any, is above)))
 
 # Linux (systemd user units)
 UNITDIR   ?= $(HOME)/.config/systemd/user
@@ -28,12 +45,14 @@ TOOLCHAIN ?= stable
 AGENT_PATH := $(HOME)/.cargo/bin:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
 
 ifeq ($(BIN),)
-INSTALL_BIN := target/release/heph-selfupdate
+INSTALL_BIN = $(TARGET_DIR)/release/heph-selfupdate
 INSTALL_DEPS := build
 else
 INSTALL_BIN := $(BIN)
 INSTALL_DEPS :=
 endif
+# The installed binary: it renders the unit or plist and writes completions and man pages.
+INSTALLED := $(DESTDIR)$(BINDIR)/heph-selfupdate
 
 .PHONY: all build test lint demo bench fuzz ci install enable disable uninstall doctor
 
@@ -55,7 +74,7 @@ lint:
 ## service manager and a throw-away HOME. No forge on the network is needed.
 demo:
 	$(CARGO) build --locked --bins --examples
-	./target/debug/examples/demo
+	$(CARGO) run --locked --quiet --example demo
 
 ## Property-based fuzzing of every parser of outside input (tests/fuzz.rs), long run.
 ## `make test` runs the same properties with a few hundred cases each.
@@ -67,24 +86,41 @@ fuzz:
 ## docs/benchmarks.md and docs/rebuild.svg. Needs crates.io once (fixture dependencies).
 bench:
 	$(CARGO) build --locked --release --bins --examples
-	./target/release/examples/bench
+	$(CARGO) run --locked --quiet --release --example bench
 
 ## What CI runs (.ci/run).
 ci: test
 
-## Install the binary and the units (Linux) or the LaunchAgent (macOS). Enables nothing.
+## Install the binary, shell completions, man pages and the units (Linux) or the
+## LaunchAgent (macOS). Enables nothing.
 install: $(INSTALL_DEPS)
-	install -d "$(DESTDIR)$(BINDIR)"
-	install -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/heph-selfupdate"
+	install -d $(call q,$(DESTDIR)$(BINDIR))
+	install -m 0755 $(call q,$(INSTALL_BIN)) $(call q,$(INSTALLED))
+	install -d $(call q,$(DESTDIR)$(BASHCOMPDIR)) $(call q,$(DESTDIR)$(ZSHCOMPDIR)) \
+	    $(call q,$(DESTDIR)$(FISHCOMPDIR)) $(call q,$(DESTDIR)$(MAN1DIR))
+	$(call q,$(INSTALLED)) completions bash > $(call q,$(DESTDIR)$(BASHCOMPDIR)/heph-selfupdate)
+	$(call q,$(INSTALLED)) completions zsh > $(call q,$(DESTDIR)$(ZSHCOMPDIR)/_heph-selfupdate)
+	$(call q,$(INSTALLED)) completions fish > $(call q,$(DESTDIR)$(FISHCOMPDIR)/heph-selfupdate.fish)
+	$(call q,$(INSTALLED)) __man --out-dir=$(call q,$(DESTDIR)$(MAN1DIR))
 ifeq ($(UNAME),Darwin)
-	install -d "$(DESTDIR)$(AGENTDIR)" "$(DESTDIR)$(HOME)/Library/Logs"
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@HOME@|$(HOME)|g' -e 's|@LABEL@|$(LABEL)|g' \
-	    -e 's|@TOOLCHAIN@|$(TOOLCHAIN)|g' $(if $(TOOLCHAIN),,-e '/<key>RUSTUP_TOOLCHAIN<\/key>/{N;d;}') \
-	    plists/heph-selfupdate.plist > "$(DESTDIR)$(PLIST)"
+	install -d $(call q,$(DESTDIR)$(AGENTDIR)) $(call q,$(DESTDIR)$(HOME)/Library/Logs)
+	$(call q,$(INSTALLED)) __render --syntax=plist --template=plists/heph-selfupdate.plist \
+	    --var=BINDIR=$(call q,$(BINDIR)) --var=HOME=$(call q,$(HOME)) --var=LABEL=$(call q,$(LABEL)) \
+	    --var=TOOLCHAIN=$(call q,$(TOOLCHAIN)) > $(call q,$(DESTDIR)$(PLIST))
 else
-	install -d "$(DESTDIR)$(UNITDIR)"
-	sed -e 's|@BINDIR@|$(BINDIR)|g' units/heph-selfupdate.service > "$(DESTDIR)$(UNITDIR)/heph-selfupdate.service"
-	install -m 0644 units/heph-selfupdate.timer "$(DESTDIR)$(UNITDIR)/heph-selfupdate.timer"
+	install -d $(call q,$(DESTDIR)$(UNITDIR))
+	$(call q,$(INSTALLED)) __render --syntax=systemd --template=units/heph-selfupdate.service \
+	    --var=BINDIR=$(call q,$(BINDIR)) > $(call q,$(DESTDIR)$(UNITDIR)/heph-selfupdate.service)
+	install -m 0644 units/heph-selfupdate.timer $(call q,$(DESTDIR)$(UNITDIR)/heph-selfupdate.timer)
+endif
+ifeq ($(DESTDIR),)
+	@bin=$(call q,$(BINDIR)); case ":$$PATH:" in *:"$$bin":*) ;; *) \
+	  case "$$bin" in "$$HOME"/*) bin="\$$HOME/$${bin#"$$HOME"/}";; esac; \
+	  printf 'warning: %s is not on your PATH: a shell will not find heph-selfupdate by name.\n' $(call q,$(BINDIR)) >&2; \
+	  printf '         Add this line to your shell profile (~/.profile, ~/.bashrc or ~/.zshrc), then log in again:\n' >&2; \
+	  printf '           export PATH="%s:$$PATH"\n' "$$bin" >&2; \
+	  printf '         (fish: fish_add_path %s)\n' "$$bin" >&2;; \
+	esac
 endif
 
 ## Turn updates on: start the timer (Linux) or load the agent (macOS).
@@ -112,11 +148,14 @@ endif
 
 ## Disable, then remove every installed file (state, cache and version roots stay; see README).
 uninstall: disable
-	rm -f "$(DESTDIR)$(BINDIR)/heph-selfupdate"
+	rm -f $(call q,$(INSTALLED))
+	rm -f $(call q,$(DESTDIR)$(BASHCOMPDIR)/heph-selfupdate) $(call q,$(DESTDIR)$(ZSHCOMPDIR)/_heph-selfupdate) \
+	    $(call q,$(DESTDIR)$(FISHCOMPDIR)/heph-selfupdate.fish)
+	rm -f $(call q,$(DESTDIR)$(MAN1DIR))/heph-selfupdate.1 $(call q,$(DESTDIR)$(MAN1DIR))/heph-selfupdate-*.1
 ifeq ($(UNAME),Darwin)
-	rm -f "$(DESTDIR)$(PLIST)"
+	rm -f $(call q,$(DESTDIR)$(PLIST))
 else
-	rm -f "$(DESTDIR)$(UNITDIR)/heph-selfupdate.service" "$(DESTDIR)$(UNITDIR)/heph-selfupdate.timer"
+	rm -f $(call q,$(DESTDIR)$(UNITDIR)/heph-selfupdate.service) $(call q,$(DESTDIR)$(UNITDIR)/heph-selfupdate.timer)
 	$(SYSTEMCTL) daemon-reload 2>/dev/null || true
 endif
 

@@ -4,6 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::render::Syntax;
+
+/// What `--version` prints after the name: the package version and, when built from a git
+/// checkout, the commit and whether the work tree had changes: `0.1.0 (8ca1415, dirty)`.
+/// Set by the crate's build script (`build.rs`).
+pub const VERSION: &str = env!("HEPH_BUILD_VERSION");
+
 /// Keeps hephd current, safely: checks the forge for a newer release, rebuilds it with
 /// cargo into a new version root, switches to it, restarts the daemon, proves it healthy
 /// and rolls back if it is not.
@@ -13,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "heph-selfupdate",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -101,6 +108,53 @@ pub enum Command {
     /// Internal: kills a build's process group when the run that started it dies.
     #[command(name = "__reap-group", hide = true)]
     ReapGroup { pgid: i32, parent: u32 },
+
+    #[command(flatten)]
+    Setup(SetupCommand),
+}
+
+/// Commands that produce files for installing heph-selfupdate itself (`make install` runs
+/// them); they read no configuration.
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// Print the shell completion script for bash, zsh or fish (also elvish, powershell).
+    ///
+    /// `make install` installs them where each shell looks (under PREFIX/share); to load
+    /// one by hand, e.g. for bash: `source <(heph-selfupdate completions bash)`.
+    #[command(
+        after_help = "Examples:\n  heph-selfupdate completions bash > ~/.local/share/bash-completion/completions/heph-selfupdate\n  heph-selfupdate completions zsh > ~/.zfunc/_heph-selfupdate\n  heph-selfupdate completions fish > ~/.config/fish/completions/heph-selfupdate.fish"
+    )]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Internal: writes the man pages (section 1, roff) into a directory: one for the
+    /// program and one per command, from the same definition as `--help`.
+    #[command(name = "__man", hide = true)]
+    Man {
+        /// Where to write heph-selfupdate.1 and heph-selfupdate-<command>.1
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+
+    /// Internal: renders the systemd unit or launchd plist template for `make install`.
+    #[command(name = "__render", hide = true)]
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RenderArgs {
+    /// How values are escaped
+    #[arg(long, value_enum)]
+    pub syntax: Syntax,
+    /// The template, with @NAME@ placeholders
+    #[arg(long, value_name = "PATH")]
+    pub template: PathBuf,
+    /// A placeholder's value; repeatable
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -3,9 +3,14 @@
 //! The decision is pure ([`policy`]); the world (HTTP, processes, clock) is passed in
 //! ([`world`]); each command lives in [`commands`].
 
+// stdout and stderr only through `World::out` (or `output::out!`) and the logger: `println!` panics when
+// the reader has gone away (see `output`).
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod build;
 pub mod cli;
 pub mod clock;
+pub mod colour;
 pub mod commands;
 pub mod config;
 pub mod deploy;
@@ -32,11 +37,13 @@ pub mod policy;
 pub mod process;
 pub mod redact;
 pub mod release;
+pub mod render;
 pub mod report;
 pub mod rollout;
 pub mod roots;
 pub mod secret;
 pub mod service;
+pub mod setup;
 pub mod signals;
 pub mod state;
 pub mod timefmt;
@@ -65,12 +72,28 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         return process::reap_group(pgid, parent);
     }
     let world = world::World::real(signals::install());
+    colour::init(&world.env);
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
-    match commands::dispatch(&cli, &world) {
+    // Needs no configuration: completions must work while the config file is broken.
+    let result = if let cli::Command::Setup(cmd) = &cli.command {
+        setup::run(cmd)
+    } else {
+        commands::dispatch(&cli, &world)
+    };
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             logger::report_error(&err);
             exit::for_error(&err, commands::forge_down(&cli))
         }
+    };
+    match output::failure() {
+        Some(e) => {
+            log::error!(
+                "could not write the output to stdout: {e}\nhelp: check the file or pipe stdout goes to (a full disk?)"
+            );
+            exit::FAILED
+        }
+        None => code,
     }
 }

@@ -650,6 +650,7 @@ heph_selfupdate_last_downtime_seconds 0.43
     /// Run by the test below in a child process whose umask is 077.
     #[test]
     #[ignore = "run by the_textfile_is_world_readable_under_a_strict_umask"]
+    #[allow(clippy::print_stderr)] // says why the test did nothing, past the harness
     fn write_under_the_inherited_umask() {
         let Some(path) = std::env::var_os("HEPH_TEST_METRICS_FILE") else {
             eprintln!(

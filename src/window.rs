@@ -661,6 +661,7 @@ mod tests {
     /// Run in a child process with `TZ` set by the test below; asserts there.
     #[test]
     #[ignore = "run by local_offsets_follow_tz_and_its_daylight_saving_rule with TZ set"]
+    #[allow(clippy::print_stderr)] // says why the test did nothing, past the harness
     fn offsets_in_the_berlin_rule() {
         if std::env::var("TZ").as_deref() != Ok(BERLIN_RULE) {
             eprintln!(

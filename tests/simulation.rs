@@ -16,7 +16,12 @@
 //!
 //! `SIM_SEQUENCES` sets how many sequences run (default 300; `make fuzz` runs 100 000),
 //! `SIM_SEED=<n>` replays one sequence and prints its steps. A failure prints its seed.
-#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::cast_possible_truncation,
+    clippy::collapsible_match
+)]
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -110,14 +115,17 @@ enum ProcState {
 impl Proc {
     fn state(&self, now: OffsetDateTime) -> ProcState {
         let age = (now - self.started).as_seconds_f64();
-        match (self.version.as_ref(), self.behaviour) {
-            (None, _) => ProcState::Failed,
-            (Some(_), Behaviour::Good) => ProcState::Running,
-            (Some(_), Behaviour::NeverUp) => ProcState::Starting,
-            (Some(_), Behaviour::DiesAtStart) if age < 0.2 => ProcState::Running,
-            (Some(_), Behaviour::DiesAtStart) => ProcState::Failed,
-            (Some(_), Behaviour::DiesAfter(s)) if age < s as f64 => ProcState::Running,
-            (Some(_), Behaviour::DiesAfter(_)) => ProcState::Failed,
+        let running = match (self.version.as_ref(), self.behaviour) {
+            (None, _) => false,
+            (Some(_), Behaviour::NeverUp) => return ProcState::Starting,
+            (Some(_), Behaviour::Good) => true,
+            (Some(_), Behaviour::DiesAtStart) => age < 0.2,
+            (Some(_), Behaviour::DiesAfter(s)) => age < Duration::from_secs(s).as_secs_f64(),
+        };
+        if running {
+            ProcState::Running
+        } else {
+            ProcState::Failed
         }
     }
 }
@@ -314,15 +322,17 @@ struct SimRunner {
 
 impl SimRunner {
     fn arg(cmd: &Cmd, flag: &str) -> Option<String> {
-        cmd.args.iter().find_map(|a| {
-            a.to_string_lossy()
-                .strip_prefix(flag)
-                .map(String::from)
-        })
+        cmd.args
+            .iter()
+            .find_map(|a| a.to_string_lossy().strip_prefix(flag).map(String::from))
     }
 
+    #[allow(clippy::unnecessary_wraps)] // the shape of Runner::run
     fn cargo(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let (root, tag) = (Self::arg(cmd, "--root=").unwrap(), Self::arg(cmd, "--tag=").unwrap());
+        let (root, tag) = (
+            Self::arg(cmd, "--root=").unwrap(),
+            Self::arg(cmd, "--tag=").unwrap(),
+        );
         let mut s = self.sim.borrow_mut();
         let release = s.releases.iter().find(|r| r.tag == tag).cloned().unwrap();
         let now = s.now;
@@ -331,10 +341,19 @@ impl SimRunner {
         let root = PathBuf::from(root);
         match release.build {
             Build::CompileError => {
-                return Ok(failed(101, &["error[E0425]: cannot find value `x` in this scope", "error: could not compile `hephd`"]));
+                return Ok(failed(
+                    101,
+                    &[
+                        "error[E0425]: cannot find value `x` in this scope",
+                        "error: could not compile `hephd`",
+                    ],
+                ));
             }
             Build::DiskFull => {
-                return Ok(failed(101, &["error: failed to write /x: No space left on device (os error 28)"]));
+                return Ok(failed(
+                    101,
+                    &["error: failed to write /x: No space left on device (os error 28)"],
+                ));
             }
             Build::Ok => {}
         }
@@ -347,9 +366,16 @@ impl SimRunner {
             .collect();
         let mut installs = serde_json::Map::new();
         for p in &packages {
-            std::fs::write(root.join("bin").join(p), format!("sim {p} {}\n", release.version)).unwrap();
+            std::fs::write(
+                root.join("bin").join(p),
+                format!("sim {p} {}\n", release.version),
+            )
+            .unwrap();
             installs.insert(
-                format!("{p} {} (git+file:///sim/repo?tag={tag}#{})", release.version, release.commit),
+                format!(
+                    "{p} {} (git+file:///sim/repo?tag={tag}#{})",
+                    release.version, release.commit
+                ),
                 serde_json::json!({"bins": [p]}),
             );
         }
@@ -362,7 +388,11 @@ impl SimRunner {
     }
 
     fn systemctl(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let args: Vec<String> = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         if args.iter().any(|a| a == "restart") {
             let mut s = self.sim.borrow_mut();
             let delay = s.restart_delay;
@@ -383,7 +413,10 @@ impl SimRunner {
         }
         let s = self.sim.borrow();
         let text = match &s.proc {
-            None => "LoadState=loaded\nActiveState=inactive\nSubState=dead\nMainPID=0\nNRestarts=0\n".to_owned(),
+            None => {
+                "LoadState=loaded\nActiveState=inactive\nSubState=dead\nMainPID=0\nNRestarts=0\n"
+                    .to_owned()
+            }
             Some(p) => {
                 let (active, sub, pid) = match p.state(s.now) {
                     ProcState::Running => ("active", "running", p.pid),
@@ -424,14 +457,26 @@ impl Runner for SimRunner {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let args: Vec<String> = cmd.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = cmd
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         match program.as_str() {
             "git" if args.first().map(String::as_str) == Some("ls-remote") => {
                 let s = self.sim.borrow();
                 if s.network_down {
-                    return Ok(failed(128, &["fatal: unable to access 'https://forge/x.git/': Could not resolve host: forge"]));
+                    return Ok(failed(
+                        128,
+                        &[
+                            "fatal: unable to access 'https://forge/x.git/': Could not resolve host: forge",
+                        ],
+                    ));
                 }
-                let wanted = args.iter().find(|a| a.starts_with("refs/tags/") && !a.ends_with("^{}")).unwrap();
+                let wanted = args
+                    .iter()
+                    .find(|a| a.starts_with("refs/tags/") && !a.ends_with("^{}"))
+                    .unwrap();
                 let tag = wanted.trim_start_matches("refs/tags/");
                 match s.releases.iter().find(|r| r.tag == tag) {
                     Some(r) => Ok(ok(format!("{}\trefs/tags/{tag}\n", r.commit))),
@@ -440,7 +485,13 @@ impl Runner for SimRunner {
             }
             "cargo" if args.first().map(String::as_str) == Some("install") => {
                 if self.sim.borrow().network_down {
-                    return Ok(failed(101, &["error: failed to clone into: /x", "Caused by: network failure seems to have happened"]));
+                    return Ok(failed(
+                        101,
+                        &[
+                            "error: failed to clone into: /x",
+                            "Caused by: network failure seems to have happened",
+                        ],
+                    ));
                 }
                 self.cargo(cmd)
             }
@@ -524,7 +575,10 @@ impl Op {
 
     /// Runs a person asks for explicitly may install a bad or backed-off version.
     fn explicit(&self) -> bool {
-        matches!(self, Self::ApplyForce | Self::ApplyTo(_) | Self::RollbackTo(_))
+        matches!(
+            self,
+            Self::ApplyForce | Self::ApplyTo(_) | Self::RollbackTo(_)
+        )
     }
 }
 
@@ -601,7 +655,12 @@ fn run_op(
             return quiet;
         }
         Op::Draft(v) => {
-            if let Some(r) = sim.borrow_mut().releases.iter_mut().find(|r| &r.version == v) {
+            if let Some(r) = sim
+                .borrow_mut()
+                .releases
+                .iter_mut()
+                .find(|r| &r.version == v)
+            {
                 r.draft = true;
             }
             return quiet;
@@ -714,7 +773,8 @@ fn check_run(
     let state = read_state(&dir.join("state"));
     // (b): it may give way only to a newer healthy root.
     if let Some(h) = &before.healthy {
-        let version = |name: &str| semver::Version::parse(name.split('~').next().unwrap_or(name)).ok();
+        let version =
+            |name: &str| semver::Version::parse(name.split('~').next().unwrap_or(name)).ok();
         let still_good = !state.bad.contains_key(h.split('~').next().unwrap_or(h));
         let replaced = newest_healthy(dir, &state).is_some_and(|n| version(&n) > version(h));
         if still_good && !replaced && !dir.join("data/versions").join(h).exists() {
@@ -734,7 +794,10 @@ fn check_run(
             if let Some(b) = before.state.backoff.get(v)
                 && *at < b.until
             {
-                return Err(format!("{v} was rebuilt at {at} during its backoff (until {})", b.until));
+                return Err(format!(
+                    "{v} was rebuilt at {at} during its backoff (until {})",
+                    b.until
+                ));
             }
         }
     }
@@ -742,12 +805,18 @@ fn check_run(
         return Ok(());
     }
     // (e)
-    let first = before.history_len.max(s.history_seen).min(state.history.len());
+    let first = before
+        .history_len
+        .max(s.history_seen)
+        .min(state.history.len());
     let new: Vec<_> = state.history.iter().skip(first).collect();
     for r in &new {
         let failed_rollback = r.outcome == heph_selfupdate::state::Outcome::RollbackFailed;
         if r.reason.contains("ROLLBACK FAILED") != failed_rollback {
-            return Err(format!("outcome {:?} with message {:?}", r.outcome, r.reason));
+            return Err(format!(
+                "outcome {:?} with message {:?}",
+                r.outcome, r.reason
+            ));
         }
         if failed_rollback {
             let from = r.from.clone().unwrap_or_default();
@@ -769,7 +838,9 @@ fn check_run(
     if let Some(own) = own {
         use heph_selfupdate::state::Outcome as O;
         let code_ok = match own.outcome {
-            O::Updated | O::ManualRollback | O::Notified => out.code == 0 || matches!(op, Op::Check),
+            O::Updated | O::ManualRollback | O::Notified => {
+                out.code == 0 || matches!(op, Op::Check)
+            }
             O::Interrupted => out.code == 75,
             O::RolledBack | O::RollbackFailed => out.code == 1,
             _ => true,
@@ -827,10 +898,22 @@ fn sandbox_env(dir: &Path, verbose: bool) -> SimEnv {
     set("HEPH_SELFUPDATE_FORGE_URL", "http://127.0.0.1:9".to_owned());
     set("HEPH_SELFUPDATE_GIT_URL", "file:///sim/repo".to_owned());
     set("HEPH_SELFUPDATE_BUILD", "git".to_owned());
-    set("HEPH_SELFUPDATE_BIN_DIR", dir.join("bin").display().to_string());
-    set("HEPH_SELFUPDATE_DATA_DIR", dir.join("data").display().to_string());
-    set("HEPH_SELFUPDATE_STATE_DIR", dir.join("state").display().to_string());
-    set("HEPH_SELFUPDATE_CACHE_DIR", dir.join("cache").display().to_string());
+    set(
+        "HEPH_SELFUPDATE_BIN_DIR",
+        dir.join("bin").display().to_string(),
+    );
+    set(
+        "HEPH_SELFUPDATE_DATA_DIR",
+        dir.join("data").display().to_string(),
+    );
+    set(
+        "HEPH_SELFUPDATE_STATE_DIR",
+        dir.join("state").display().to_string(),
+    );
+    set(
+        "HEPH_SELFUPDATE_CACHE_DIR",
+        dir.join("cache").display().to_string(),
+    );
     set("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user".to_owned());
     set("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1".to_owned());
     set("HEPH_SELFUPDATE_HEALTH_COMMAND", "sim-health".to_owned());
@@ -844,7 +927,12 @@ fn sandbox_env(dir: &Path, verbose: bool) -> SimEnv {
 }
 
 fn random_op(rng: &mut Rng, sim: &Shared) -> Op {
-    let versions: Vec<String> = sim.borrow().releases.iter().map(|r| r.version.clone()).collect();
+    let versions: Vec<String> = sim
+        .borrow()
+        .releases
+        .iter()
+        .map(|r| r.version.clone())
+        .collect();
     let pick = |rng: &mut Rng| versions[rng.below(versions.len() as u64) as usize].clone();
     match rng.below(100) {
         0..=14 => {
@@ -901,7 +989,9 @@ fn random_fault(rng: &mut Rng) -> Option<(usize, Fault)> {
 fn sim_dir() -> tempfile::TempDir {
     // A memory file system when there is one: the state is fsynced often.
     let base = Path::new("/dev/shm");
-    let builder = tempfile::Builder::new().prefix("heph-sim-").tempdir_in(base);
+    let builder = tempfile::Builder::new()
+        .prefix("heph-sim-")
+        .tempdir_in(base);
     builder.or_else(|_| tempfile::tempdir()).unwrap()
 }
 
@@ -933,7 +1023,13 @@ fn sequence(seed: u64, verbose: bool) -> Result<(), String> {
     }));
     let env = sandbox_env(&root, verbose);
     // Installed the way people do today: plain binaries of v0.1.0, the daemon running.
-    run_op(&sim, &env, &Op::NewRelease(Behaviour::Good, Build::Ok), None, false);
+    run_op(
+        &sim,
+        &env,
+        &Op::NewRelease(Behaviour::Good, Build::Ok),
+        None,
+        false,
+    );
     for p in ["heph", "hephd"] {
         std::fs::write(root.join("bin").join(p), format!("sim {p} 0.1.0\n")).unwrap();
     }
@@ -947,7 +1043,11 @@ fn sequence(seed: u64, verbose: bool) -> Result<(), String> {
     };
     for _ in 0..=steps {
         let op = random_op(&mut rng, &sim);
-        let fault = if op.args().is_some() { random_fault(&mut rng) } else { None };
+        let fault = if op.args().is_some() {
+            random_fault(&mut rng)
+        } else {
+            None
+        };
         let st = read_state(&root.join("state"));
         let before = Before {
             healthy: newest_healthy(&root, &st),
@@ -961,7 +1061,13 @@ fn sequence(seed: u64, verbose: bool) -> Result<(), String> {
             s.starts.clear();
             s.history_seen = 0;
         }
-        env.log(format!("{op:?}{}", fault.as_ref().map(|f| format!(" with {f:?}")).unwrap_or_default()));
+        env.log(format!(
+            "{op:?}{}",
+            fault
+                .as_ref()
+                .map(|f| format!(" with {f:?}"))
+                .unwrap_or_default()
+        ));
         let out = run_op(&sim, &env, &op, fault, false);
         if op.args().is_some() {
             let st = read_state(&root.join("state"));
@@ -969,12 +1075,18 @@ fn sequence(seed: u64, verbose: bool) -> Result<(), String> {
                 "  -> exit {}{}; runs {:?}; current {:?}; intent {:?}",
                 out.code,
                 if out.crashed { " (crashed)" } else { "" },
-                sim.borrow().proc.as_ref().map(|p| (p.version.clone(), p.state(sim.borrow().now))),
+                sim.borrow()
+                    .proc
+                    .as_ref()
+                    .map(|p| (p.version.clone(), p.state(sim.borrow().now))),
                 layout(&root).current(),
                 st.intent.as_ref().map(|i| (i.to.clone(), i.phase))
             ));
             if let Some(last) = st.history.last() {
-                env.log(format!("     last: {:?} {:?}->{:?}: {}", last.outcome, last.from, last.to, last.reason));
+                env.log(format!(
+                    "     last: {:?} {:?}->{:?}: {}",
+                    last.outcome, last.from, last.to, last.reason
+                ));
             }
         }
         if let Err(e) = check_run(&sim, &root, &op, &before, &out) {
@@ -990,7 +1102,10 @@ fn sequence(seed: u64, verbose: bool) -> Result<(), String> {
     }
     let st = read_state(&root.join("state"));
     if let Some(i) = &st.intent {
-        return fail(format!("an intent is still open after clean runs: {i:?}"), &env);
+        return fail(
+            format!("an intent is still open after clean runs: {i:?}"),
+            &env,
+        );
     }
     if let Err(e) = check_agreement(&sim, &root) {
         return fail(e, &env);

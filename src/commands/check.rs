@@ -43,12 +43,13 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     }
     let eval = evaluate(cfg, world, &state, &Overrides::default(), true)?;
     if json {
-        world.out.line(&serde_json::to_string_pretty(&to_json(&eval))?);
+        world
+            .out
+            .line(&serde_json::to_string_pretty(&to_json(&eval))?);
     } else {
-        world.out.text(&to_text(
-            &eval,
-            log::max_level() >= log::LevelFilter::Debug,
-        ));
+        world
+            .out
+            .text(&to_text(&eval, log::max_level() >= log::LevelFilter::Debug));
     }
     Ok(if eval.decision.due {
         exit::UPDATE_AVAILABLE

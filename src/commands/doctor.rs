@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::build::{Tools, build_env};
+use crate::colour::{self, Stream, Style};
 use crate::config::Config;
 use crate::evaluate::fetch_releases;
 use crate::exit;
@@ -36,6 +37,16 @@ impl Status {
             Self::Warn => "[warn]",
             Self::Fail => "[FAIL]",
             Self::Info => "[info]",
+        }
+    }
+
+    /// The label's colour on a terminal.
+    fn style(self) -> Style {
+        match self {
+            Self::Ok => Style::Success,
+            Self::Warn => Style::Warning,
+            Self::Fail => Style::Error,
+            Self::Info => Style::Plain,
         }
     }
 
@@ -416,7 +427,8 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     } else {
         let mut text = String::new();
         for c in &checks {
-            let _ = writeln!(text, "{} {}: {}", c.status.label(), c.name, c.detail);
+            let label = colour::paint(Stream::Stdout, c.status.style(), c.status.label());
+            let _ = writeln!(text, "{label} {}: {}", c.name, c.detail);
             if let Some(fix) = c.fix.as_ref().filter(|_| c.status != Status::Ok) {
                 let _ = writeln!(text, "       fix: {fix}");
             }

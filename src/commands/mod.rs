@@ -29,6 +29,7 @@ pub fn dispatch(cli: &Cli, world: &World) -> Result<i32> {
         Command::Rollback(args) => rollback::run(&cfg, world, args),
         Command::Doctor(args) => doctor::run(&cfg, world, args.json),
         Command::ReapGroup { pgid, parent } => Ok(crate::process::reap_group(*pgid, *parent)),
+        Command::Setup(cmd) => crate::setup::run(cmd),
     }
 }
 

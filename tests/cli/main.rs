@@ -7,9 +7,12 @@ mod support;
 
 mod apply;
 mod check;
+mod completions;
 mod config;
 mod e2e_cargo;
 mod faults;
+mod stdout;
 mod systemd;
 mod trust;
 mod units;
+mod version;

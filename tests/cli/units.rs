@@ -56,7 +56,7 @@ fn make_install_renders_the_units_and_is_idempotent() {
     let units = dest.path().join("home/u/.config/systemd/user");
     let service = std::fs::read_to_string(units.join("heph-selfupdate.service")).unwrap();
     let timer = std::fs::read_to_string(units.join("heph-selfupdate.timer")).unwrap();
-    assert!(service.contains("ExecStart=/home/u/.local/bin/heph-selfupdate check-and-apply"));
+    assert!(service.contains("ExecStart=\"/home/u/.local/bin/heph-selfupdate\" check-and-apply"));
     assert!(!service.contains('@'), "every placeholder rendered");
     assert!(
         dest.path()
@@ -76,6 +76,12 @@ fn make_dry_runs_show_commands_and_change_nothing() {
         &[("HOME", "/home/u")],
     );
     assert!(out.contains("install -m 0755"), "{out}");
+    assert!(
+        out.contains("heph-selfupdate' completions bash > ")
+            && out.contains("heph-selfupdate' __man --out-dir=")
+            && out.contains("heph-selfupdate' __render --syntax=systemd"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
     let out = make_ok(&["-n", "enable", "UNAME=Linux"], &[("HOME", "/home/u")]);
     assert!(
@@ -325,4 +331,210 @@ fn doctor_reports_each_check_with_a_fix() {
         "{}",
         run.stdout
     );
+}
+
+/// A directory name with every character that broke the rendered files or the Makefile:
+/// a space (unquoted `ExecStart=`, shell words), `&` (sed's "matched text", XML), `%`
+/// (systemd specifiers), `|` (sed's delimiter).
+const AWKWARD: &str = "a b&c%d|e";
+
+#[test]
+fn the_unit_and_the_plist_keep_home_and_prefix_with_spaces_and_metacharacters_exact() {
+    let dest = tempfile::tempdir().unwrap();
+    let home = dest.path().join(format!("home {AWKWARD}"));
+    let prefix = dest.path().join(format!("prefix {AWKWARD}"));
+    let bindir = prefix.join("bin");
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let prefix_var = format!("PREFIX={}", prefix.display());
+    let home_var = [("HOME", home.to_str().unwrap())];
+
+    make_ok(&["install", &bin, &prefix_var, "UNAME=Linux"], &home_var);
+    let units = home.join(".config/systemd/user");
+    let service = std::fs::read_to_string(units.join("heph-selfupdate.service")).unwrap();
+    let expected = format!(
+        "ExecStart=\"{}/heph-selfupdate\" check-and-apply\n",
+        bindir.display().to_string().replace('%', "%%")
+    );
+    assert!(service.contains(&expected), "{service}");
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        // verify also checks that ExecStart names an executable: make install put it there.
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(units.join("heph-selfupdate.service"))
+            .arg(units.join("heph-selfupdate.timer"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "systemd-analyze verify said:\n{text}\n{service}"
+        );
+    } else {
+        eprintln!("SKIPPED (systemd part): systemd-analyze is not installed");
+    }
+
+    make_ok(&["install", &bin, &prefix_var, "UNAME=Darwin"], &home_var);
+    let p = python_plist_check(&home.join("Library/LaunchAgents/dev.hephaestus.selfupdate.plist"));
+    let home_text = home.to_str().unwrap();
+    assert_eq!(
+        p["ProgramArguments"],
+        serde_json::json!([bindir.join("heph-selfupdate"), "check-and-apply"])
+    );
+    assert_eq!(p["EnvironmentVariables"]["HOME"], home_text);
+    assert_eq!(
+        p["EnvironmentVariables"]["PATH"],
+        format!(
+            "{home_text}/.cargo/bin:/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        )
+    );
+    assert_eq!(
+        p["StandardOutPath"],
+        format!("{home_text}/Library/Logs/heph-selfupdate.log")
+    );
+}
+
+#[test]
+fn make_install_refuses_a_prefix_systemd_cannot_name_instead_of_writing_a_broken_unit() {
+    let dest = tempfile::tempdir().unwrap();
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let prefix = format!("PREFIX={}/it's", dest.path().display());
+    let out = make(
+        &["install", &bin, &prefix, "UNAME=Linux"],
+        &[("HOME", dest.path().to_str().unwrap())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("holds a quote or a backslash") && stderr.contains("help: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn make_install_puts_completions_and_man_pages_under_the_prefix_and_uninstall_removes_them() {
+    let dest = tempfile::tempdir().unwrap();
+    install(dest.path(), &["UNAME=Linux"]);
+    let share = dest.path().join("home/u/.local/share");
+    let files = [
+        "bash-completion/completions/heph-selfupdate",
+        "zsh/site-functions/_heph-selfupdate",
+        "fish/vendor_completions.d/heph-selfupdate.fish",
+        "man/man1/heph-selfupdate.1",
+        "man/man1/heph-selfupdate-check-and-apply.1",
+    ];
+    for f in files {
+        let text = std::fs::read_to_string(share.join(f)).unwrap_or_default();
+        // Man pages escape the hyphens.
+        assert!(
+            text.contains("check-and-apply") || text.contains("check\\-and\\-apply"),
+            "{f}: {text}"
+        );
+    }
+    let destdir = format!("DESTDIR={}", dest.path().display());
+    // SYSTEMCTL=true: uninstall first disables, which must not reach this machine's manager.
+    make_ok(
+        &[
+            "uninstall",
+            &destdir,
+            "PREFIX=/home/u/.local",
+            "UNAME=Linux",
+            "SYSTEMCTL=true",
+        ],
+        &[("HOME", "/home/u")],
+    );
+    for f in files {
+        assert!(!share.join(f).exists(), "{f} left behind");
+    }
+    let man1 = std::fs::read_dir(share.join("man/man1")).unwrap().count();
+    assert_eq!(man1, 0, "every man page removed");
+    assert!(
+        !dest
+            .path()
+            .join("home/u/.local/bin/heph-selfupdate")
+            .exists()
+    );
+}
+
+#[test]
+fn make_install_warns_when_the_bin_dir_is_not_on_path_and_says_what_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let home_text = home.to_str().unwrap();
+    let run = |path: &str| {
+        let out = make(
+            &["install", &bin, "UNAME=Linux"],
+            &[("HOME", home_text), ("PATH", path)],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = run("/usr/local/bin:/usr/bin:/bin");
+    assert!(
+        warned.contains(&format!(
+            "warning: {home_text}/.local/bin is not on your PATH"
+        )) && warned.contains("export PATH=\"$HOME/.local/bin:$PATH\""),
+        "{warned}"
+    );
+    let on_path = run(&format!("/usr/bin:{home_text}/.local/bin:/bin"));
+    assert!(!on_path.contains("warning"), "{on_path}");
+}
+
+/// make with the real cargo on PATH and `CARGO_TARGET_DIR` set, as with a shared target dir.
+fn make_with_target_dir(args: &[&str], target_dir: &Path) -> String {
+    let cargo = crate::support::fixture::cargo();
+    let cargo_bin = cargo.parent().unwrap();
+    let out = Command::new("make")
+        .arg("--no-print-directory")
+        .args(args)
+        .current_dir(repo_root())
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", cargo_bin.display()),
+        )
+        .envs(std::env::var_os("HOME").map(|h| ("HOME", h)))
+        .envs(std::env::var_os("RUSTUP_HOME").map(|h| ("RUSTUP_HOME", h)))
+        .envs(std::env::var_os("CARGO_HOME").map(|h| ("CARGO_HOME", h)))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "make {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn make_uses_the_build_wherever_cargo_target_dir_puts_it() {
+    let target = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let destdir = format!("DESTDIR={}", dest.path().display());
+    let out = make_with_target_dir(&["-n", "install", &destdir, "UNAME=Linux"], target.path());
+    assert!(
+        out.contains(&format!(
+            "install -m 0755 '{}/release/heph-selfupdate' ",
+            target.path().display()
+        )),
+        "{out}"
+    );
+    for goal in ["demo", "bench"] {
+        let out = make_with_target_dir(&["-n", goal], target.path());
+        assert!(
+            !out.contains("target/"),
+            "make {goal} assumes ./target:\n{out}"
+        );
+    }
 }
