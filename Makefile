@@ -76,11 +76,14 @@ demo:
 	$(CARGO) build --locked --bins --examples
 	$(CARGO) run --locked --quiet --example demo
 
-## Property-based fuzzing of every parser of outside input (tests/fuzz.rs), long run.
-## `make test` runs the same properties with a few hundred cases each.
+## Long runs of the property tests of every parser of outside input (tests/fuzz.rs) and
+## of the simulated update lifecycle with faults (tests/simulation.rs). `make test` runs
+## the same with a few hundred cases each. A failing sequence prints its SIM_SEED.
 FUZZ_CASES ?= 300000
+SIM_SEQUENCES ?= 100000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test fuzz
+	SIM_SEQUENCES=$(SIM_SEQUENCES) $(CARGO) test --locked --release --test simulation
 
 ## Benchmarks against the alternatives (curl, the plain cargo install); writes
 ## docs/benchmarks.md and docs/rebuild.svg. Needs crates.io once (fixture dependencies).
