@@ -2,7 +2,7 @@
 //! rolled back). Never repeated for the same event and version; its failure is logged,
 //! never fatal.
 
-use crate::process::{Cmd, Runner, run_checked};
+use crate::process::{Cmd, OnSignal, Runner, run_checked};
 use crate::state::{Notified, State};
 
 /// What happened.
@@ -46,7 +46,9 @@ pub fn command(argv: &[String], notice: &Notice<'_>) -> Option<Cmd> {
             .env("HEPH_SELFUPDATE_FROM", notice.from.unwrap_or(""))
             .env("HEPH_SELFUPDATE_TO", notice.to.unwrap_or(""))
             .env("HEPH_SELFUPDATE_MESSAGE", notice.message)
-            .timeout(std::time::Duration::from_secs(60)),
+            .timeout(std::time::Duration::from_secs(60))
+            // A switch finished after SIGTERM is still worth telling.
+            .on_signal(OnSignal::Finish),
     )
 }
 

@@ -219,6 +219,21 @@ pub fn switch_cmds(
     cmds
 }
 
+/// The `notify_command` a plan shows for `event` (the run gives it the real details).
+pub fn notify_cmd(settings: &RunSettings, event: Event) -> Option<Cmd> {
+    settings.notify_command.as_deref().and_then(|argv| {
+        notify::command(
+            argv,
+            &Notice {
+                event,
+                from: None,
+                to: None,
+                message: "",
+            },
+        )
+    })
+}
+
 /// What a plan ends with.
 #[derive(Debug, Clone)]
 pub struct Finished {

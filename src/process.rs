@@ -413,7 +413,8 @@ impl Runner for SystemRunner {
         };
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (done_tx, done_rx) = mpsc::channel::<Option<String>>();
+        let captured: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         let mut readers = 0;
         if let Some(s) = child.stdout.take() {
             readers += 1;
@@ -422,16 +423,31 @@ impl Runner for SystemRunner {
                 let (tail, log) = (Arc::clone(&tail), log_file.clone());
                 std::thread::spawn(move || {
                     read_lines(s, &tail, log.as_ref());
-                    let _ = tx.send(None);
+                    let _ = tx.send(());
                 });
             } else {
+                let buf = Arc::clone(&captured);
                 std::thread::spawn(move || {
-                    let mut buf = Vec::new();
+                    // Kept as it arrives: if a process the program left holds the pipe,
+                    // what came before is still there when the reader is abandoned.
                     let mut s = s;
-                    let _ = (&mut s).take(MAX_STDOUT).read_to_end(&mut buf);
-                    // Drain the rest unread, so a chatty program is not blocked on a full pipe.
-                    let _ = std::io::copy(&mut s, &mut std::io::sink());
-                    let _ = tx.send(Some(String::from_utf8_lossy(&buf).into_owned()));
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if let Ok(mut b) = buf.lock() {
+                                    let room = usize::try_from(MAX_STDOUT)
+                                        .unwrap_or(usize::MAX)
+                                        .saturating_sub(b.len());
+                                    // Past the cap the rest is drained unread, so a chatty
+                                    // program is not blocked on a full pipe.
+                                    b.extend_from_slice(&chunk[..n.min(room)]);
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(());
                 });
             }
         }
@@ -442,7 +458,7 @@ impl Runner for SystemRunner {
             let log = if cmd.stream { log_file } else { None };
             std::thread::spawn(move || {
                 read_lines(s, &tail, log.as_ref());
-                let _ = tx.send(None);
+                let _ = tx.send(());
             });
         }
         drop(done_tx);
@@ -458,24 +474,26 @@ impl Runner for SystemRunner {
         }
         // The child is gone; a grandchild may still hold its pipes. Its output gets a short
         // grace, then the readers are abandoned: they cannot hold the run (or the lock).
-        let mut stdout = String::new();
         let grace_end = Instant::now() + READER_GRACE;
         for _ in 0..readers {
-            match done_rx.recv_timeout(grace_end.saturating_duration_since(Instant::now())) {
-                Ok(Some(text)) => stdout = text,
-                Ok(None) => {}
-                Err(_) => {
-                    log::debug!(
-                        "{}: output still open after the program ended (a process it left keeps it); not waiting for it",
-                        cmd.summary
-                    );
-                    break;
-                }
+            if done_rx
+                .recv_timeout(grace_end.saturating_duration_since(Instant::now()))
+                .is_err()
+            {
+                log::debug!(
+                    "{}: output still open after the program ended (a process it left keeps it); not waiting for it",
+                    cmd.summary
+                );
+                break;
             }
         }
         let tail: Vec<String> = tail
             .lock()
             .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        let stdout = captured
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let code = match waited {
             Waited::Exited(code) => code,

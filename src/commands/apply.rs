@@ -259,28 +259,13 @@ pub fn update_plan(
         purpose,
         cmds: switch_cmds(settings, manager, false),
     });
-    if let Some(cmd) = notify_cmd(settings, Event::Updated) {
+    if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });
     }
     steps.push(Step::Prune {
         keep: settings.keep_versions,
     });
     Plan { steps }
-}
-
-/// The `notify_command` a plan shows for `event`.
-pub fn notify_cmd(settings: &RunSettings, event: Event) -> Option<crate::process::Cmd> {
-    settings.notify_command.as_deref().and_then(|argv| {
-        crate::notify::command(
-            argv,
-            &Notice {
-                event,
-                from: None,
-                to: None,
-                message: "",
-            },
-        )
-    })
 }
 
 /// `--dry-run`: the plan, rendered; nothing runs that changes anything.
@@ -346,7 +331,7 @@ fn preview(
             plan.steps.extend(update.steps);
         }
         ("notify", _) => {
-            if let Some(cmd) = notify_cmd(settings, Event::UpdateAvailable) {
+            if let Some(cmd) = crate::plan::notify_cmd(settings, Event::UpdateAvailable) {
                 plan.steps.push(Step::Notify { cmd });
             }
         }

@@ -87,7 +87,7 @@ fn plan(
         purpose: Purpose::Rollback,
         cmds: switch_cmds(settings, manager, false),
     });
-    if let Some(cmd) = super::apply::notify_cmd(settings, Event::Updated) {
+    if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });
     }
     Plan { steps }

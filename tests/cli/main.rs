@@ -13,6 +13,7 @@ mod e2e_cargo;
 mod faults;
 mod stdout;
 mod systemd;
+mod transaction;
 mod trust;
 mod units;
 mod version;

@@ -158,3 +158,173 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     );
     assert!(!home.join(".local/bin/heph-selfupdate").exists());
 }
+
+/// The open switch's phase in the user's state file, if any.
+fn intent_phase(home: &std::path::Path) -> Option<String> {
+    let text =
+        std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state["intent"]["phase"].as_str().map(String::from)
+}
+
+/// Waits (bounded) until the run is proving the new daemon; not a timing assertion.
+fn wait_for_proving(home: &std::path::Path) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline {
+        if intent_phase(home).as_deref() == Some("proving") {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_real_systemd_stop_or_kill_in_the_middle_of_a_switch_converges_on_the_next_run() {
+    if let Some(why) = sandbox::unavailable() {
+        eprintln!(
+            "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
+        );
+        return;
+    }
+    let sc = match Scenario::new(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.2.0", "v0.1.0"],
+        "8s",
+    ) {
+        Ok(sc) => sc,
+        Err(why) => {
+            eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
+            return;
+        }
+    };
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let h = home.display();
+    check(&sc.make("install"), "make install");
+    check(
+        &sb.user(&["systemctl", "--user", "daemon-reload"]),
+        "daemon-reload",
+    );
+    let journal = || {
+        text(&sb.user(&[
+            "journalctl",
+            "--user",
+            "-u",
+            "heph-selfupdate",
+            "--no-pager",
+            "-o",
+            "cat",
+        ]))
+    };
+    let hephd_version = || {
+        check(
+            &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
+            "hephd --version",
+        )
+        .trim()
+        .to_owned()
+    };
+
+    // `systemctl --user stop` (what `make disable`, logout and shutdown do) while the new
+    // daemon is being watched: the switch is finished before the run exits.
+    check(
+        &sb.user(&[
+            "systemctl",
+            "--user",
+            "start",
+            "--no-block",
+            "heph-selfupdate.service",
+        ]),
+        "start heph-selfupdate.service",
+    );
+    assert!(
+        wait_for_proving(home),
+        "the run never got to the proof:\n{}",
+        journal()
+    );
+    check(
+        &sb.user(&["systemctl", "--user", "stop", "heph-selfupdate.service"]),
+        "systemctl --user stop heph-selfupdate.service",
+    );
+    let log = journal();
+    assert!(
+        log.contains("finishing the switch first") && log.contains("updated 0.1.0 -> 0.2.0"),
+        "{log}"
+    );
+    assert_eq!(intent_phase(home), None, "nothing left open:\n{log}");
+    assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
+    assert_eq!(hephd_version(), "hephd 0.2.0 (build of v0.2.0)");
+
+    // SIGKILL between the switch and the proof: the intent is left, and the next run (as
+    // the timer starts it) finishes the switch before deciding anything.
+    forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    check(
+        &sb.user(&[
+            "systemctl",
+            "--user",
+            "start",
+            "--no-block",
+            "heph-selfupdate.service",
+        ]),
+        "start heph-selfupdate.service",
+    );
+    assert!(
+        wait_for_proving(home),
+        "the run never got to the proof:\n{}",
+        journal()
+    );
+    check(
+        &sb.user(&[
+            "systemctl",
+            "--user",
+            "kill",
+            "--signal=SIGKILL",
+            "heph-selfupdate.service",
+        ]),
+        "SIGKILL heph-selfupdate.service",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sb.property("heph-selfupdate.service", "ActiveState") != "inactive"
+        && sb.property("heph-selfupdate.service", "ActiveState") != "failed"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        intent_phase(home).as_deref(),
+        Some("proving"),
+        "the intent is left"
+    );
+    let out = sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
+    let log = journal();
+    assert!(out.status.success(), "the next run failed:\n{log}");
+    assert!(
+        log.contains("finishing that switch first") && log.contains("updated 0.2.0 -> 0.3.0"),
+        "{log}"
+    );
+    assert_eq!(intent_phase(home), None, "{log}");
+    assert_eq!(sb.property("hephd.service", "ActiveState"), "active");
+    assert_eq!(hephd_version(), "hephd 0.3.0 (build of v0.3.0)");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
+    )
+    .unwrap();
+    let outcomes: Vec<&str> = state["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        outcomes.ends_with(&["interrupted", "updated"]),
+        "the killed run is recorded as interrupted: {outcomes:?}"
+    );
+}

@@ -95,7 +95,8 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
 /// it fails as if the manager could not be reached; with `$FAKE_STATE/stuck-<version>`
 /// `show` says that version is forever starting; with `$FAKE_STATE/restart-fails-once`
-/// the next restart is refused.
+/// the next restart is refused; with `$FAKE_STATE/restart-delay` holding seconds, a
+/// restart blocks that long first (a daemon that drains slowly).
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -111,6 +112,8 @@ alive() {{
   [ "$st" != Z ]
 }}
 restart() {{
+  # A daemon that drains slowly: the restart blocks this long before the old one stops.
+  if [ -f "$S/restart-delay" ]; then sleep "$(cat "$S/restart-delay")"; fi
   if [ -f "$S/pid" ]; then
     kill "$(cat "$S/pid")" 2>/dev/null
     i=0; while alive && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done

@@ -61,7 +61,9 @@ pub fn check(out: &Output, what: &str) -> String {
 
 /// Creates the throw-away user (home under /home, never /tmp).
 pub fn create_user() -> (String, u32, PathBuf) {
-    let user = format!("hst{}", std::process::id() % 100_000);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let user = format!("hst{}x{n}", std::process::id() % 100_000);
     let _ = Command::new("userdel").args(["-r", &user]).output();
     check(
         &Command::new("useradd")
@@ -257,6 +259,9 @@ pub struct Scenario {
     pub repo: super::fixture::Repo,
     pub home: PathBuf,
     _user: UserGuard,
+    /// One booted systemd at a time (each is heavy, and its timings are part of the
+    /// test); released after everything above is gone.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 fn write(path: &Path, text: &str) {
@@ -275,6 +280,10 @@ impl Scenario {
         if let Some(why) = unavailable() {
             return Err(why);
         }
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (user, uid, home) = create_user();
         let guard = UserGuard(user.clone());
         // Everything the user needs is in the user's home (never /tmp: the sandbox has its own).
@@ -355,6 +364,7 @@ impl Scenario {
             repo,
             home,
             _user: guard,
+            _serial: serial,
         })
     }
 
