@@ -248,6 +248,9 @@ impl Drop for UserGuard {
     }
 }
 
+/// One booted systemd at a time (see [`Scenario`]).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The common real-systemd scenario: a throw-away user whose home holds a fixture
 /// workspace repository with `releases`, a plain `cargo install` of the first one, the
 /// project's Makefile and units, the binary, a config pointing at a loopback forge that
@@ -280,7 +283,6 @@ impl Scenario {
         if let Some(why) = unavailable() {
             return Err(why);
         }
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let serial = SERIAL
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
