@@ -288,6 +288,8 @@ pub struct Progress {
     pub commit: Option<String>,
     /// Package directories from `cargo metadata` (checkout builds).
     pub members: BTreeMap<String, PathBuf>,
+    /// How long each phase of the build took, in order.
+    pub phases: Vec<(String, Duration)>,
 }
 
 impl Builder<'_> {
@@ -461,7 +463,25 @@ impl Builder<'_> {
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
             _ => step.cmd().clone(),
         };
+        let started = self.clock.instant();
         let out = self.run_with_retries(&cmd, deadline, step.retried())?;
+        let took = self.clock.instant().saturating_duration_since(started);
+        let phase = match step {
+            BuildStep::Resolve(_)
+            | BuildStep::InitCheckout(_)
+            | BuildStep::Fetch(_)
+            | BuildStep::TagCommit(_)
+            | BuildStep::VerifyTag(_)
+            | BuildStep::Checkout(_)
+            | BuildStep::Clean(_)
+            | BuildStep::Metadata(_) => "fetch",
+            BuildStep::Install { .. } => "compile",
+            BuildStep::VerifyVersion(_) => "verify",
+        };
+        match progress.phases.iter_mut().find(|(n, _)| n == phase) {
+            Some((_, d)) => *d += took,
+            None => progress.phases.push((phase.to_owned(), took)),
+        }
         let tag = &target.tag;
         match step {
             BuildStep::Resolve(_) => {

@@ -76,8 +76,10 @@ pub enum Command {
     CheckAndApply(ApplyArgs),
 
     /// What is installed, where, and what the last runs did.
-    #[command(after_help = "Examples:\n  heph-selfupdate status\n  heph-selfupdate status --json")]
-    Status(JsonArgs),
+    #[command(
+        after_help = "Examples:\n  heph-selfupdate status\n  heph-selfupdate status --history\n  heph-selfupdate status --json"
+    )]
+    Status(StatusArgs),
 
     /// Switch back to an older version root and restart the daemon.
     ///
@@ -172,6 +174,16 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args, Clone, Default)]
+pub struct StatusArgs {
+    /// One JSON object on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// The recent runs, one line each
+    #[arg(long)]
+    pub history: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
 pub struct RollbackArgs {
     /// Print the commands the rollback would run, in order; change nothing
     #[arg(long)]
@@ -198,9 +210,37 @@ pub struct ApplyArgs {
     /// Install this release (e.g. 1.8.1 or v1.8.1), also an older one
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
+    /// Switch and restart now, even outside restart_window
+    #[arg(long)]
+    pub now: bool,
 }
 
 impl Cli {
+    /// True when the command was asked for one JSON object on stdout.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Check(a) => a.json,
+            Command::CheckAndApply(a) => a.json,
+            Command::Rollback(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Config(a) | Command::Doctor(a) => a.json,
+            _ => false,
+        }
+    }
+
+    /// The command's name, as typed.
+    pub fn command_name(&self) -> &'static str {
+        match &self.command {
+            Command::Check(_) => "check",
+            Command::CheckAndApply(_) => "check-and-apply",
+            Command::Rollback(_) => "rollback",
+            Command::Status(_) => "status",
+            Command::Config(_) => "config",
+            Command::Doctor(_) => "doctor",
+            _ => "heph-selfupdate",
+        }
+    }
+
     /// -1 quiet, 0 normal, 1+ verbose.
     pub fn verbosity(&self) -> i8 {
         if self.global.quiet {

@@ -461,6 +461,14 @@ impl Config {
             .get_or_insert_with(|| Windows(Vec::new()))
             .0
             .clone();
+        if !restart_window.is_empty()
+            && let Err(e) = crate::window::Windows::parse_list(&restart_window)
+        {
+            return Err(config_err(format!(
+                "`restart_window` ({}): {e}",
+                source("restart_window")
+            )));
+        }
         let health_settle = raw.health_settle.get_or_insert(Dur(secs(10))).0;
         let health_timeout = raw.health_timeout.get_or_insert(Dur(secs(60))).0;
         // An empty command is no command.
@@ -480,6 +488,14 @@ impl Config {
             expand(&mut raw.cache_dir, Some(inputs.dirs.cache.clone()), home).unwrap_or_default();
         let cache_max_size = raw.cache_max_size.get_or_insert(Size(8 << 30)).0;
         let metrics_file = expand(&mut raw.metrics_file, None, home);
+        if let Some(path) = &metrics_file
+            && let Err(e) = crate::metrics::check_path(path)
+        {
+            return Err(config_err(format!(
+                "`metrics_file` ({}): {e}",
+                source("metrics_file")
+            )));
+        }
 
         let entries = entries(&raw, &origins, token_entry.as_deref())?;
         Ok(Config {
@@ -496,6 +512,8 @@ impl Config {
                 version_req,
                 pin,
                 min_release_age,
+                // This host's place is known only when it runs (see `evaluate`).
+                rollout: None,
             },
             http_timeout,
             mode,
@@ -1289,7 +1307,7 @@ mod tests {
 
     #[test]
     fn new_keys_are_read_and_checked() {
-        let file = "restart = \"respawn\"\nrestart_timeout = \"30s\"\nrollout_spread = \"6h\"\nrollout_wave = 0.5\nhost_id = \"laptop 7\"\nrestart_window = [\"Mon-Fri 02:00-05:00\", \"Sat,Sun 10:00-12:00\"]\nmetrics_file = \"~/metrics.prom\"\ncache_max_size = \"500MiB\"\nca_file = \"/etc/ssl/forge.pem\"\n";
+        let file = "restart = \"respawn\"\nrestart_timeout = \"30s\"\nrollout_spread = \"6h\"\nrollout_wave = 0.5\nhost_id = \"laptop 7\"\nrestart_window = [\"Mon..Fri 02:00-05:00\", \"Sat,Sun 10:00-12:00\"]\nmetrics_file = \"~/metrics.prom\"\ncache_max_size = \"500MiB\"\nca_file = \"/etc/ssl/forge.pem\"\n";
         let c = load(Some(file), &[], &[]).unwrap();
         assert_eq!(c.restart, RestartMethod::Respawn);
         assert_eq!(c.restart_timeout, Duration::from_secs(30));
@@ -1298,7 +1316,7 @@ mod tests {
         assert_eq!(c.host_id.as_deref(), Some("laptop 7"));
         assert_eq!(
             c.restart_window,
-            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+            ["Mon..Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
         );
         assert_eq!(c.metrics_file, Some(PathBuf::from("/home/u/metrics.prom")));
         assert_eq!(c.cache_max_size, 500 << 20);
@@ -1308,14 +1326,14 @@ mod tests {
             None,
             &[(
                 "HEPH_SELFUPDATE_RESTART_WINDOW",
-                "Mon-Fri 02:00-05:00; Sat,Sun 10:00-12:00",
+                "Mon..Fri 02:00-05:00; Sat,Sun 10:00-12:00",
             )],
             &["rollout_wave=0"],
         )
         .unwrap();
         assert_eq!(
             c.restart_window,
-            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+            ["Mon..Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
         );
         assert_eq!(c.rollout_wave, Some(0.0));
 

@@ -317,12 +317,23 @@ impl<'a> Deployer<'a> {
             match proven {
                 Proven::Healthy(took) => {
                     log::info!(
-                        "{} is healthy ({} after the restart)",
+                        "{} is healthy (up {} after the restart, then settled)",
                         manager.describe(),
                         crate::timefmt::human_duration(took)
                     );
                     state.mark_proven(&intent.to, now);
                     state.clear_holds_for(&intent.to_version);
+                    // A staged root of this version or an older one has had its turn.
+                    let to = semver::Version::parse(&intent.to_version).ok();
+                    if state.staged.as_ref().is_some_and(|st| {
+                        st.root == intent.to
+                            || semver::Version::parse(&st.version)
+                                .ok()
+                                .zip(to.as_ref())
+                                .is_some_and(|(s, t)| s.cmp_precedence(t).is_le())
+                    }) {
+                        state.staged = None;
+                    }
                     self.close(state);
                     return Ending::Committed { took };
                 }
@@ -474,7 +485,14 @@ impl<'a> Deployer<'a> {
             manager.describe(),
             crate::timefmt::human_duration(self.settings.health_settle)
         );
-        if let Err(e) = manager.restart(&runner) {
+        let restart_started = self.world.clock.instant();
+        let restarted = manager.restart(&runner);
+        let restart_took = self
+            .world
+            .clock
+            .instant()
+            .saturating_duration_since(restart_started);
+        if let Err(e) = restarted {
             if let Some(why) = give_up() {
                 return Proven::Abandoned(why);
             }
@@ -491,7 +509,11 @@ impl<'a> Deployer<'a> {
             });
         }
         self.advance(state, intent, proving);
-        watcher.watch(&before, &give_up)
+        let proven = watcher.watch(&before, &give_up);
+        if let Proven::Healthy(up_after) = &proven {
+            state.last_downtime_secs = Some((restart_took + *up_after).as_secs_f64());
+        }
+        proven
     }
 
     /// Logs what the switched binary reports (a mismatch is worth a warning, not a stop:

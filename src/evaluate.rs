@@ -5,11 +5,13 @@ use anyhow::{Context, Result};
 
 use crate::config::Config;
 use crate::forge::{self, ForgeTarget};
+use crate::host_id;
 use crate::http::Fetcher;
 use crate::http_cache::HttpCache;
 use crate::installed::{self, Installed};
-use crate::policy::{self, Decision, Overrides};
+use crate::policy::{self, Decision, HostRollout, Overrides, Policy};
 use crate::release::Release;
+use crate::rollout::Rollout;
 use crate::state::State;
 use crate::world::World;
 
@@ -69,7 +71,7 @@ pub fn evaluate(
         &cfg.packages,
     );
     let releases = fetch_releases(cfg, world, store_cache)?;
-    let decision = redecide(&installed, &releases, cfg, state, overrides, world);
+    let decision = redecide(&installed, &releases, cfg, state, overrides, world)?;
     Ok(Evaluation {
         installed,
         releases,
@@ -85,13 +87,37 @@ pub fn redecide(
     state: &State,
     overrides: &Overrides,
     world: &World,
-) -> Decision {
-    policy::decide(
+) -> Result<Decision> {
+    Ok(policy::decide(
         &installed.state(),
         releases,
-        &cfg.policy,
+        &host_policy(cfg, world)?,
         &state.holds(),
         overrides,
         world.clock.now(),
+    ))
+}
+
+/// The configured policy with this host's place in a phased rollout (when
+/// `rollout_spread` is set): the host id is read here, at run time.
+pub fn host_policy(cfg: &Config, world: &World) -> Result<Policy> {
+    let mut policy = cfg.policy.clone();
+    if cfg.rollout_spread.is_zero() {
+        return Ok(policy);
+    }
+    let id = host_id::resolve(
+        cfg.host_id.as_deref(),
+        host_id::Platform::current(),
+        std::path::Path::new("/"),
+        world.runner.as_ref(),
     )
+    .context("finding this host's place in the rollout (rollout_spread is set)")?;
+    policy.rollout = Some(HostRollout {
+        rollout: Rollout {
+            spread: cfg.rollout_spread,
+            pinned_wave: cfg.rollout_wave,
+        },
+        host_id: id.value().to_owned(),
+    });
+    Ok(policy)
 }

@@ -106,7 +106,7 @@ fn fmt_pid(p: Option<u32>) -> String {
 /// What a proof found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proven {
-    /// Healthy, this long after the restart returned.
+    /// Healthy; first seen up this long after the restart command returned.
     Healthy(Duration),
     /// Seen to be unhealthy: the release is to blame.
     Unhealthy(String),
@@ -153,6 +153,7 @@ impl Watcher<'_> {
     pub fn watch(&self, before: &Observation, give_up: &dyn Fn() -> Option<String>) -> Proven {
         let start = self.clock.instant();
         let mut watch = Watch::new(before.clone(), self.settle, self.timeout);
+        let mut up_after = None;
         let mut failures = 0;
         loop {
             if let Some(why) = give_up() {
@@ -170,7 +171,11 @@ impl Watcher<'_> {
                 }
                 Err(e) => return Proven::Unknown(format!("{e:#}")),
             };
-            match watch.observe(elapsed, &obs) {
+            let verdict = watch.observe(elapsed, &obs);
+            if up_after.is_none() {
+                up_after = watch.up.as_ref().map(|(since, _)| *since);
+            }
+            match verdict {
                 Verdict::Pending => self.clock.sleep(POLL),
                 Verdict::Unhealthy(why) => return Proven::Unhealthy(why),
                 Verdict::Unknown(why) => return Proven::Unknown(why),
@@ -184,7 +189,7 @@ impl Watcher<'_> {
         {
             return Proven::Unhealthy(format!("health_command failed: {e:#}"));
         }
-        Proven::Healthy(self.clock.instant().saturating_duration_since(start))
+        Proven::Healthy(up_after.unwrap_or_default())
     }
 }
 

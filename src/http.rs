@@ -661,7 +661,27 @@ impl Session<'_> {
                 return Err(self.interrupted(url));
             }
             req.timeout = self.fetcher.timeout.min(self.time_left(url)?);
+            log::trace!(
+                "GET {} (headers: {})",
+                self.show(url),
+                req.headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let result = self.fetcher.client.get(&req);
+            match &result {
+                Ok(r) => log::trace!(
+                    "  HTTP {} ({} bytes{})",
+                    r.status,
+                    r.body.len(),
+                    r.header("etag")
+                        .map(|e| format!(", etag {}", self.redact(e)))
+                        .unwrap_or_default()
+                ),
+                Err(e) => log::trace!("  no answer: {}", self.redact(&e.to_string())),
+            }
             let retryable = match &result {
                 Err(TransportError::Unreachable(_)) => true,
                 Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),

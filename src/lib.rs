@@ -41,6 +41,7 @@ pub mod render;
 pub mod report;
 pub mod rollout;
 pub mod roots;
+pub mod schedule;
 pub mod secret;
 pub mod service;
 pub mod setup;
@@ -84,7 +85,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(code) => code,
         Err(err) => {
             logger::report_error(&err);
-            exit::for_error(&err, commands::forge_down(&cli))
+            let code = exit::for_error(&err, commands::forge_down(&cli));
+            // `--json` promises one object on stdout, failures included.
+            if cli.json() {
+                let (message, help) = logger::split_help(&err);
+                let out = serde_json::json!({
+                    "command": cli.command_name(),
+                    "error": message,
+                    "exit_code": code,
+                    "help": help,
+                });
+                world.out.line(&out.to_string());
+            }
+            code
         }
     };
     match output::failure() {

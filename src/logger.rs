@@ -88,8 +88,8 @@ pub fn init(verbosity: i8, journal: bool) {
     }
 }
 
-/// Prints a final error: the chain on one line, then its `help:` lines.
-pub fn report_error(err: &anyhow::Error) {
+/// An error's chain as one message, and its `help:` lines apart.
+pub fn split_help(err: &anyhow::Error) -> (String, Vec<String>) {
     let mut main = Vec::new();
     let mut help = Vec::new();
     for cause in err.chain() {
@@ -105,7 +105,13 @@ pub fn report_error(err: &anyhow::Error) {
     }
     // Contexts often repeat their cause's text; keep the first of duplicates.
     main.dedup();
-    let mut text = main.join(": ").replace(": \n", "\n");
+    help.dedup();
+    (main.join(": ").replace(": \n", "\n"), help)
+}
+
+/// Prints a final error: the chain on one line, then its `help:` lines.
+pub fn report_error(err: &anyhow::Error) {
+    let (mut text, help) = split_help(err);
     for h in help {
         text.push('\n');
         text.push_str(&h);

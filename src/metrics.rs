@@ -40,7 +40,7 @@ use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
 /// Every run outcome, as the state file names them (`state::Outcome::as_str`).
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 9] = [
     "nothing-due",
     "updated",
     "notified",
@@ -49,6 +49,7 @@ pub const OUTCOMES: [&str; 8] = [
     "rollback-failed",
     "manual-rollback",
     "interrupted",
+    "staged",
 ];
 
 /// Every reason a newer release can be held back: the policy's codes
@@ -249,7 +250,7 @@ pub fn render(s: &Snapshot) -> String {
         family(
             &mut out,
             "heph_selfupdate_last_success_timestamp_seconds",
-            "When a run last ended well (updated, nothing due or notified), in Unix time.",
+            "When a run last ended well (updated, nothing due, notified or staged), in Unix time.",
         )
         .sample(&[], &at.unix_timestamp().to_string());
     }
@@ -432,7 +433,8 @@ heph_selfupdate_last_run_outcome{outcome="rolled-back"} 1
 heph_selfupdate_last_run_outcome{outcome="rollback-failed"} 0
 heph_selfupdate_last_run_outcome{outcome="manual-rollback"} 0
 heph_selfupdate_last_run_outcome{outcome="interrupted"} 0
-# HELP heph_selfupdate_last_success_timestamp_seconds When a run last ended well (updated, nothing due or notified), in Unix time.
+heph_selfupdate_last_run_outcome{outcome="staged"} 0
+# HELP heph_selfupdate_last_success_timestamp_seconds When a run last ended well (updated, nothing due, notified or staged), in Unix time.
 # TYPE heph_selfupdate_last_success_timestamp_seconds gauge
 heph_selfupdate_last_success_timestamp_seconds 1796029200
 # HELP heph_selfupdate_consecutive_failures Runs that failed or rolled back since the last one that ended well.
@@ -552,6 +554,7 @@ heph_selfupdate_last_downtime_seconds 0.43
             Outcome::RollbackFailed,
             Outcome::ManualRollback,
             Outcome::Interrupted,
+            Outcome::Staged,
         ];
         for o in all {
             // Exhaustive: a new variant stops this from compiling until it is listed above.
@@ -563,7 +566,8 @@ heph_selfupdate_last_downtime_seconds 0.43
                 | Outcome::RolledBack
                 | Outcome::RollbackFailed
                 | Outcome::ManualRollback
-                | Outcome::Interrupted => {}
+                | Outcome::Interrupted
+                | Outcome::Staged => {}
             }
             assert!(OUTCOMES.contains(&o.as_str()), "{}", o.as_str());
         }
@@ -586,6 +590,12 @@ heph_selfupdate_last_downtime_seconds 0.43
             SkipReason::BackingOff(t),
             SkipReason::TooYoung(t),
             SkipReason::NoPublishDate,
+            SkipReason::RolloutWave {
+                at: t,
+                wave: crate::policy::Wave(0.5),
+                spread: std::time::Duration::from_secs(3600),
+                pinned: false,
+            },
             SkipReason::Duplicate,
         ];
         for reason in all {
@@ -596,7 +606,8 @@ heph_selfupdate_last_downtime_seconds 0.43
                 | SkipReason::MarkedBad
                 | SkipReason::BackingOff(_)
                 | SkipReason::TooYoung(_)
-                | SkipReason::NoPublishDate => true,
+                | SkipReason::NoPublishDate
+                | SkipReason::RolloutWave { .. } => true,
                 SkipReason::Draft
                 | SkipReason::Upcoming
                 | SkipReason::BadTag(_)

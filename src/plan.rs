@@ -55,6 +55,9 @@ pub enum Step {
     Adopt { version: Option<Version> },
     /// Switch `current`, restart, prove; commit or revert.
     Switch { purpose: Purpose, cmds: Vec<Cmd> },
+    /// Outside `restart_window`: keep the new root staged; the switch waits for the window
+    /// (opening next at `opens`, if known).
+    Stage { opens: Option<time::OffsetDateTime> },
     /// Tell `notify_command` how it went.
     Notify { cmd: Cmd },
     /// Remove old version roots.
@@ -105,6 +108,13 @@ impl Step {
                     _ => "new",
                 }
             ),
+            Self::Stage { opens } => format!(
+                "outside restart_window: keep the new root staged; switch and restart {}",
+                opens.map_or_else(
+                    || "in the next window".to_owned(),
+                    |t| format!("in the window at {}", crate::timefmt::rfc3339(t))
+                )
+            ),
             Self::Notify { .. } => "tell notify_command how it went".to_owned(),
             Self::Prune { keep } => format!("remove old version roots (keep_versions = {keep})"),
         }
@@ -123,6 +133,7 @@ impl Step {
             | Self::Keep
             | Self::UseRoot { .. }
             | Self::Adopt { .. }
+            | Self::Stage { .. }
             | Self::Prune { .. } => Vec::new(),
         }
     }
@@ -277,6 +288,7 @@ impl Executor<'_> {
         let mut progress = build::Progress::default();
         let mut prepared = false;
         let mut reused = false;
+        let build_started = self.world.clock.instant();
         let deadline = self.world.clock.instant() + self.settings.build.build_timeout;
         for step in &plan.steps {
             let after_failure = told.as_ref().is_some_and(|t| !t.ok());
@@ -328,6 +340,19 @@ impl Executor<'_> {
                     if reused {
                         continue;
                     }
+                    state.last_build = Some(crate::state::BuildTimes {
+                        total_secs: self
+                            .world
+                            .clock
+                            .instant()
+                            .saturating_duration_since(build_started)
+                            .as_secs_f64(),
+                        phases: progress
+                            .phases
+                            .iter()
+                            .map(|(name, d)| (name.clone(), d.as_secs_f64()))
+                            .collect(),
+                    });
                     self.keep(&progress).map(|name| root = Some(name))
                 }
                 Step::UseRoot { name } => {
@@ -335,6 +360,10 @@ impl Executor<'_> {
                     Ok(())
                 }
                 Step::Adopt { version } => self.adopt(version.as_ref()),
+                Step::Stage { opens } => {
+                    told = Some(self.stage(state, root.as_deref(), *opens));
+                    continue;
+                }
                 Step::Switch { purpose, .. } => {
                     let Some(to) = root.clone() else {
                         told = Some(self.failure(
@@ -486,6 +515,44 @@ impl Executor<'_> {
             let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
         }
         Ok(name)
+    }
+
+    /// Keeps the built root for the restart window.
+    fn stage(
+        &self,
+        state: &mut State,
+        root: Option<&str>,
+        opens: Option<time::OffsetDateTime>,
+    ) -> Told {
+        let (Some(root), Some(target)) = (root, self.target.as_ref()) else {
+            return self.failure(
+                state,
+                FailureKind::Environment,
+                &anyhow!("there is no built root to stage"),
+            );
+        };
+        state.staged = Some(crate::state::Staged {
+            root: root.to_owned(),
+            version: target.version.to_string(),
+            at: self.world.clock.now(),
+        });
+        Told {
+            outcome: Outcome::Staged,
+            message: format!(
+                "built {} and staged it as version root {root}; {}",
+                target.version,
+                opens.map_or_else(
+                    || "it is switched to in the next restart window".to_owned(),
+                    |t| format!(
+                        "it is switched to in the restart window at {}",
+                        crate::timefmt::rfc3339(t)
+                    )
+                )
+            ),
+            help: vec!["help: `check-and-apply --now` switches at once".to_owned()],
+            event: None,
+            exit_code: crate::exit::OK,
+        }
     }
 
     fn adopt(&self, version: Option<&Version>) -> Result<(), BuildFailure> {

@@ -12,6 +12,7 @@ use semver::{Version, VersionReq};
 use time::OffsetDateTime;
 
 use crate::release::Release;
+use crate::rollout::Rollout;
 use crate::version::{parse_tag, precedence, same_version};
 
 /// Which releases count.
@@ -34,7 +35,29 @@ pub struct Policy {
     /// A release younger than this (by its publish date) waits; when it is not zero, a
     /// release without a readable publish date waits too (its age cannot be known).
     pub min_release_age: Duration,
+    /// Phased rollout across hosts: this host's place (`None`: every host at once).
+    pub rollout: Option<HostRollout>,
 }
+
+/// This host's part in a phased rollout (see [`crate::rollout`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRollout {
+    pub rollout: Rollout,
+    /// The stable id the wave is hashed from.
+    pub host_id: String,
+}
+
+/// A rollout wave in `[0, 1]`, comparable (its bits) so decisions stay `Eq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Wave(pub f64);
+
+impl PartialEq for Wave {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Wave {}
 
 /// What is on the machine now.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +108,13 @@ pub enum SkipReason {
     TooYoung(OffsetDateTime),
     /// `min_release_age` is set but the forge gave no (readable) publish date.
     NoPublishDate,
+    /// Not yet this host's turn in the rollout.
+    RolloutWave {
+        at: OffsetDateTime,
+        wave: Wave,
+        spread: Duration,
+        pinned: bool,
+    },
     Duplicate,
 }
 
@@ -102,6 +132,7 @@ impl SkipReason {
             Self::BackingOff(_) => "backoff",
             Self::TooYoung(_) => "too_young",
             Self::NoPublishDate => "no_publish_date",
+            Self::RolloutWave { .. } => "rollout_wave",
             Self::Duplicate => "duplicate",
         }
     }
@@ -109,7 +140,7 @@ impl SkipReason {
     /// When the release stops being held, for time-based holds.
     pub fn until(&self) -> Option<OffsetDateTime> {
         match self {
-            Self::BackingOff(t) | Self::TooYoung(t) => Some(*t),
+            Self::BackingOff(t) | Self::TooYoung(t) | Self::RolloutWave { at: t, .. } => Some(*t),
             _ => None,
         }
     }
@@ -135,9 +166,24 @@ impl fmt::Display for SkipReason {
                 "younger than min_release_age; eligible at {}",
                 crate::timefmt::rfc3339(*t)
             ),
-            Self::NoPublishDate => {
-                f.write_str("no publish date; min_release_age cannot be checked")
-            }
+            Self::NoPublishDate => f.write_str(
+                "no publish date; its age cannot be checked (min_release_age, rollout_spread)",
+            ),
+            Self::RolloutWave {
+                at,
+                wave,
+                spread,
+                pinned,
+            } => write!(
+                f,
+                "{}",
+                crate::rollout::Eligibility {
+                    at: *at,
+                    wave: wave.0,
+                    pinned: *pinned,
+                    spread: *spread,
+                }
+            ),
             Self::Duplicate => f.write_str("same version as another release"),
         }
     }
@@ -170,8 +216,9 @@ pub enum Reason {
     AtPin,
     /// Not due: the installed version is newer than every eligible release.
     NewerInstalled,
-    /// Not due: the pinned (or requested) version is not among the releases.
-    TargetNotReleased(Version),
+    /// Not due: the pinned (or requested) version is not among the releases; the nearest
+    /// listed versions below and above it, for the help line.
+    TargetNotReleased(Version, Vec<Version>),
     /// Not due: the forge lists no eligible release at all.
     NoReleases,
     /// Not due: a newer release exists but is held for this reason.
@@ -190,7 +237,7 @@ impl Reason {
             Self::UpToDate => "up_to_date",
             Self::AtPin => "at_pin",
             Self::NewerInstalled => "newer_installed",
-            Self::TargetNotReleased(_) => "target_not_released",
+            Self::TargetNotReleased(..) => "target_not_released",
             Self::NoReleases => "no_releases",
             Self::Held(s) => s.reason.code(),
         }
@@ -236,12 +283,32 @@ impl Decision {
                     "installed {installed} is newer than the newest eligible release ({chosen})"
                 )
             }
-            Reason::TargetNotReleased(v) => {
+            Reason::TargetNotReleased(v, _) => {
                 format!("version {v} is not among the forge's releases")
             }
             Reason::NoReleases => "the forge lists no eligible release".to_owned(),
             Reason::Held(s) => format!("{} is held: {}", s.tag, s.reason),
         }
+    }
+}
+
+impl Decision {
+    /// When the pinned (or requested) version is not among the forge's releases: the
+    /// message and a help line naming the nearest listed versions. That is a mistake to
+    /// fix (a typo looks healthy for ever otherwise), not "nothing due".
+    pub fn missing_target(&self) -> Option<(String, String)> {
+        let Reason::TargetNotReleased(v, nearest) = &self.reason else {
+            return None;
+        };
+        let near = match nearest.as_slice() {
+            [] => "the forge lists no release at all".to_owned(),
+            [one] => format!("the nearest release is {one}"),
+            [a, b, ..] => format!("the nearest releases are {a} and {b}"),
+        };
+        Some((
+            format!("version {v} is not among the forge's releases"),
+            format!("help: {near}; check the version (`pin`, or --to)"),
+        ))
     }
 }
 
@@ -345,7 +412,10 @@ fn decide_target(
             .iter()
             .find(|s| s.version.as_ref().is_some_and(|v| same_version(v, target)))
             .cloned();
-        let reason = held.map_or_else(|| Reason::TargetNotReleased(target.clone()), Reason::Held);
+        let reason = held.map_or_else(
+            || Reason::TargetNotReleased(target.clone(), nearest(&base.skipped, target)),
+            Reason::Held,
+        );
         return Decision { reason, ..base };
     };
     let at_target = installed
@@ -376,22 +446,71 @@ fn decide_target(
     }
 }
 
-/// The reason a newer release was held, taken from the highest skipped version above the
-/// installed one (any version when nothing is installed). Drafts and bad tags do not count:
-/// they are never candidates.
+/// The listed versions nearest to `target`: the highest below it and the lowest above it.
+fn nearest(skipped: &[Skipped], target: &Version) -> Vec<Version> {
+    let listed = skipped.iter().filter_map(|s| match s.reason {
+        SkipReason::NotPinned(_) => s.version.clone(),
+        _ => None,
+    });
+    let (mut below, mut above): (Option<Version>, Option<Version>) = (None, None);
+    for v in listed {
+        match precedence(&v, target) {
+            Ordering::Less
+                if below
+                    .as_ref()
+                    .is_none_or(|b| precedence(&v, b) == Ordering::Greater) =>
+            {
+                below = Some(v);
+            }
+            Ordering::Greater
+                if above
+                    .as_ref()
+                    .is_none_or(|a| precedence(&v, a) == Ordering::Less) =>
+            {
+                above = Some(v);
+            }
+            _ => {}
+        }
+    }
+    below.into_iter().chain(above).collect()
+}
+
+/// The reason a newer release was held: the hold on the best release this channel could
+/// get (not a pre-release on the stable channel, not one outside `version_req`), above the
+/// installed version (any version when nothing is installed). Only when no such release
+/// is held, the highest one the channel or `version_req` leaves out is named. Drafts, bad
+/// tags and upcoming releases are never candidates.
 fn held_reason(skipped: &[Skipped], installed: Option<&Version>) -> Option<Reason> {
-    skipped
-        .iter()
-        .filter(|s| {
-            !matches!(
-                s.reason,
-                SkipReason::Draft | SkipReason::BadTag(_) | SkipReason::Duplicate
-            )
-        })
-        .filter_map(|s| s.version.as_ref().map(|v| (v, s)))
-        .filter(|(v, _)| installed.is_none_or(|i| precedence(v, i) == Ordering::Greater))
-        .max_by(|(a, _), (b, _)| precedence(a, b))
-        .map(|(_, s)| Reason::Held(s.clone()))
+    let above = |s: &&Skipped| {
+        s.version
+            .as_ref()
+            .is_some_and(|v| installed.is_none_or(|i| precedence(v, i) == Ordering::Greater))
+    };
+    let best = |pred: &dyn Fn(&SkipReason) -> bool| {
+        skipped
+            .iter()
+            .filter(above)
+            .filter(|s| pred(&s.reason))
+            .max_by(|a, b| {
+                precedence(
+                    a.version.as_ref().unwrap_or(&Version::new(0, 0, 0)),
+                    b.version.as_ref().unwrap_or(&Version::new(0, 0, 0)),
+                )
+            })
+            .map(|s| Reason::Held(s.clone()))
+    };
+    let never = |r: &SkipReason| {
+        matches!(
+            r,
+            SkipReason::Draft
+                | SkipReason::BadTag(_)
+                | SkipReason::Duplicate
+                | SkipReason::Upcoming
+        )
+    };
+    let not_for_this_channel =
+        |r: &SkipReason| matches!(r, SkipReason::Prerelease | SkipReason::Requirement(_));
+    best(&|r| !never(r) && !not_for_this_channel(r)).or_else(|| best(&|r| !never(r)))
 }
 
 fn filter(
@@ -446,13 +565,38 @@ fn filter(
         }
         // A release whose age cannot be known is held, not let through: the rule exists to
         // wait out releases that turn out bad in their first days.
-        if target.is_none() && !policy.min_release_age.is_zero() {
-            match release.published_at {
-                None => return Err(skip(v, SkipReason::NoPublishDate)),
-                Some(p) if now < p + policy.min_release_age => {
-                    return Err(skip(v, SkipReason::TooYoung(p + policy.min_release_age)));
+        let timed = !policy.min_release_age.is_zero() || policy.rollout.is_some();
+        if target.is_none() && timed {
+            let Some(published) = release.published_at else {
+                return Err(skip(v, SkipReason::NoPublishDate));
+            };
+            match &policy.rollout {
+                Some(r) => {
+                    let e = r.rollout.eligibility(
+                        &r.host_id,
+                        &release.tag,
+                        published,
+                        policy.min_release_age,
+                    );
+                    if !e.is_due(now) {
+                        return Err(skip(
+                            v,
+                            SkipReason::RolloutWave {
+                                at: e.at,
+                                wave: Wave(e.wave),
+                                spread: e.spread,
+                                pinned: e.pinned,
+                            },
+                        ));
+                    }
                 }
-                Some(_) => {}
+                None if now < published + policy.min_release_age => {
+                    return Err(skip(
+                        v,
+                        SkipReason::TooYoung(published + policy.min_release_age),
+                    ));
+                }
+                None => {}
             }
         }
     }
@@ -500,6 +644,7 @@ mod tests {
             version_req: None,
             pin: None,
             min_release_age: Duration::ZERO,
+            rollout: None,
         }
     }
 
@@ -753,7 +898,128 @@ mod tests {
         };
         let d = run(&installed("1.0.0"), &[rel("v1.0.0")], &policy);
         assert!(!d.due);
-        assert_eq!(d.reason, Reason::TargetNotReleased(v("9.9.9")));
+        assert_eq!(
+            d.reason,
+            Reason::TargetNotReleased(v("9.9.9"), vec![v("1.0.0")])
+        );
+    }
+
+    #[test]
+    fn a_missing_pin_names_the_nearest_releases_on_both_sides() {
+        let policy = Policy {
+            pin: Some(v("1.8.2")),
+            ..stable()
+        };
+        let d = run(
+            &installed("1.0.0"),
+            &[rel("v1.9.0"), rel("v1.8.1"), rel("v1.8.0"), rel("v2.0.0")],
+            &policy,
+        );
+        assert_eq!(
+            d.reason,
+            Reason::TargetNotReleased(v("1.8.2"), vec![v("1.8.1"), v("1.9.0")])
+        );
+    }
+
+    #[test]
+    fn the_hold_shown_is_the_one_on_the_best_release_this_channel_could_get() {
+        // A newer pre-release exists; the stable 1.1.0 is only too young.
+        let mut young = rel("v1.1.0");
+        young.published_at = Some(NOW - Duration::from_secs(3600));
+        let policy = Policy {
+            min_release_age: Duration::from_secs(86_400),
+            ..stable()
+        };
+        let d = run(&installed("1.0.0"), &[rel("v1.2.0-rc.1"), young], &policy);
+        let Reason::Held(s) = &d.reason else {
+            panic!("{:?}", d.reason)
+        };
+        assert_eq!((s.tag.as_str(), s.reason.code()), ("v1.1.0", "too_young"));
+        assert!(s.reason.until().is_some(), "wait_until is known");
+        // The same with version_req: 2.0.0 is outside it, 1.1.0 waits.
+        let mut young = rel("v1.1.0");
+        young.published_at = Some(NOW - Duration::from_secs(3600));
+        let policy = Policy {
+            min_release_age: Duration::from_secs(86_400),
+            version_req: Some(VersionReq::parse("<2").unwrap()),
+            ..stable()
+        };
+        let d = run(&installed("1.0.0"), &[rel("v2.0.0"), young], &policy);
+        assert_eq!(d.reason.code(), "too_young");
+        // With nothing else held, the release outside version_req is named.
+        let d = run(
+            &installed("1.0.0"),
+            &[rel("v2.0.0"), rel("v1.0.0")],
+            &policy,
+        );
+        assert_eq!(d.reason.code(), "version_req");
+    }
+
+    fn rollout(spread_hours: u64, wave: Option<f64>) -> Policy {
+        Policy {
+            rollout: Some(HostRollout {
+                rollout: Rollout {
+                    spread: Duration::from_secs(spread_hours * 3600),
+                    pinned_wave: wave,
+                },
+                host_id: "host-a".into(),
+            }),
+            ..stable()
+        }
+    }
+
+    #[test]
+    fn a_release_waits_for_this_hosts_wave_of_the_rollout() {
+        let mut r = rel("v1.1.0");
+        r.published_at = Some(NOW - Duration::from_secs(10 * 3600));
+        // Wave 0.9 of 48 h: eligible 43.2 h after publishing; 10 h have passed.
+        let d = run(
+            &installed("1.0.0"),
+            std::slice::from_ref(&r),
+            &rollout(48, Some(0.9)),
+        );
+        assert!(!d.due);
+        let Reason::Held(s) = &d.reason else {
+            panic!("{:?}", d.reason)
+        };
+        assert_eq!(s.reason.code(), "rollout_wave");
+        let at = s.reason.until().unwrap();
+        assert_eq!((at - r.published_at.unwrap()).whole_minutes(), 43 * 60 + 12);
+        assert!(
+            s.reason.to_string().contains("(pinned wave 0.90 of 2d)"),
+            "{}",
+            s.reason
+        );
+        // The canary (wave 0) takes it at once; --force skips the wait.
+        assert!(
+            run(
+                &installed("1.0.0"),
+                std::slice::from_ref(&r),
+                &rollout(48, Some(0.0))
+            )
+            .due
+        );
+        let forced = decide(
+            &installed("1.0.0"),
+            std::slice::from_ref(&r),
+            &rollout(48, Some(0.9)),
+            &Holds::default(),
+            &Overrides {
+                force: true,
+                to: None,
+            },
+            NOW,
+        );
+        assert!(forced.due);
+    }
+
+    #[test]
+    fn a_draft_is_never_taken_whatever_the_wave() {
+        let mut r = rel("v1.1.0");
+        r.published_at = Some(NOW - Duration::from_secs(100 * 3600));
+        r.draft = true;
+        let d = run(&installed("1.0.0"), &[r], &rollout(48, Some(0.9)));
+        assert!(!d.due, "halting a rollout: the release became a draft");
     }
 
     #[test]
@@ -803,7 +1069,7 @@ mod tests {
         assert_eq!(d.reason.code(), "no_publish_date");
         assert!(
             d.summary()
-                .contains("v1.1.0 is held: no publish date; min_release_age cannot be checked"),
+                .contains("v1.1.0 is held: no publish date; its age cannot be checked"),
             "{}",
             d.summary()
         );

@@ -17,6 +17,8 @@ use crate::signals::Interrupt;
 
 /// Lines of stderr kept for error messages.
 const TAIL_LINES: usize = 30;
+/// First error lines kept (the compiler's first diagnostics explain the rest).
+const FIRST_ERRORS: usize = 5;
 /// Captured stdout is cut here (a `--version` that prints megabytes is lying anyway).
 const MAX_STDOUT: u64 = 1024 * 1024;
 /// How long a stopped process group gets between SIGTERM and SIGKILL.
@@ -164,6 +166,10 @@ pub struct Output {
     pub stdout: String,
     /// The last lines of stderr (and of stdout, for streamed commands).
     pub tail: Vec<String>,
+    /// The first lines that start with `error` (a compiler's first diagnostics).
+    pub errors: Vec<String>,
+    /// The output was already shown line by line (a build): an error repeats none of it.
+    pub streamed: bool,
     pub elapsed: Duration,
 }
 
@@ -245,6 +251,30 @@ impl fmt::Display for CmdFailed {
             || "killed by a signal".to_owned(),
             |c| format!("exit status {c}"),
         );
+        let program = self
+            .command
+            .split_whitespace()
+            .next()
+            .map_or("the command", |p| p.rsplit('/').next().unwrap_or(p));
+        if self.output.streamed {
+            // Its output is in the log already: the first errors say what went wrong.
+            write!(
+                f,
+                "could not {}: {program} failed with {status}",
+                self.summary
+            )?;
+            let errors: Vec<&str> = self
+                .output
+                .errors
+                .iter()
+                .take(3)
+                .map(String::as_str)
+                .collect();
+            if !errors.is_empty() {
+                write!(f, "\n  | {}", errors.join("\n  | "))?;
+            }
+            return Ok(());
+        }
         write!(
             f,
             "could not {}: `{}` failed with {status}",
@@ -414,15 +444,16 @@ impl Runner for SystemRunner {
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let captured: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(Vec::new()));
+        let errors: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let mut readers = 0;
         if let Some(s) = child.stdout.take() {
             readers += 1;
             let tx = done_tx.clone();
             if cmd.stream {
-                let (tail, log) = (Arc::clone(&tail), log_file.clone());
+                let (tail, log, errs) = (Arc::clone(&tail), log_file.clone(), Arc::clone(&errors));
                 std::thread::spawn(move || {
-                    read_lines(s, &tail, log.as_ref());
+                    read_lines(s, &tail, &errs, log.as_ref());
                     let _ = tx.send(());
                 });
             } else {
@@ -454,10 +485,10 @@ impl Runner for SystemRunner {
         if let Some(s) = child.stderr.take() {
             readers += 1;
             let tx = done_tx.clone();
-            let tail = Arc::clone(&tail);
+            let (tail, errs) = (Arc::clone(&tail), Arc::clone(&errors));
             let log = if cmd.stream { log_file } else { None };
             std::thread::spawn(move || {
-                read_lines(s, &tail, log.as_ref());
+                read_lines(s, &tail, &errs, log.as_ref());
                 let _ = tx.send(());
             });
         }
@@ -523,6 +554,8 @@ impl Runner for SystemRunner {
             code,
             stdout: if cmd.stream { String::new() } else { stdout },
             tail,
+            errors: errors.lock().map(|e| e.clone()).unwrap_or_default(),
+            streamed: cmd.stream,
             elapsed,
         })
     }
@@ -642,8 +675,19 @@ fn open_log(path: &Path) -> Option<SharedLog> {
         .ok()
 }
 
-/// Reads lines into the shared tail (and the log file, and the log when streaming).
-fn read_lines<R: Read>(source: R, tail: &Mutex<VecDeque<String>>, log_file: Option<&SharedLog>) {
+/// Lines cargo prints about the staging root that mean nothing to a person here.
+fn noise(line: &str) -> bool {
+    line.starts_with("warning: be sure to add") && line.contains("to your PATH")
+}
+
+/// Reads lines into the shared tail and the first error lines (and the log file, and the
+/// log when streaming).
+fn read_lines<R: Read>(
+    source: R,
+    tail: &Mutex<VecDeque<String>>,
+    errors: &Mutex<Vec<String>>,
+    log_file: Option<&SharedLog>,
+) {
     let stream = log_file.is_some();
     let mut reader = BufReader::new(source);
     let mut raw = Vec::new();
@@ -659,8 +703,14 @@ fn read_lines<R: Read>(source: R, tail: &Mutex<VecDeque<String>>, log_file: Opti
         {
             let _ = writeln!(f, "{line}");
         }
-        if stream && !line.is_empty() {
+        if stream && !line.is_empty() && !noise(&line) {
             log::info!("  | {line}");
+        }
+        if line.starts_with("error")
+            && let Ok(mut e) = errors.lock()
+            && e.len() < FIRST_ERRORS
+        {
+            e.push(line.clone());
         }
         if let Ok(mut t) = tail.lock() {
             if t.len() == TAIL_LINES {

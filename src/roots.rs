@@ -65,8 +65,8 @@ pub fn kept_root(
     same.into_iter().next()
 }
 
-/// Roots pruning must keep: `current`, the newest other healthy root (the way back), and
-/// every root an open switch names.
+/// Roots pruning must keep: `current`, the newest other healthy root (the way back),
+/// every root an open switch names, and a root staged for the restart window.
 pub fn protected(layout: &Layout, state: &State, packages: &[String]) -> Vec<String> {
     let current = layout.current();
     let mut keep: Vec<String> = current.iter().cloned().collect();
@@ -76,6 +76,9 @@ pub fn protected(layout: &Layout, state: &State, packages: &[String]) -> Vec<Str
     if let Some(intent) = &state.intent {
         keep.extend(intent.from.iter().cloned());
         keep.push(intent.to.clone());
+    }
+    if let Some(staged) = &state.staged {
+        keep.push(staged.root.clone());
     }
     keep
 }

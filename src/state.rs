@@ -48,6 +48,8 @@ pub enum Outcome {
     /// Stopped by a signal (or killed). Before the switch nothing changed; during a switch
     /// the intent was left for the next run, which finished it.
     Interrupted,
+    /// Built and verified outside `restart_window`: switched to in the next window.
+    Staged,
 }
 
 impl Outcome {
@@ -61,6 +63,7 @@ impl Outcome {
             Self::RollbackFailed => "rollback-failed",
             Self::ManualRollback => "manual-rollback",
             Self::Interrupted => "interrupted",
+            Self::Staged => "staged",
         }
     }
 }
@@ -89,6 +92,9 @@ pub struct CheckRecord {
     pub latest: Option<String>,
     pub update_available: bool,
     pub reason: String,
+    /// The decision's reason code (`check --json`'s `reason`).
+    #[serde(default)]
+    pub reason_code: Option<String>,
 }
 
 /// Why a version is marked bad.
@@ -234,6 +240,18 @@ pub struct State {
     /// A switch in progress (or left by a run that died).
     #[serde(default)]
     pub intent: Option<Intent>,
+    /// A root built outside `restart_window`, waiting for the window to be switched to.
+    #[serde(default)]
+    pub staged: Option<Staged>,
+    /// When a `check-and-apply` last ended well (updated, nothing due, notified, staged).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_ok: Option<OffsetDateTime>,
+    /// The last build: how long in all and per phase.
+    #[serde(default)]
+    pub last_build: Option<BuildTimes>,
+    /// How long the daemon was down in the last switch (restart until seen up).
+    #[serde(default)]
+    pub last_downtime_secs: Option<f64>,
     #[serde(default)]
     pub last_notified: Option<Notified>,
 }
@@ -255,9 +273,30 @@ impl Default for State {
             backoff: BTreeMap::new(),
             proven: BTreeMap::new(),
             intent: None,
+            staged: None,
+            last_ok: None,
+            last_build: None,
+            last_downtime_secs: None,
             last_notified: None,
         }
     }
+}
+
+/// How long a build took, in all and per phase (seconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildTimes {
+    pub total_secs: f64,
+    #[serde(default)]
+    pub phases: Vec<(String, f64)>,
+}
+
+/// A built, verified root waiting for the restart window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    pub root: String,
+    pub version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// Schema 1, as written by the first releases: read and converted, never written.
@@ -340,6 +379,10 @@ impl StateV1 {
                 .map(|r| (r, ProvenRoot { at }))
                 .collect(),
             intent: None,
+            staged: None,
+            last_ok: None,
+            last_build: None,
+            last_downtime_secs: None,
             last_notified: self.last_notified,
         }
     }

@@ -18,6 +18,19 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// How long ago `t` was, for people: `12s ago`, `3h 10m ago`, `2d 4h ago` (`in …` for a
+/// time still to come).
+pub fn ago(now: OffsetDateTime, t: OffsetDateTime) -> String {
+    let d = now - t;
+    let secs = d.whole_seconds().unsigned_abs();
+    let text = human_duration(std::time::Duration::from_secs(secs));
+    if d.is_negative() {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
 /// A short human rendering of a duration: `2d 3h`, `45m`, `12s`, `0.4s`.
 pub fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();

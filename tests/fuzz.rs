@@ -190,7 +190,7 @@ proptest! {
         let releases: Vec<Release> = tags.iter()
             .map(|t| Release::published(t, time::macros::datetime!(2026-01-01 00:00 UTC)))
             .collect();
-        let policy = Policy { channel, version_req: None, pin: None, min_release_age: Duration::ZERO };
+        let policy = Policy { channel, version_req: None, pin: None, min_release_age: Duration::ZERO, rollout: None };
         let now = time::macros::datetime!(2026-06-01 00:00 UTC);
         let d = decide(&installed, &releases, &policy, &Holds::default(), &Overrides::default(), now);
         let eligible: Vec<Version> = tags.iter()

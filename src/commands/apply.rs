@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use time::OffsetDateTime;
 
+use super::WindowNow;
 use crate::build::{Builder, Target, Tools};
 use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError, Mode};
@@ -48,9 +49,9 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     let peek = state_file.peek()?;
     let eval = evaluate(cfg, world, &peek, &overrides, !args.dry_run)?;
     if args.dry_run {
-        return preview(cfg, world, &settings, &eval, &peek, args.json);
+        return preview(cfg, world, &settings, &eval, &peek, args);
     }
-    if !eval.decision.due && peek.intent.is_none() {
+    if !eval.decision.due && peek.intent.is_none() && eval.decision.missing_target().is_none() {
         log::info!("nothing to do: {}", eval.decision.summary());
         record_check_if_free(cfg, &state_file, &eval.decision, world.clock.now());
         let mut report = RunReport::quiet(Outcome::NothingDue, eval.decision.summary());
@@ -83,12 +84,36 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         &cfg.binary,
         &cfg.packages,
     );
-    let decision = redecide(&installed, &eval.releases, cfg, &state, &overrides, world);
+    let decision = redecide(&installed, &eval.releases, cfg, &state, &overrides, world)?;
     state.last_check = Some(check_record(&decision, world.clock.now()));
     // Saved before anything changes: a state that cannot be written stops the run here.
     state_file.save(&state, &lock)?;
+    if let Some((message, help)) = decision.missing_target() {
+        // Recorded, so `status` shows it: a mistyped pin must not look healthy.
+        state.record(RunRecord {
+            started,
+            duration_secs: 0.0,
+            from: decision.installed.as_ref().map(ToString::to_string),
+            to: None,
+            outcome: Outcome::Failed,
+            reason: message.clone(),
+            log: None,
+        });
+        state_file.save(&state, &lock)?;
+        let mut report = RunReport::new(&crate::deploy::Told {
+            outcome: Outcome::Failed,
+            message,
+            help: vec![help],
+            event: None,
+            exit_code: crate::exit::FAILED,
+        });
+        describe(&mut report, &decision);
+        return Ok(report.emit(world.out.as_ref(), args.json, false));
+    }
     let Some(chosen) = decision.chosen.clone().filter(|_| decision.due) else {
         log::info!("nothing to do: {}", decision.summary());
+        state.last_ok = Some(world.clock.now());
+        state_file.save(&state, &lock)?;
         let mut report = RunReport::quiet(Outcome::NothingDue, decision.summary());
         describe(&mut report, &decision);
         report.recovered = recovered.as_ref().map(Recovered::from);
@@ -129,6 +154,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
                 message: &message,
             },
         );
+        state.last_ok = Some(started);
         state_file.save(&state, &lock)?;
         let mut report = RunReport::quiet(Outcome::Notified, message);
         describe(&mut report, &decision);
@@ -154,23 +180,29 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         tag: chosen.tag.clone(),
         version: chosen.version.clone(),
     };
-    let purpose = if overrides.to.is_some() {
-        Purpose::Requested
-    } else {
-        Purpose::Update
+    let planned = update_plan(&PlanInputs {
+        settings: &settings,
+        layout: &layout,
+        state: &state,
+        builder: &builder,
+        manager: deployer.manager.as_deref(),
+        installed: &installed,
+        target: &target,
+        requested: overrides.to.is_some(),
+        window: WindowNow::at(cfg, world.clock.now(), args.now)?,
+    });
+    let plan = match planned {
+        Planned::Plan(plan) => plan,
+        Planned::Waiting { staged, opens } => {
+            let message = waiting_message(&staged, opens);
+            log::info!("{message}");
+            state.last_ok = Some(world.clock.now());
+            state_file.save(&state, &lock)?;
+            let mut report = RunReport::quiet(Outcome::Staged, message);
+            describe(&mut report, &decision);
+            return Ok(report.emit(world.out.as_ref(), args.json, true));
+        }
     };
-    let plan = update_plan(
-        &settings,
-        &layout,
-        &state,
-        &builder,
-        deployer.manager.as_deref(),
-        &installed,
-        &target,
-        overrides.to.is_some(),
-        purpose,
-        &builder.known_members(),
-    );
     let executor = Executor {
         world,
         settings: &settings,
@@ -183,6 +215,9 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     };
     let finished = executor.run(&plan, &mut state, from.as_deref());
     let told = finished.told;
+    if told.ok() {
+        state.last_ok = Some(world.clock.now());
+    }
     let log = log_file.filter(|p| p.exists());
     state.record(RunRecord {
         started,
@@ -201,63 +236,97 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     Ok(report.emit(world.out.as_ref(), args.json, false))
 }
 
-/// The plan of an update to `target`: a kept root of it (for `--to`) or a build, then the
-/// switch.
-#[allow(clippy::too_many_arguments)]
-pub fn update_plan(
-    settings: &RunSettings,
-    layout: &Layout,
-    state: &State,
-    builder: &Builder<'_>,
-    manager: Option<&dyn ServiceManager>,
-    installed: &Installed,
-    target: &Target,
-    requested: bool,
-    purpose: Purpose,
-    members: &std::collections::BTreeMap<String, PathBuf>,
-) -> Plan {
+/// What an update's plan is made from.
+#[allow(missing_debug_implementations)] // borrows a service manager, which has none
+pub struct PlanInputs<'a> {
+    pub settings: &'a RunSettings,
+    pub layout: &'a Layout,
+    pub state: &'a State,
+    pub builder: &'a Builder<'a>,
+    pub manager: Option<&'a dyn ServiceManager>,
+    pub installed: &'a Installed,
+    pub target: &'a Target,
+    /// `--to`: a person's choice (a kept root of it is used as it is).
+    pub requested: bool,
+    pub window: WindowNow,
+}
+
+/// An update's plan, or the wait for the restart window with a root already staged.
+#[derive(Debug)]
+pub enum Planned {
+    Plan(Plan),
+    Waiting {
+        staged: crate::state::Staged,
+        opens: Option<OffsetDateTime>,
+    },
+}
+
+/// The plan of an update to the target: a root staged for it or (for `--to`) a kept root
+/// of it, else a build; then the switch — or, outside `restart_window`, staging.
+pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
+    let (settings, layout, state, target) = (i.settings, i.layout, i.state, i.target);
+    let packages = &settings.build.packages;
+    let staged = state.staged.clone().filter(|st| {
+        st.version == target.version.to_string()
+            && layout.find(&st.root).is_some_and(|r| r.has_all(packages))
+    });
+    if let (Some(staged), WindowNow::Closed(opens)) = (&staged, i.window) {
+        return Planned::Waiting {
+            staged: staged.clone(),
+            opens,
+        };
+    }
     let mut steps = vec![
         Step::Preflight {
-            observe: manager.map(ServiceManager::observe_cmd),
+            observe: i.manager.map(ServiceManager::observe_cmd),
         },
         Step::CleanLeftovers,
     ];
-    // `--to` a release with a kept root: switch to it, nothing to build (or fetch).
-    let kept = requested
-        .then(|| {
-            roots::kept_root(
-                layout,
-                state,
-                &target.version,
-                None,
-                &settings.build.packages,
-            )
-        })
-        .flatten()
-        .filter(|r| Some(&r.name) != layout.current().as_ref());
-    if let Some(root) = kept {
-        steps.push(Step::UseRoot { name: root.name });
+    // A root staged for this release, or (`--to`) a kept root of it: nothing to build.
+    let kept = staged.map(|st| st.root).or_else(|| {
+        i.requested
+            .then(|| roots::kept_root(layout, state, &target.version, None, packages))
+            .flatten()
+            .map(|r| r.name)
+    });
+    if let Some(name) = kept.filter(|name| Some(name) != layout.current().as_ref()) {
+        steps.push(Step::UseRoot { name });
     } else {
         steps.push(Step::CheckSpace {
             dirs: crate::build::space_needed(&settings.build),
             need: settings.build.min_free_space,
         });
-        steps.extend(builder.steps(target, members).into_iter().map(Step::Build));
+        let members = i.builder.known_members();
+        steps.extend(
+            i.builder
+                .steps(target, &members)
+                .into_iter()
+                .map(Step::Build),
+        );
         steps.push(Step::Keep);
     }
-    let unmanaged = settings
-        .build
-        .packages
+    if let WindowNow::Closed(opens) = i.window {
+        steps.push(Step::Stage { opens });
+        steps.push(Step::Prune {
+            keep: settings.keep_versions,
+        });
+        return Planned::Plan(Plan { steps });
+    }
+    let unmanaged = packages
         .iter()
         .any(|p| settings.bin_dir.join(p).exists() && !layout.is_managed(p));
     if unmanaged {
         steps.push(Step::Adopt {
-            version: installed.version.clone(),
+            version: i.installed.version.clone(),
         });
     }
     steps.push(Step::Switch {
-        purpose,
-        cmds: switch_cmds(settings, manager, false),
+        purpose: if i.requested {
+            Purpose::Requested
+        } else {
+            Purpose::Update
+        },
+        cmds: switch_cmds(settings, i.manager, false),
     });
     if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });
@@ -265,7 +334,20 @@ pub fn update_plan(
     steps.push(Step::Prune {
         keep: settings.keep_versions,
     });
-    Plan { steps }
+    Planned::Plan(Plan { steps })
+}
+
+/// The message for a release staged and waiting for the window.
+fn waiting_message(staged: &crate::state::Staged, opens: Option<OffsetDateTime>) -> String {
+    format!(
+        "staged {} (version root {}); it restarts in the window {}",
+        staged.version,
+        staged.root,
+        opens.map_or_else(
+            || "when one opens".to_owned(),
+            |t| format!("at {}", crate::timefmt::rfc3339(t))
+        )
+    )
 }
 
 /// `--dry-run`: the plan, rendered; nothing runs that changes anything.
@@ -275,8 +357,10 @@ fn preview(
     settings: &RunSettings,
     eval: &Evaluation,
     state: &State,
-    json: bool,
+    args: &ApplyArgs,
 ) -> Result<i32> {
+    let (json, force_now) = (args.json, args.now);
+    let mut waiting = None;
     let d = &eval.decision;
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let manager = world.services.manager(&settings.deploy.service);
@@ -311,24 +395,22 @@ fn preview(
                 tag: chosen.tag.clone(),
                 version: chosen.version.clone(),
             };
-            let purpose = if matches!(d.reason, Reason::Requested) {
-                Purpose::Requested
-            } else {
-                Purpose::Update
-            };
-            let update = update_plan(
+            match update_plan(&PlanInputs {
                 settings,
-                &layout,
+                layout: &layout,
                 state,
-                &builder,
-                manager.as_deref(),
-                &eval.installed,
-                &target,
-                matches!(d.reason, Reason::Requested),
-                purpose,
-                &builder.known_members(),
-            );
-            plan.steps.extend(update.steps);
+                builder: &builder,
+                manager: manager.as_deref(),
+                installed: &eval.installed,
+                target: &target,
+                requested: matches!(d.reason, Reason::Requested),
+                window: WindowNow::at(cfg, world.clock.now(), force_now)?,
+            }) {
+                Planned::Plan(update) => plan.steps.extend(update.steps),
+                Planned::Waiting { staged, opens } => {
+                    waiting = Some(waiting_message(&staged, opens));
+                }
+            }
         }
         ("notify", _) => {
             if let Some(cmd) = crate::plan::notify_cmd(settings, Event::UpdateAvailable) {
@@ -347,12 +429,16 @@ fn preview(
         out["reason"] = d.reason.code().into();
         out["message"] = d.summary().into();
         out["unfinished_switch"] = state.intent.is_some().into();
+        out["waiting"] = waiting.clone().into();
         world.out.line(&serde_json::to_string_pretty(&out)?);
         return Ok(crate::exit::OK);
     }
     let mut text = format!("# {action}: {}\n", d.summary());
+    if let Some(w) = &waiting {
+        let _ = writeln!(text, "# {w}: nothing runs before then");
+    }
     text.push_str(&plan.render());
-    if action == "update" {
+    if action == "update" && waiting.is_none() {
         let _ = writeln!(
             text,
             "# afterwards: {} -> versions/<new root>, one rename; a failed health check switches it back",
@@ -378,6 +464,7 @@ fn check_record(decision: &Decision, at: OffsetDateTime) -> CheckRecord {
         latest: decision.chosen.as_ref().map(|c| c.version.to_string()),
         update_available: decision.due,
         reason: decision.summary(),
+        reason_code: Some(decision.reason.code().to_owned()),
     }
 }
 
@@ -393,6 +480,7 @@ fn record_check_if_free(
     };
     let result = state_file.load().and_then(|mut state| {
         state.last_check = Some(check_record(decision, now));
+        state.last_ok = Some(now);
         state_file.save(&state, &lock)
     });
     if let Err(e) = result {

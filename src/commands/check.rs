@@ -9,7 +9,7 @@ use crate::evaluate::{Evaluation, evaluate};
 use crate::exit;
 use crate::layout::Layout;
 use crate::lock::{LockBusy, RunLock};
-use crate::policy::{Overrides, Reason};
+use crate::policy::{Overrides, Reason, SkipReason};
 use crate::redact::escape;
 use crate::state::StateFile;
 use crate::timefmt::rfc3339;
@@ -42,20 +42,36 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
         }
     }
     let eval = evaluate(cfg, world, &state, &Overrides::default(), true)?;
+    // A pin the forge does not have is an error to fix, not "no update due".
+    let missing = eval.decision.missing_target().map(|(message, help)| {
+        let help = match cfg.default_note("pin") {
+            None => format!("{help} ({})", cfg.source("pin")),
+            Some(_) => help,
+        };
+        (message, help)
+    });
+    let code = match (&missing, eval.decision.due) {
+        (Some(_), _) => exit::FAILED,
+        (None, true) => exit::UPDATE_AVAILABLE,
+        (None, false) => exit::OK,
+    };
     if json {
-        world
-            .out
-            .line(&serde_json::to_string_pretty(&to_json(&eval))?);
+        let mut out = to_json(&eval);
+        if let Some((message, help)) = &missing {
+            out["error"] = message.clone().into();
+            out["help"] = serde_json::json!([help]);
+            out["exit_code"] = code.into();
+        }
+        world.out.line(&serde_json::to_string_pretty(&out)?);
     } else {
         world
             .out
             .text(&to_text(&eval, log::max_level() >= log::LevelFilter::Debug));
     }
-    Ok(if eval.decision.due {
-        exit::UPDATE_AVAILABLE
-    } else {
-        exit::OK
-    })
+    if let Some((message, help)) = missing {
+        log::error!("{message}\n{help}");
+    }
+    Ok(code)
 }
 
 /// When a held release becomes eligible, if that is known.
@@ -81,6 +97,13 @@ pub fn to_json(eval: &Evaluation) -> serde_json::Value {
         "reason": d.reason.code(),
         "message": d.summary(),
         "wait_until": wait_until(eval),
+        "wave": match &d.reason {
+            Reason::Held(s) => match &s.reason {
+                SkipReason::RolloutWave { wave, .. } => Some(wave.0),
+                _ => None,
+            },
+            _ => None,
+        },
         "skipped": d.skipped.iter().map(|s| json!({
             "tag": s.tag,
             "version": s.version.as_ref().map(ToString::to_string),

@@ -24,9 +24,21 @@ pub fn dispatch(cli: &Cli, world: &World) -> Result<i32> {
     match &cli.command {
         Command::Check(args) => check::run(&cfg, world, args.json),
         Command::Config(args) => show_config::run(&cfg, world.out.as_ref(), args.json),
-        Command::CheckAndApply(args) => apply::run(&cfg, world, args),
-        Command::Status(args) => status::run(&cfg, world, args.json),
-        Command::Rollback(args) => rollback::run(&cfg, world, args),
+        Command::CheckAndApply(args) => {
+            let result = apply::run(&cfg, world, args);
+            if !args.dry_run {
+                write_metrics(&cfg, world);
+            }
+            result
+        }
+        Command::Status(args) => status::run(&cfg, world, args),
+        Command::Rollback(args) => {
+            let result = rollback::run(&cfg, world, args);
+            if !args.dry_run {
+                write_metrics(&cfg, world);
+            }
+            result
+        }
         Command::Doctor(args) => doctor::run(&cfg, world, args.json),
         Command::ReapGroup { pgid, parent } => Ok(crate::process::reap_group(*pgid, *parent)),
         Command::Setup(cmd) => crate::setup::run(cmd),
@@ -99,5 +111,113 @@ pub fn service_spec(cfg: &Config) -> ServiceSpec {
         kind: cfg.service_manager,
         name: cfg.service.clone(),
         restart_timeout: cfg.restart_timeout,
+    }
+}
+
+/// Writes `metrics_file` (if set) from the state after a run; a failure is a warning.
+pub fn write_metrics(cfg: &Config, world: &World) {
+    let Some(path) = &cfg.metrics_file else {
+        return;
+    };
+    let state = match crate::state::StateFile::new(cfg.state_file()).peek() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("no metrics written: {e:#}");
+            return;
+        }
+    };
+    let installed = crate::installed::probe(
+        world.runner.as_ref(),
+        &cfg.bin_dir,
+        &cfg.binary,
+        &cfg.packages,
+    );
+    let snapshot = metrics_snapshot(&state, installed.version.map(|v| v.to_string()));
+    if let Err(e) = crate::metrics::write_textfile(path, &crate::metrics::render(&snapshot)) {
+        log::warn!("could not write metrics_file: {e:#}");
+    }
+}
+
+/// The metrics of a state (plain values; see [`crate::metrics`]).
+pub fn metrics_snapshot(
+    state: &crate::state::State,
+    installed: Option<String>,
+) -> crate::metrics::Snapshot {
+    use crate::state::Outcome;
+    let check = state.last_check.as_ref();
+    let mut held: Vec<String> = check
+        .filter(|c| !c.update_available)
+        .and_then(|c| c.reason_code.clone())
+        .filter(|code| crate::metrics::HOLD_REASONS.contains(&code.as_str()))
+        .into_iter()
+        .collect();
+    if state.staged.is_some() {
+        held.push("restart_window".to_owned());
+    }
+    let last = state.history.last();
+    let failures = state
+        .history
+        .iter()
+        .rev()
+        .filter(|r| r.outcome != Outcome::Interrupted)
+        .take_while(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Failed | Outcome::RolledBack | Outcome::RollbackFailed
+            )
+        })
+        .count();
+    crate::metrics::Snapshot {
+        installed_version: installed,
+        newest_eligible_version: check.and_then(|c| c.latest.clone()),
+        update_due: check.is_some_and(|c| c.update_available),
+        held,
+        staged_version: state.staged.as_ref().map(|s| s.version.clone()),
+        last_run: last.map(|r| crate::metrics::LastRun {
+            at: r.started + std::time::Duration::from_secs_f64(r.duration_secs.max(0.0)),
+            outcome: r.outcome.as_str().to_owned(),
+        }),
+        last_success_at: state.last_ok,
+        consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        bad_versions: state.bad.keys().cloned().collect(),
+        last_build: state
+            .last_build
+            .as_ref()
+            .map(|b| crate::metrics::BuildTimes {
+                total: std::time::Duration::from_secs_f64(b.total_secs.max(0.0)),
+                phases: b
+                    .phases
+                    .iter()
+                    .map(|(n, s)| (n.clone(), std::time::Duration::from_secs_f64(s.max(0.0))))
+                    .collect(),
+            }),
+        last_downtime: state
+            .last_downtime_secs
+            .map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+    }
+}
+
+/// Whether a switch may happen now (`restart_window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowNow {
+    /// No window configured, `--now`, or inside a window.
+    Open,
+    /// Outside every window; the next one opens then (if known).
+    Closed(Option<time::OffsetDateTime>),
+}
+
+impl WindowNow {
+    /// The window at `now` for this configuration.
+    pub fn at(cfg: &Config, now: time::OffsetDateTime, force_now: bool) -> Result<Self> {
+        if cfg.restart_window.is_empty() || force_now {
+            return Ok(Self::Open);
+        }
+        let windows = crate::window::Windows::parse_list(&cfg.restart_window)
+            .map_err(|e| crate::config::ConfigError(format!("`restart_window`: {e}")))?;
+        let offset_at = |t| crate::window::local_offset_at(t).unwrap_or(time::UtcOffset::UTC);
+        Ok(match windows.next_start(now, offset_at) {
+            Some(t) if t == now => Self::Open,
+            opens => Self::Closed(opens),
+        })
     }
 }

@@ -9,6 +9,11 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 
+use std::fmt::Write as _;
+
+use time::OffsetDateTime;
+
+use crate::cli::StatusArgs;
 use crate::config::{Config, Mode};
 use crate::deploy::{Deployer, recover};
 use crate::exit;
@@ -56,6 +61,18 @@ pub struct SwitchView {
     pub in_progress: bool,
 }
 
+/// The daemon now.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonView {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub since: Option<String>,
+    /// What the manager says, in words.
+    pub state: String,
+    /// The version its binary reports (the one a restart runs).
+    pub version: Option<String>,
+}
+
 /// One past run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
@@ -89,6 +106,12 @@ pub struct StatusReport {
     pub running: Option<serde_json::Value>,
     /// A switch an earlier run left, finished by this `status`.
     pub finished_switch: Option<String>,
+    /// The daemon as its service manager sees it.
+    pub daemon: Option<DaemonView>,
+    /// The timer or agent that runs updates.
+    pub timer: crate::schedule::Schedule,
+    /// A release built outside the restart window, and when it restarts.
+    pub staged: Option<serde_json::Value>,
     pub state_file: std::path::PathBuf,
     #[serde(skip)]
     text: Vec<(String, String)>,
@@ -176,16 +199,54 @@ fn settle(
     Ok((state, None, finished))
 }
 
-pub fn run(cfg: &Config, world: &World, json_out: bool) -> Result<i32> {
+pub fn run(cfg: &Config, world: &World, args: &StatusArgs) -> Result<i32> {
     let state_file = StateFile::new(cfg.state_file());
     let (state, running, finished) = settle(cfg, world, &state_file)?;
-    let report = build(cfg, world, &state, running, finished);
-    if json_out {
+    let report = build(cfg, world, &state, running, finished)?;
+    if args.json {
         world.out.line(&serde_json::to_string_pretty(&report)?);
+    } else if args.history {
+        world.out.text(&history_text(&state, world.clock.now()));
     } else {
         world.out.text(&report.to_string());
     }
     Ok(exit::OK)
+}
+
+/// What a past run did, in words that read forwards.
+pub fn run_line(r: &RunRecord) -> String {
+    let (from, to) = (
+        r.from.as_deref().unwrap_or("nothing"),
+        r.to.as_deref().unwrap_or("?"),
+    );
+    match r.outcome {
+        Outcome::RolledBack => format!("tried {to}, back on {from}"),
+        Outcome::RollbackFailed => format!("tried {to}, back on {from} but unhealthy"),
+        Outcome::ManualRollback => format!("{from} -> {to} (by hand)"),
+        Outcome::Failed | Outcome::Interrupted | Outcome::Staged | Outcome::Notified => {
+            format!("{from}, {to} not installed")
+        }
+        Outcome::Updated | Outcome::NothingDue => format!("{from} -> {to}"),
+    }
+}
+
+/// `status --history`: the recent runs, newest first, one line each.
+fn history_text(state: &State, now: OffsetDateTime) -> String {
+    let mut out = String::new();
+    if state.history.is_empty() {
+        out.push_str("no runs recorded yet\n");
+    }
+    for r in state.history.iter().rev() {
+        let _ = writeln!(
+            out,
+            "{:>12}  {:<15}  {:<30}  {}",
+            crate::timefmt::ago(now, r.started),
+            r.outcome.as_str(),
+            run_line(r),
+            crate::redact::escape(r.reason.lines().next().unwrap_or(""))
+        );
+    }
+    out
 }
 
 fn build(
@@ -194,7 +255,7 @@ fn build(
     state: &State,
     running: Option<u32>,
     finished: Option<String>,
-) -> StatusReport {
+) -> Result<StatusReport> {
     let inst = installed::probe(
         world.runner.as_ref(),
         &cfg.bin_dir,
@@ -282,6 +343,53 @@ fn build(
         );
     }
     line("installed", format!("{version}  {place}"));
+    let daemon = world.services.manager(&super::service_spec(cfg)).map(|m| {
+        match m.observe(world.runner.as_ref()) {
+            Ok(obs) => DaemonView {
+                running: obs.running,
+                pid: obs.pid.filter(|_| obs.running),
+                since: obs.since.clone(),
+                state: obs.detail.clone(),
+                version: inst.version.as_ref().map(ToString::to_string),
+            },
+            Err(e) => DaemonView {
+                running: false,
+                pid: None,
+                since: None,
+                state: format!("unknown: {e:#}"),
+                version: None,
+            },
+        }
+    });
+    if let Some(d) = &daemon {
+        let mut text = d.state.clone();
+        if let Some(pid) = d.pid {
+            let _ = write!(text, ", pid {pid}");
+        }
+        if let Some(since) = d.since.as_ref().filter(|_| d.running) {
+            let _ = write!(text, ", since {since}");
+        }
+        if d.running
+            && let Some(v) = &d.version
+        {
+            let _ = write!(text, "; runs {v}");
+        }
+        line("daemon", text);
+    }
+    let timer = crate::schedule::ask(
+        world.runner.as_ref(),
+        cfg.service_manager,
+        crate::schedule::ask_cmd(
+            cfg.service_manager,
+            world.uid,
+            crate::process::find_on_path("systemctl", world.path_var())
+                .unwrap_or_else(|| "systemctl".into()),
+            crate::process::find_on_path("launchctl", world.path_var())
+                .unwrap_or_else(|| "/bin/launchctl".into()),
+        )
+        .as_ref(),
+    );
+    line("timer", timer.detail.clone());
     if !inst.missing.is_empty() {
         line("missing", inst.missing.join(", "));
     }
@@ -347,23 +455,41 @@ fn build(
         format!("{mode} ({} {})", cfg.service_manager.name(), cfg.service),
     );
     match &state.last_check {
-        Some(c) => line("last check", format!("{}  {}", rfc3339(c.at), c.reason)),
+        Some(c) => line(
+            "last check",
+            format!(
+                "{} ({})  {}",
+                rfc3339(c.at),
+                crate::timefmt::ago(now, c.at),
+                crate::redact::escape(&c.reason)
+            ),
+        ),
         None => line("last check", "never (by check-and-apply)".to_owned()),
     }
     match state.last_apply() {
         Some(r) => line(
             "last run",
             format!(
-                "{}  {}  {} -> {} ({:.0}s): {}",
+                "{} ({}, took {:.0}s)  [{}] {}",
                 rfc3339(r.started),
-                r.outcome.as_str(),
-                r.from.as_deref().unwrap_or("nothing"),
-                r.to.as_deref().unwrap_or("?"),
+                crate::timefmt::ago(now, r.started),
                 r.duration_secs,
-                r.reason.lines().next().unwrap_or("")
+                r.outcome.as_str(),
+                crate::redact::escape(r.reason.lines().next().unwrap_or(""))
             ),
         ),
         None => line("last run", "none".to_owned()),
+    }
+    // A failed build: the compiler's first errors, not cargo's command line again.
+    if let Some(r) = state.last_apply().filter(|r| r.outcome == Outcome::Failed) {
+        for l in r
+            .reason
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("| "))
+            .take(3)
+        {
+            line("error", crate::redact::escape(l));
+        }
     }
     if let Some(log) = state
         .last_apply()
@@ -371,6 +497,32 @@ fn build(
         .filter(|p| p.exists())
     {
         line("build log", log.display().to_string());
+    }
+    if let Some(b) = &state.last_build {
+        let phases: Vec<String> = b
+            .phases
+            .iter()
+            .map(|(n, s)| {
+                format!(
+                    "{n} {}",
+                    crate::timefmt::human_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+                )
+            })
+            .collect();
+        line(
+            "last build",
+            format!(
+                "{}{}",
+                crate::timefmt::human_duration(std::time::Duration::from_secs_f64(
+                    b.total_secs.max(0.0)
+                )),
+                if phases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", phases.join(", "))
+                }
+            ),
+        );
     }
     let next = state
         .last_apply()
@@ -407,6 +559,27 @@ fn build(
             format!("update to {p} available (mode = notify)"),
         );
     }
+    let staged = match &state.staged {
+        Some(st) => {
+            let opens = match super::WindowNow::at(cfg, now, false)? {
+                super::WindowNow::Open => "the next run switches to it".to_owned(),
+                super::WindowNow::Closed(Some(t)) => format!(
+                    "restarts in the window at {} ({})",
+                    rfc3339(t),
+                    crate::timefmt::ago(now, t)
+                ),
+                super::WindowNow::Closed(None) => "waits for a restart window".to_owned(),
+            };
+            line(
+                "staged",
+                format!("{} (version root {}); {opens}", st.version, st.root),
+            );
+            Some(serde_json::json!({
+                "version": st.version, "root": st.root, "at": rfc3339(st.at), "when": opens,
+            }))
+        }
+        None => None,
+    };
     line(
         "running",
         match running {
@@ -415,7 +588,10 @@ fn build(
         },
     );
 
-    StatusReport {
+    Ok(StatusReport {
+        daemon,
+        timer,
+        staged,
         installed: serde_json::json!({
             "version": inst.version.as_ref().map(ToString::to_string),
             "source": inst.source,
@@ -446,7 +622,7 @@ fn build(
         finished_switch: finished,
         state_file: cfg.state_file(),
         text,
-    }
+    })
 }
 
 impl fmt::Display for StatusReport {

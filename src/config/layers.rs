@@ -455,7 +455,7 @@ mod tests {
             text("health_command", "heph  status --json", Source::Flag),
             text(
                 "restart_window",
-                "Mon-Fri 02:00-05:00; Sat,Sun 10:00",
+                "Mon..Fri 02:00-05:00; Sat,Sun 10:00",
                 Source::Flag,
             ),
             text("keep_versions", "3", Source::Flag),
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(
             raw.restart_window,
             Some(Windows(vec![
-                "Mon-Fri 02:00-05:00".into(),
+                "Mon..Fri 02:00-05:00".into(),
                 "Sat,Sun 10:00".into()
             ]))
         );

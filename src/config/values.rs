@@ -27,7 +27,7 @@ pub enum Sep {
     Comma,
     /// `heph status` (a command and its arguments)
     Whitespace,
-    /// `Mon-Fri 02:00-05:00; Sat 10:00-12:00` (items that contain commas and spaces)
+    /// `Mon..Fri 02:00-05:00; Sat 10:00-12:00` (items that contain commas and spaces)
     Semicolon,
 }
 
@@ -838,8 +838,8 @@ mod tests {
         assert_eq!(Sep::Comma.split(" a, b,,c "), ["a", "b", "c"]);
         assert_eq!(Sep::Whitespace.split(" heph  status "), ["heph", "status"]);
         assert_eq!(
-            Sep::Semicolon.split("Mon-Fri 02:00-05:00; Sat,Sun 10:00-12:00;"),
-            ["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
+            Sep::Semicolon.split("Mon..Fri 02:00-05:00; Sat,Sun 10:00-12:00;"),
+            ["Mon..Fri 02:00-05:00", "Sat,Sun 10:00-12:00"]
         );
         for sep in [Sep::Comma, Sep::Whitespace, Sep::Semicolon] {
             assert_eq!(Sep::from_marker(sep.marker()), Some(sep));

@@ -71,6 +71,7 @@ impl ServiceManager for Launchd {
             restarts: get("runs").and_then(|r| r.parse().ok()),
             invocation: None,
             missing: false,
+            since: None,
             detail: format!(
                 "{}: {}{}",
                 self.label,

@@ -72,6 +72,8 @@ pub struct Observation {
     pub missing: bool,
     /// A short description for messages.
     pub detail: String,
+    /// Since when it is in its state, as the manager says it (systemd).
+    pub since: Option<String>,
 }
 
 /// Restarting and observing the daemon's service.

@@ -46,7 +46,7 @@ impl ServiceManager for Systemd {
     fn observe_cmd(&self) -> Cmd {
         self.base(format!("read the state of {}", self.unit))
             .arg("show")
-            .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID")
+            .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID,ActiveEnterTimestamp")
             .arg(&self.unit)
             .timeout(super::OBSERVE_TIMEOUT)
     }
@@ -73,6 +73,7 @@ impl ServiceManager for Systemd {
             restarts: get("NRestarts").parse().ok(),
             invocation: Some(get("InvocationID").to_owned()).filter(|s| !s.is_empty()),
             missing: load == "not-found",
+            since: Some(get("ActiveEnterTimestamp").to_owned()).filter(|s| !s.is_empty()),
             detail: format!(
                 "{}: {}{}",
                 self.unit,
@@ -81,7 +82,8 @@ impl ServiceManager for Systemd {
                 } else {
                     active
                 },
-                if sub.is_empty() {
+                // "failed (failed)" says nothing twice.
+                if sub.is_empty() || sub == active {
                     String::new()
                 } else {
                     format!(" ({sub})")

@@ -107,27 +107,58 @@ fn updates_by_building_switching_restarting_and_proving_health() {
 }
 
 #[test]
-fn status_shows_versions_roots_and_the_last_run() {
+fn status_shows_versions_roots_the_daemon_the_timer_and_the_last_run() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env
+        .fake_mode("timer-enabled", "Fri 2026-11-27 10:23:00 UTC");
     s.env.run(&["check-and-apply"]).expect(0);
     let run = s.env.run(&["status"]);
     run.expect(0);
-    assert!(run.stdout.contains("installed:   0.2.0"), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .contains("roots:       0.2.0 (current, healthy), 0.1.0 (healthy, adopted)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("updated  0.1.0 -> 0.2.0"),
-        "{}",
-        run.stdout
-    );
+    let pid = s.env.daemon_pid().unwrap();
+    for expected in [
+        "installed:   0.2.0".to_owned(),
+        "roots:       0.2.0 (current, healthy), 0.1.0 (healthy, adopted)".to_owned(),
+        format!("daemon:      hephd.service: active (running), pid {pid}"),
+        "runs 0.2.0".to_owned(),
+        "timer:       heph-selfupdate.timer is enabled, active; next run Fri 2026-11-27 10:23:00 UTC".to_owned(),
+        "[updated] updated 0.1.0 -> 0.2.0".to_owned(),
+        "running:     no (no update run in progress)".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&expected), "{expected}:\n{}", run.stdout);
+    }
     let j = s.env.run(&["status", "--json"]).json();
     assert_eq!(j["installed"]["managed"], true);
     assert_eq!(j["last_apply"]["outcome"], "updated");
     assert_eq!(j["running"], serde_json::Value::Null);
+    assert_eq!(j["daemon"]["pid"], pid);
+    assert_eq!(j["timer"]["enabled"], true);
+    // The timer off, said as such.
+    s.env.clear_fake_mode("timer-enabled");
+    let off = s.env.run(&["status"]).stdout;
+    assert!(
+        off.contains("timer:       heph-selfupdate.timer is not installed (updates are off"),
+        "{off}"
+    );
+}
+
+#[test]
+fn status_history_lists_the_runs_one_line_each_reading_forwards() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("bad-0.2.0", "");
+    s.env.run(&["check-and-apply"]).expect(1);
+    s.env.fake_mode("cargo-mode", "fail");
+    s.env.run(&["check-and-apply", "--to", "0.1.0"]).expect(0);
+    let run = s.env.run(&["status", "--history"]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert!(
+        lines[0].contains("ago")
+            && lines[0].contains("rolled-back")
+            && lines[0].contains("tried 0.2.0, back on 0.1.0"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// A command line as the stand-ins record it: the program's file name, then its arguments.
@@ -367,10 +398,18 @@ fn a_failed_build_leaves_bin_dir_untouched_and_backs_off() {
     env.run(&["check-and-apply"]).expect(0);
     assert!(calls_of(env, "cargo").is_empty());
     assert_eq!(env.run(&["check", "--json"]).json()["reason"], "backoff");
+    let status = env.run(&["status"]).stdout;
     assert!(
-        env.run(&["status"])
-            .stdout
-            .contains("backoff:     0.2.0 failed 1 time(s)")
+        status.contains("backoff:     0.2.0 failed 1 time(s)"),
+        "{status}"
+    );
+    assert!(
+        status.contains("error:       error[E0425]: cannot find value `x` in this scope"),
+        "the compiler's first error, not cargo's command line: {status}"
+    );
+    assert!(
+        !status.contains("--target-dir="),
+        "no 300-character cargo command: {status}"
     );
 
     // --force ignores the backoff.

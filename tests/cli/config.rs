@@ -168,7 +168,7 @@ fn config_prints_toml_that_loads_back_to_the_same_values() {
     env.var("HEPH_SELFUPDATE_TOKEN", "s3cr3t-token");
     let sets = [
         "--set",
-        "restart_window=Mon-Fri 02:00-05:00; Sat 10:00-12:00",
+        "restart_window=Mon..Fri 02:00-05:00; Sat 10:00-12:00",
         "--set",
         "notify_command=notify-send \"heph\"",
     ];
@@ -351,7 +351,7 @@ fn new_keys_have_defaults_and_are_checked() {
         "--set",
         "host_id=laptop-7",
         "--set",
-        "restart_window=Mon-Fri 02:00-05:00; Sat,Sun 10:00-12:00",
+        "restart_window=Mon..Fri 02:00-05:00; Sat,Sun 10:00-12:00",
         "--set",
         "metrics_file=~/metrics.prom",
         "--set",
@@ -368,7 +368,7 @@ fn new_keys_have_defaults_and_are_checked() {
     assert_eq!(v["host_id"], "laptop-7");
     assert_eq!(
         v["restart_window"],
-        serde_json::json!(["Mon-Fri 02:00-05:00", "Sat,Sun 10:00-12:00"])
+        serde_json::json!(["Mon..Fri 02:00-05:00", "Sat,Sun 10:00-12:00"])
     );
     assert_eq!(
         v["metrics_file"],
@@ -421,7 +421,7 @@ fn config_output_is_a_reviewed_snapshot() {
         "--set",
         "pin=v1.8.1",
         "--set",
-        "restart_window=Mon-Fri 02:00-05:00",
+        "restart_window=Mon..Fri 02:00-05:00",
     ]);
     run.expect(0);
     let sandbox = env.dir.path().display().to_string();

@@ -608,7 +608,7 @@ fn min_release_age_holds_a_release_without_a_readable_publish_date() {
     assert_eq!(j["reason"], "no_publish_date");
     assert_eq!(
         j["message"],
-        "v0.2.0 is held: no publish date; min_release_age cannot be checked"
+        "v0.2.0 is held: no publish date; its age cannot be checked (min_release_age, rollout_spread)"
     );
     // `--to` is a person's explicit choice.
     let to = env.run(&["check-and-apply", "--dry-run", "--to", "0.2.0"]);

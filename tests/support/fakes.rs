@@ -131,6 +131,11 @@ case "$me:$verb" in
     if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
     restart;;
   systemctl:show)
+    case " $* " in *" heph-selfupdate.timer "*)
+      if [ -f "$S/timer-enabled" ]; then echo "LoadState=loaded"; echo "UnitFileState=enabled"; echo "ActiveState=active"; echo "NextElapseUSecRealtime=$(cat "$S/timer-enabled")";
+      else echo "LoadState=not-found"; echo "UnitFileState="; echo "ActiveState=inactive"; fi
+      exit 0;;
+    esac
     v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
