@@ -95,31 +95,140 @@ fn first_line(out: &Output) -> String {
         .to_owned()
 }
 
-/// Runs `cmd`; `Ok(first line)` when it exits 0.
+/// Runs `cmd`; `Ok(first line)` when it exits 0. A failure keeps every line the program
+/// said (a toolchain's name is often in the first line, not the last).
 fn probe(world: &World, cmd: &Cmd) -> Result<String, String> {
     match world.runner.run(cmd) {
         Ok(out) if out.success() => Ok(first_line(&out)),
-        Ok(out) => Err(format!(
-            "{} failed ({}): {}",
-            cmd.display(),
-            out.code
-                .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
-            out.tail_text().lines().last().unwrap_or("").trim()
-        )),
+        Ok(out) => {
+            let said: Vec<&str> = out
+                .tail
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .take(6)
+                .collect();
+            Err(format!(
+                "{} failed ({}): {}",
+                cmd.display(),
+                out.code
+                    .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
+                crate::redact::escape(&said.join(" / "))
+            ))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn writable(dir: &Path, ours: bool) -> Result<(), String> {
-    if ours {
-        crate::fsutil::create_private_dir(dir).map_err(|e| format!("{e:#}"))?;
-    } else if !dir.is_dir() {
+/// Whether we may write in `dir` — asked, not tried: doctor changes nothing. A directory
+/// of ours that does not exist yet is fine when its nearest existing parent is writable.
+fn writable(dir: &Path, ours: bool) -> Result<String, String> {
+    let can_write = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            // SAFETY: access(2) reads the NUL-terminated path and nothing else.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    if dir.is_dir() {
+        return if can_write(dir) {
+            Ok(format!("{} is writable", dir.display()))
+        } else {
+            Err(format!("{} is not writable by this user", dir.display()))
+        };
+    }
+    if !ours {
         return Err(format!("{} does not exist", dir.display()));
     }
-    let probe = dir.join(format!(".heph-selfupdate-doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    match dir.ancestors().skip(1).find(|a| a.is_dir()) {
+        Some(parent) if can_write(parent) => Ok(format!(
+            "{} does not exist yet; the first run creates it (in {})",
+            dir.display(),
+            parent.display()
+        )),
+        Some(parent) => Err(format!(
+            "{} does not exist and {} is not writable",
+            dir.display(),
+            parent.display()
+        )),
+        None => Err(format!("no existing directory above {}", dir.display())),
+    }
+}
+
+/// The fix for a cargo that did not answer, from what it said.
+fn cargo_fix(said: &str) -> String {
+    let lower = said.to_ascii_lowercase();
+    if lower.contains("toolchain")
+        && (lower.contains("not installed") || lower.contains("is not installed"))
+    {
+        // "toolchain 'nightly-2099-01-01-x86_64-unknown-linux-gnu' is not installed": the
+        // name without its host triple.
+        let quoted = said.split('\'').nth(1).unwrap_or("stable");
+        let name = [
+            "-x86_64",
+            "-aarch64",
+            "-i686",
+            "-armv7",
+            "-riscv64",
+            "-powerpc64",
+            "-s390x",
+        ]
+        .iter()
+        .find_map(|arch| quoted.find(arch).map(|i| &quoted[..i]))
+        .unwrap_or(quoted);
+        format!(
+            "install the toolchain: `rustup toolchain install {name}` (or set `toolchain` / RUSTUP_TOOLCHAIN to an installed one)"
+        )
+    } else if lower.contains("could not start") || lower.contains("no such file") {
+        "install Rust with rustup, and make sure ~/.cargo/bin is on the service's PATH (or set `cargo`)".to_owned()
+    } else {
+        "run the same command in the service's environment (`make doctor`) and fix what it says"
+            .to_owned()
+    }
+}
+
+/// Whether a hook's program can be started: a path must be an executable file, a name must
+/// be on PATH.
+fn runnable(argv: &[String], path: Option<&std::ffi::OsStr>) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(program) = argv.first() else {
+        return Err("is empty".to_owned());
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return match std::fs::metadata(p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                Ok(format!("{program} is executable"))
+            }
+            Ok(_) => Err(format!("{program} is not an executable file")),
+            Err(e) => Err(format!("{program}: {e}")),
+        };
+    }
+    crate::process::find_on_path(program, path).map_or_else(
+        || Err(format!("{program} is not on the service's PATH")),
+        |p| Ok(format!("{program} is {}", p.display())),
+    )
+}
+
+/// This user's name (not `$USER`, which a service environment may lack).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: getpwuid_r writes at most buf.len() bytes into buf and the passwd struct we own.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &raw mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &raw mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(String::from)
 }
 
 fn checks(cfg: &Config, world: &World) -> Vec<Check> {
@@ -151,13 +260,16 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         &settings.build,
     );
     out.push(match probe(world, &cargo_version) {
-        Ok(v) => check("cargo", Status::Ok, format!("{v} ({}){toolchain}", tools.cargo.display()), None),
-        Err(e) => check(
+        Ok(v) => check(
             "cargo",
-            Status::Fail,
-            e,
-            Some("install Rust with rustup, and make sure ~/.cargo/bin is on the service's PATH (or set `cargo`)".into()),
+            Status::Ok,
+            format!("{v} ({}){toolchain}", tools.cargo.display()),
+            None,
         ),
+        Err(e) => {
+            let fix = cargo_fix(&e);
+            check("cargo", Status::Fail, e, Some(fix))
+        }
     });
     out.push(
         match probe(
@@ -179,7 +291,8 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         },
     );
 
-    out.push(match fetch_releases(cfg, world, true) {
+    // The cache is read, not written: doctor changes nothing.
+    out.push(match fetch_releases(cfg, world, false) {
         Ok(releases) => {
             let auth = if cfg.token.is_some() {
                 "; the token was accepted"
@@ -232,12 +345,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         ("cache dir", &cfg.cache_dir, true),
     ] {
         out.push(match writable(dir, ours) {
-            Ok(()) => check(
-                name,
-                Status::Ok,
-                format!("{} is writable", dir.display()),
-                None,
-            ),
+            Ok(detail) => check(name, Status::Ok, detail, None),
             Err(e) => check(
                 name,
                 Status::Fail,
@@ -273,6 +381,25 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         ),
         Err(e) => check("disk", Status::Fail, format!("{e:#}"), None),
     });
+
+    for (name, argv) in [
+        ("health_command", cfg.health_command.as_ref()),
+        ("notify_command", cfg.notify_command.as_ref()),
+    ] {
+        if let Some(argv) = argv {
+            out.push(match runnable(argv, world.path_var()) {
+                Ok(detail) => check(name, Status::Ok, detail, None),
+                Err(e) => check(
+                    name,
+                    Status::Fail,
+                    e,
+                    Some(format!(
+                        "install it, give its absolute path in `{name}`, or put it on the service's PATH"
+                    )),
+                ),
+            });
+        }
+    }
 
     service_checks(cfg, world, &mut out);
 
@@ -337,29 +464,29 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
         ServiceManagerKind::SystemdUser => {
             let systemctl = crate::process::find_on_path("systemctl", path)
                 .unwrap_or_else(|| "systemctl".into());
-            let enabled = Cmd::new(systemctl, "ask whether the timer is enabled").args([
-                "--user",
-                "is-enabled",
-                "heph-selfupdate.timer",
-            ]);
-            out.push(match probe(world, &enabled) {
-                Ok(state) => check(
+            let timer = crate::schedule::ask(
+                world.runner.as_ref(),
+                cfg.service_manager,
+                crate::schedule::ask_cmd(
+                    cfg.service_manager,
+                    world.uid,
+                    systemctl,
+                    "launchctl".into(),
+                )
+                .as_ref(),
+            );
+            out.push(match timer.enabled {
+                Some(true) => check("timer", Status::Info, timer.detail, None),
+                Some(false) => check(
                     "timer",
                     Status::Info,
-                    format!("heph-selfupdate.timer is {state}"),
-                    None,
-                ),
-                Err(_) => check(
-                    "timer",
-                    Status::Info,
-                    "heph-selfupdate.timer is not enabled (updates are off)",
+                    timer.detail,
                     Some("`make install enable` turns them on".into()),
                 ),
+                None => check("timer", Status::Warn, timer.detail, None),
             });
-            let user = world
-                .env
-                .get("USER")
-                .cloned()
+            let user = user_name(world.uid)
+                .or_else(|| world.env.get("USER").cloned())
                 .unwrap_or_else(|| world.uid.to_string());
             let loginctl =
                 crate::process::find_on_path("loginctl", path).unwrap_or_else(|| "loginctl".into());
@@ -376,11 +503,20 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
                     format!("on for {user}: the timer runs while logged out"),
                     None,
                 ),
-                _ => check(
+                Ok(_) => check(
                     "lingering",
                     Status::Warn,
                     format!("off for {user}: user timers run only while {user} is logged in"),
                     Some(format!("loginctl enable-linger {user}")),
+                ),
+                // Could not ask at all: say so, do not guess "off".
+                Err(e) => check(
+                    "lingering",
+                    Status::Warn,
+                    format!("unknown for {user}: {e}"),
+                    Some(format!(
+                        "check with `loginctl show-user {user}` in a session"
+                    )),
                 ),
             });
         }

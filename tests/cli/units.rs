@@ -333,6 +333,62 @@ fn doctor_reports_each_check_with_a_fix() {
     );
 }
 
+#[test]
+fn doctor_changes_nothing_and_says_unknown_when_it_cannot_ask() {
+    let forge = FakeForge::start(Flavour::Forgejo, vec![FakeRelease::new("v0.1.0")]);
+    let mut env = TestEnv::new();
+    let repo = tagged_repo(&env.dir.path().join("repo"), &["v0.1.0"]);
+    env.forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
+        .var(
+            "HEPH_SELFUPDATE_NOTIFY_COMMAND",
+            "notify-send-that-is-not-installed",
+        )
+        .unset("USER");
+    env.install_fakes();
+    env.install_plain("0.1.0", &["heph", "hephd"]);
+    // The user's bus is gone: the timer cannot be asked.
+    env.fake_mode("manager-down", "");
+    // cargo says which toolchain it lacks on its first line, then more.
+    env.fake_bin(
+        "cargo",
+        "#!/bin/sh\necho \"error: toolchain 'nightly-2099-01-01-x86_64-unknown-linux-gnu' is not installed\" >&2\necho \"help: run rustup toolchain install\" >&2\nexit 1\n",
+    );
+    let run = env.run(&["doctor"]);
+    run.expect(1);
+    let out = &run.stdout;
+    assert!(
+        out.contains("timer: unknown"),
+        "not a guessed \"off\": {out}"
+    );
+    assert!(out.contains("lingering: unknown"), "{out}");
+    assert!(
+        !out.contains("enable-linger 0"),
+        "named by its user name: {out}"
+    );
+    assert!(
+        out.contains("rustup toolchain install nightly-2099-01-01`"),
+        "the fix names the missing toolchain: {out}"
+    );
+    assert!(
+        out.contains(
+            "[FAIL] notify_command: notify-send-that-is-not-installed is not on the service's PATH"
+        ),
+        "{out}"
+    );
+    for dir in [".local/state", ".local/share", ".cache"] {
+        assert!(
+            !env.home.join(dir).join("heph-selfupdate").exists(),
+            "doctor created {dir}/heph-selfupdate"
+        );
+    }
+    assert!(
+        out.contains("does not exist yet; the first run creates it"),
+        "{out}"
+    );
+}
+
 /// A directory name with every character that broke the rendered files or the Makefile:
 /// a space (unquoted `ExecStart=`, shell words), `&` (sed's "matched text", XML), `%`
 /// (systemd specifiers), `|` (sed's delimiter).
