@@ -40,6 +40,9 @@ pub struct DeploySettings {
     pub health_settle: Duration,
     pub health_timeout: Duration,
     pub health_command: Option<Vec<String>>,
+    pub notify_command: Option<Vec<String>>,
+    /// The command a person runs to see the daemon (for help lines).
+    pub status_command: String,
 }
 
 /// How a switch ended.
@@ -534,12 +537,8 @@ impl<'a> Deployer<'a> {
 /// Finishes a switch an earlier run left open, if there is one: records the dead run as
 /// interrupted, then how its switch ended (and tells `notify_command`). `None` when there
 /// was nothing to finish.
-pub fn recover(
-    deployer: &Deployer<'_>,
-    state: &mut State,
-    status_command: &str,
-    notify_command: Option<&[String]>,
-) -> Option<Told> {
+pub fn recover(deployer: &Deployer<'_>, state: &mut State) -> Option<Told> {
+    let settings = deployer.settings;
     let (intent, ending) = deployer.resume(state)?;
     let now = deployer.world.clock.now();
     let versions = (intent.from_version.clone(), Some(intent.to_version.clone()));
@@ -562,8 +561,8 @@ pub fn recover(
         &intent,
         &ending,
         &deployer.describe_service(),
-        deployer.settings.service.kind,
-        status_command,
+        settings.service.kind,
+        &settings.status_command,
     );
     state.record(crate::state::RunRecord {
         started: now,
@@ -577,7 +576,7 @@ pub fn recover(
     if let Some(event) = told.event {
         crate::notify::send(
             deployer.world.runner.as_ref(),
-            notify_command,
+            settings.notify_command.as_deref(),
             state,
             &crate::notify::Notice {
                 event,

@@ -28,9 +28,6 @@ pub struct RunSettings {
     pub bin_dir: PathBuf,
     pub data_dir: PathBuf,
     pub keep_versions: usize,
-    pub notify_command: Option<Vec<String>>,
-    /// The command a person runs to see the daemon (for help lines).
-    pub status_command: String,
 }
 
 /// One step of a plan.
@@ -232,7 +229,7 @@ pub fn switch_cmds(
 
 /// The `notify_command` a plan shows for `event` (the run gives it the real details).
 pub fn notify_cmd(settings: &RunSettings, event: Event) -> Option<Cmd> {
-    settings.notify_command.as_deref().and_then(|argv| {
+    settings.deploy.notify_command.as_deref().and_then(|argv| {
         notify::command(
             argv,
             &Notice {
@@ -406,7 +403,7 @@ impl Executor<'_> {
             ending,
             &self.deployer.describe_service(),
             self.settings.deploy.service.kind,
-            &self.settings.status_command,
+            &self.settings.deploy.status_command,
         );
         if !told.ok()
             && let Some(h) = log_hint(self.builder.log_file.as_deref())
@@ -651,7 +648,7 @@ impl Executor<'_> {
             });
         notify::send(
             self.world.runner.as_ref(),
-            self.settings.notify_command.as_deref(),
+            self.settings.deploy.notify_command.as_deref(),
             state,
             &Notice {
                 event,

@@ -64,6 +64,13 @@ impl RunReport {
         }
     }
 
+    /// A run that stopped because the switch an earlier run left could not be finished.
+    pub fn recovery(told: &Told) -> Self {
+        let mut report = Self::new(told);
+        report.recovered = Some(told.into());
+        report
+    }
+
     /// A run that had nothing to do (or only reported).
     pub fn quiet(outcome: Outcome, message: String) -> Self {
         Self::new(&Told {

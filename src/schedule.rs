@@ -2,6 +2,7 @@
 //! and when does it run next? Asked of the manager itself; when it cannot be asked (no
 //! user bus, say), the answer is "unknown" with the reason — never a guessed "off".
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,13 +28,16 @@ pub struct Schedule {
     pub detail: String,
 }
 
-/// The command that asks about the timer or agent, if there is one to ask.
-pub fn ask_cmd(
-    kind: ServiceManagerKind,
-    uid: u32,
-    systemctl: PathBuf,
-    launchctl: PathBuf,
-) -> Option<Cmd> {
+/// The command that asks about the timer or agent, if there is one to ask (its program
+/// found on `path`).
+pub fn ask_cmd(kind: ServiceManagerKind, uid: u32, path: Option<&OsStr>) -> Option<Cmd> {
+    let find = |name: &str, fallback: &str| {
+        crate::process::find_on_path(name, path).unwrap_or_else(|| PathBuf::from(fallback))
+    };
+    let (systemctl, launchctl) = (
+        find("systemctl", "systemctl"),
+        find("launchctl", "/bin/launchctl"),
+    );
     match kind {
         ServiceManagerKind::SystemdUser => Some(
             Cmd::new(systemctl, format!("ask about {TIMER}"))
@@ -167,12 +171,7 @@ mod tests {
             tail: vec!["Failed to connect to bus: No such file or directory".into()],
             ..Default::default()
         });
-        let cmd = ask_cmd(
-            ServiceManagerKind::SystemdUser,
-            1000,
-            "systemctl".into(),
-            "launchctl".into(),
-        );
+        let cmd = ask_cmd(ServiceManagerKind::SystemdUser, 1000, None);
         let s = ask(&r, ServiceManagerKind::SystemdUser, cmd.as_ref());
         assert_eq!(s.enabled, None);
         assert!(s.detail.contains("unknown") && s.detail.contains("Failed to connect to bus"));

@@ -65,16 +65,9 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
 
     // An earlier run's unfinished switch comes first: nothing is decided on top of it.
-    let recovered = recover(
-        &deployer,
-        &mut state,
-        &settings.status_command,
-        settings.notify_command.as_deref(),
-    );
+    let recovered = recover(&deployer, &mut state);
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
-        let mut report = RunReport::new(told);
-        report.recovered = Some(told.into());
-        return Ok(report.emit(world.out.as_ref(), args.json, true));
+        return Ok(RunReport::recovery(told).emit(world.out.as_ref(), args.json, true));
     }
 
     // Fresh facts under the lock: another run may have updated since the check above.

@@ -26,12 +26,7 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
                 let settings = super::run_settings(cfg, world);
                 let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
                 let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
-                recover(
-                    &deployer,
-                    &mut state,
-                    &settings.status_command,
-                    settings.notify_command.as_deref(),
-                );
+                recover(&deployer, &mut state);
             }
             Err(e) if e.is::<LockBusy>() => {
                 log::warn!(

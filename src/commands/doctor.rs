@@ -208,29 +208,6 @@ fn runnable(argv: &[String], path: Option<&std::ffi::OsStr>) -> Result<String, S
     )
 }
 
-/// This user's name (not `$USER`, which a service environment may lack).
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: getpwuid_r writes at most buf.len() bytes into buf and the passwd struct we own.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &raw mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &raw mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    name.to_str().ok().map(String::from)
-}
-
 fn checks(cfg: &Config, world: &World) -> Vec<Check> {
     let mut out = Vec::new();
     let file = cfg.file.as_ref().map_or_else(
@@ -462,18 +439,10 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
     let path = world.path_var();
     match cfg.service_manager {
         ServiceManagerKind::SystemdUser => {
-            let systemctl = crate::process::find_on_path("systemctl", path)
-                .unwrap_or_else(|| "systemctl".into());
             let timer = crate::schedule::ask(
                 world.runner.as_ref(),
                 cfg.service_manager,
-                crate::schedule::ask_cmd(
-                    cfg.service_manager,
-                    world.uid,
-                    systemctl,
-                    "launchctl".into(),
-                )
-                .as_ref(),
+                crate::schedule::ask_cmd(cfg.service_manager, world.uid, path).as_ref(),
             );
             out.push(match timer.enabled {
                 Some(true) => check("timer", Status::Info, timer.detail, None),
@@ -485,7 +454,8 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
                 ),
                 None => check("timer", Status::Warn, timer.detail, None),
             });
-            let user = user_name(world.uid)
+            // Its name from the password database: a service environment may lack $USER.
+            let user = crate::fsutil::user_name(world.uid)
                 .or_else(|| world.env.get("USER").cloned())
                 .unwrap_or_else(|| world.uid.to_string());
             let loginctl =

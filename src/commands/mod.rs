@@ -96,12 +96,12 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             health_settle: cfg.health_settle,
             health_timeout: cfg.health_timeout,
             health_command: cfg.health_command.clone(),
+            notify_command: cfg.notify_command.clone(),
+            status_command: cfg.service_manager.status_command(&cfg.service, world.uid),
         },
         bin_dir: cfg.bin_dir.clone(),
         data_dir: cfg.data_dir.clone(),
         keep_versions: cfg.keep_versions,
-        notify_command: cfg.notify_command.clone(),
-        status_command: cfg.service_manager.status_command(&cfg.service, world.uid),
     }
 }
 

@@ -122,16 +122,9 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     let mut state = state_file.load()?;
     let started = world.clock.now();
     let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
-    let recovered = recover(
-        &deployer,
-        &mut state,
-        &settings.status_command,
-        settings.notify_command.as_deref(),
-    );
+    let recovered = recover(&deployer, &mut state);
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
-        let mut report = RunReport::new(told);
-        report.recovered = Some(told.into());
-        return Ok(report.emit(world.out.as_ref(), args.json, true));
+        return Ok(RunReport::recovery(told).emit(world.out.as_ref(), args.json, true));
     }
     let root = choose(cfg, &layout, &state, args.to.as_deref())?;
     let current = layout.current().unwrap_or_default();

@@ -189,13 +189,7 @@ fn settle(
     let settings = super::run_settings(cfg, world);
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let deployer = Deployer::new(world, &settings.deploy, &layout, state_file, &lock);
-    let finished = recover(
-        &deployer,
-        &mut state,
-        &settings.status_command,
-        settings.notify_command.as_deref(),
-    )
-    .map(|t| t.message);
+    let finished = recover(&deployer, &mut state).map(|t| t.message);
     Ok((state, None, finished))
 }
 
@@ -379,15 +373,7 @@ fn build(
     let timer = crate::schedule::ask(
         world.runner.as_ref(),
         cfg.service_manager,
-        crate::schedule::ask_cmd(
-            cfg.service_manager,
-            world.uid,
-            crate::process::find_on_path("systemctl", world.path_var())
-                .unwrap_or_else(|| "systemctl".into()),
-            crate::process::find_on_path("launchctl", world.path_var())
-                .unwrap_or_else(|| "/bin/launchctl".into()),
-        )
-        .as_ref(),
+        crate::schedule::ask_cmd(cfg.service_manager, world.uid, world.path_var()).as_ref(),
     );
     line("timer", timer.detail.clone());
     if !inst.missing.is_empty() {

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use crate::support::env::pid_alive;
-use crate::support::forge::FakeRelease;
 use crate::support::scenario::{calls_of, link_of, sandbox, still_plain, version_of};
 
 #[test]
@@ -500,16 +499,7 @@ fn an_unhealthy_release_is_rolled_back_marked_bad_and_not_retried() {
     assert_eq!(env.run(&["check", "--json"]).json()["reason"], "marked_bad");
 
     // A newer release is tried.
-    s.forge.set_releases(vec![
-        FakeRelease::new("v0.3.0"),
-        FakeRelease::new("v0.2.0"),
-        FakeRelease::new("v0.1.0"),
-    ]);
-    crate::support::fixture::git(
-        &s.repo.dir,
-        &["commit", "-q", "--allow-empty", "-m", "0.3.0"],
-    );
-    crate::support::fixture::git(&s.repo.dir, &["tag", "v0.3.0"]);
+    s.release("v0.3.0");
     env.run(&["check-and-apply"]).expect(0);
     assert_eq!(version_of(&env.bin_dir.join("hephd")), "hephd 0.3.0 (fake)");
 }

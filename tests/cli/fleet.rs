@@ -183,13 +183,7 @@ fn the_metrics_file_is_written_after_each_run_and_promtool_accepts_it() {
         assert!(text.contains(expected), "{expected}:\n{text}");
     }
     // A broken release: the failure counts.
-    s.forge.set_releases(vec![
-        FakeRelease::new("v0.3.0"),
-        FakeRelease::new("v0.2.0"),
-        FakeRelease::new("v0.1.0"),
-    ]);
-    crate::support::fixture::git(&s.repo.dir, &["commit", "-q", "--allow-empty", "-m", "3"]);
-    crate::support::fixture::git(&s.repo.dir, &["tag", "v0.3.0"]);
+    s.release("v0.3.0");
     s.env.fake_mode("bad-0.3.0", "");
     s.env.run(&["check-and-apply"]).expect(1);
     let text = std::fs::read_to_string(&path).unwrap();

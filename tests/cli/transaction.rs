@@ -8,9 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::env::{TestEnv, pid_alive};
-use crate::support::fixture::git;
-use crate::support::forge::FakeRelease;
-use crate::support::scenario::{Sandbox, assert_sound, calls_of, sandbox, version_of};
+use crate::support::scenario::{assert_sound, calls_of, sandbox, version_of};
 
 /// Waits (bounded) until `cond` holds. Not a timing assertion: the bound only stops a
 /// broken test from hanging.
@@ -55,15 +53,6 @@ fn outcomes(env: &TestEnv) -> Vec<String> {
         .iter()
         .map(|r| r["outcome"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A third release in the forge and the repository.
-fn release(s: &Sandbox, tag: &str) {
-    let mut releases: Vec<FakeRelease> = s.forge.state.lock().unwrap().releases.clone();
-    releases.insert(0, FakeRelease::new(tag));
-    s.forge.set_releases(releases);
-    git(&s.repo.dir, &["commit", "-q", "--allow-empty", "-m", tag]);
-    git(&s.repo.dir, &["tag", tag]);
 }
 
 #[test]
@@ -235,7 +224,7 @@ fn a_restart_beyond_restart_timeout_is_unknown_health_not_a_bad_release() {
 fn a_manual_rollback_after_an_automatic_one_goes_to_the_older_healthy_root() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.run(&["check-and-apply"]).expect(0);
-    release(&s, "v0.3.0");
+    s.release("v0.3.0");
     s.env.fake_mode("bad-0.3.0", "");
     s.env.run(&["check-and-apply"]).expect(1);
     assert_sound(&s.env, "0.2.0");

@@ -34,6 +34,21 @@ pub fn sandbox(installed: &str, tags: &[&str]) -> Sandbox {
     Sandbox { env, forge, repo }
 }
 
+impl Sandbox {
+    /// Publishes one more release: a new commit tagged `tag` in the repository, offered
+    /// first by the forge.
+    pub fn release(&self, tag: &str) {
+        let mut releases: Vec<FakeRelease> = self.forge.state.lock().unwrap().releases.clone();
+        releases.insert(0, FakeRelease::new(tag));
+        self.forge.set_releases(releases);
+        super::fixture::git(
+            &self.repo.dir,
+            &["commit", "-q", "--allow-empty", "-m", tag],
+        );
+        super::fixture::git(&self.repo.dir, &["tag", tag]);
+    }
+}
+
 pub fn link_of(env: &TestEnv, p: &str) -> String {
     std::fs::read_link(env.bin_dir.join(p))
         .map(|t| t.display().to_string())
