@@ -261,13 +261,13 @@ fn the_sample_alerts_fire_as_documented() {
 }
 
 #[test]
-fn the_readme_notes_quote_the_checked_alert_rules() {
+fn the_readme_quotes_the_checked_alert_rules() {
     let rules = std::fs::read_to_string(rules_file()).unwrap();
-    let notes =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/notes-fleet.md"))
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();
     assert!(
-        notes.contains(&format!("```yaml\n{rules}```")),
-        "docs/notes-fleet.md must quote docs/alerts.yml exactly"
+        readme.contains(&format!("```yaml\n{rules}```")),
+        "README.md must quote docs/alerts.yml exactly"
     );
 }
