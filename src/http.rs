@@ -716,7 +716,7 @@ impl Session<'_> {
                     .into())
                 }
                 Err(TransportError::Tls(e)) => Err(anyhow::anyhow!(
-                    "the TLS connection to {} failed: {}\nhelp: the forge's certificate is not trusted here; install its CA in the system store (or point SSL_CERT_FILE at it)",
+                    "the TLS connection to {} failed: {}\nhelp: the forge's certificate is not trusted here; install its CA in the system store, or set `ca_file` to a PEM bundle with it (the forge, git and cargo then all trust it)",
                     self.show(url),
                     self.redact(&e)
                 )),

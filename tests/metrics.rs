@@ -264,8 +264,7 @@ fn the_sample_alerts_fire_as_documented() {
 fn the_readme_quotes_the_checked_alert_rules() {
     let rules = std::fs::read_to_string(rules_file()).unwrap();
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(
         readme.contains(&format!("```yaml\n{rules}```")),
         "README.md must quote docs/alerts.yml exactly"

@@ -62,6 +62,14 @@ fn load_config(cli: &Cli, world: &World) -> Result<Config> {
         os: Os::current(),
     };
     let cfg = Config::load(&inputs)?;
+    if let Some(ca) = &cfg.ca_file {
+        // The forge's TLS (rustls with the platform verifier) reads its roots from
+        // SSL_CERT_FILE at the first connection; git and cargo get the same file through
+        // their own variables (`build::build_env`). SAFETY: no other thread runs yet —
+        // the first one is the first HTTP request's — so nothing reads the environment
+        // while it changes.
+        unsafe { std::env::set_var("SSL_CERT_FILE", ca) };
+    }
     for w in &cfg.warnings {
         log::warn!("{w}");
     }

@@ -1110,5 +1110,12 @@ fn an_untrusted_tls_certificate_fails_loudly_and_a_trusted_one_connects() {
     let run = s.env.run(&["check-and-apply"]);
     run.expect(1);
     assert!(run.stderr.contains("not valid JSON"), "{}", run.stderr);
+    // The same through `ca_file`, the one setting the forge, git and cargo share.
+    s.env.unset("SSL_CERT_FILE");
+    s.env
+        .var("HEPH_SELFUPDATE_CA_FILE", tls.ca.to_str().unwrap());
+    let run = s.env.run(&["check"]);
+    run.expect(1);
+    assert!(run.stderr.contains("not valid JSON"), "{}", run.stderr);
     assert_sound(&s.env, "0.1.0");
 }
