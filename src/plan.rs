@@ -242,13 +242,6 @@ pub fn notify_cmd(settings: &RunSettings, event: Event) -> Option<Cmd> {
     })
 }
 
-/// What a plan ends with.
-#[derive(Debug, Clone)]
-pub struct Finished {
-    pub told: Told,
-    /// The root switched to (or built), if the run got that far.
-    pub root: Option<String>,
-}
 
 /// Everything executing a plan needs.
 pub struct Executor<'a> {
@@ -279,16 +272,15 @@ pub fn log_hint(log: Option<&std::path::Path>) -> Option<String> {
 
 impl Executor<'_> {
     /// Executes `plan`. `from`: the installed version, for messages.
-    pub fn run(&self, plan: &Plan, state: &mut State, from: Option<&str>) -> Finished {
+    pub fn run(&self, plan: &Plan, state: &mut State, from: Option<&str>) -> Told {
         let mut root: Option<String> = None;
         let mut told: Option<Told> = None;
         let mut progress = build::Progress::default();
         let mut prepared = false;
         let mut reused = false;
-        let build_started = self.world.clock.instant();
+        let mut build_started = None;
         let deadline = self.world.clock.instant() + self.settings.build.build_timeout;
         for step in &plan.steps {
-            let after_failure = told.as_ref().is_some_and(|t| !t.ok());
             match step {
                 Step::Notify { .. } => {
                     if let Some(t) = &told {
@@ -305,7 +297,6 @@ impl Executor<'_> {
                 _ if told.is_some() => continue,
                 _ => {}
             }
-            debug_assert!(!after_failure);
             // Before the switch a signal stops the run: nothing has changed yet.
             if self.world.interrupt.is_set() && !matches!(step, Step::Switch { .. }) {
                 told = Some(self.failure(
@@ -323,6 +314,7 @@ impl Executor<'_> {
                     if reused {
                         continue;
                     }
+                    build_started.get_or_insert_with(|| self.world.clock.instant());
                     self.build_step(
                         b,
                         &mut progress,
@@ -337,12 +329,13 @@ impl Executor<'_> {
                     if reused {
                         continue;
                     }
+                    let began = build_started.unwrap_or_else(|| self.world.clock.instant());
                     state.last_build = Some(crate::state::BuildTimes {
                         total_secs: self
                             .world
                             .clock
                             .instant()
-                            .saturating_duration_since(build_started)
+                            .saturating_duration_since(began)
                             .as_secs_f64(),
                         phases: progress
                             .phases
@@ -385,16 +378,13 @@ impl Executor<'_> {
                 told = Some(self.failure(state, f.kind, &f.error));
             }
         }
-        Finished {
-            told: told.unwrap_or_else(|| Told {
-                outcome: Outcome::NothingDue,
-                message: "nothing to do".to_owned(),
-                help: Vec::new(),
-                event: None,
-                exit_code: crate::exit::OK,
-            }),
-            root,
-        }
+        told.unwrap_or_else(|| Told {
+            outcome: Outcome::NothingDue,
+            message: "nothing to do".to_owned(),
+            help: Vec::new(),
+            event: None,
+            exit_code: crate::exit::OK,
+        })
     }
 
     fn tell(&self, intent: &Intent, ending: &Ending) -> Told {

@@ -206,8 +206,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         lock: &lock,
         target: Some(target),
     };
-    let finished = executor.run(&plan, &mut state, from.as_deref());
-    let told = finished.told;
+    let told = executor.run(&plan, &mut state, from.as_deref());
     if told.ok() {
         state.last_ok = Some(world.clock.now());
     }

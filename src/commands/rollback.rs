@@ -156,8 +156,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
         lock: &lock,
         target: None,
     };
-    let finished = executor.run(&plan, &mut state, from_version.as_deref());
-    let mut told = finished.told;
+    let mut told = executor.run(&plan, &mut state, from_version.as_deref());
     if told.outcome == Outcome::ManualRollback
         && let Some(v) = &from_version
     {
