@@ -152,6 +152,7 @@ mod tests {
         assert!(!o.running && !o.failed, "still starting");
         let o = unit().parse("LoadState=loaded\nActiveState=failed\nSubState=failed\nMainPID=0\n");
         assert!(o.failed);
+        assert_eq!(o.detail, "hephd.service: failed", "not \"failed (failed)\"");
         let o =
             unit().parse("LoadState=not-found\nActiveState=inactive\nSubState=dead\nMainPID=0\n");
         assert!(o.failed && o.missing && o.detail.contains("not found"));
