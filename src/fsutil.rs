@@ -73,7 +73,7 @@ fn user_label(uid: u32) -> String {
 }
 
 /// The login name of `uid`, from the password database.
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: passwd is plain data; getpwuid_r writes into `pwd` and `buf` (whose length
     // we pass) and sets `result` to `&pwd` or null.

@@ -66,8 +66,8 @@ impl ServiceManager for Launchd {
         let exited_badly = !last_exit.is_empty() && last_exit != "0" && !last_exit.starts_with('(');
         // `properties = keepalive | runatload | …`: launchd spawns a KeepAlive job again
         // after it exits (after `ThrottleInterval`); `spawn scheduled` says so directly.
-        let keepalive = get("properties")
-            .is_some_and(|p| p.split('|').any(|w| w.trim() == "keepalive"));
+        let keepalive =
+            get("properties").is_some_and(|p| p.split('|').any(|w| w.trim() == "keepalive"));
         let running = state == "running" && pid.is_some();
         Observation {
             running,

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::{Observation, ServiceManager, ServiceManagerKind};
-use crate::process::{CmdFailed, Cmd, OnSignal, Runner};
+use crate::process::{Cmd, CmdFailed, OnSignal, Runner};
 
 /// The daemon's restart counter when it was handed to the manager to start again.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +121,7 @@ impl Respawn {
         }
         if obs.failed {
             return Err(format!(
-                "{}: it stopped after SIGTERM and {} does not start it again\nhelp: respawn needs {} for {}; `heph-selfupdate doctor` checks it (or set restart = \"manager\")",
+                "{}: it stopped after SIGTERM and {} does not start it again (respawn needs {} for {}, which `heph-selfupdate doctor` checks; or set restart = \"manager\")",
                 obs.detail,
                 self.restarter(),
                 self.setting(),
@@ -196,7 +196,7 @@ impl ServiceManager for Respawn {
                             output: out,
                         };
                         return Err(anyhow!(
-                            "{failed}\nhelp: respawn signals the daemon as this user: run heph-selfupdate as the user {} runs as, or set restart = \"manager\"",
+                            "{failed}\n  respawn signals the daemon as this user: run heph-selfupdate as the user {} runs as, or set restart = \"manager\"",
                             self.service
                         ));
                     }
@@ -213,8 +213,7 @@ impl ServiceManager for Respawn {
                 self.restarter()
             ),
             None => bail!(
-                "{} is not running ({}): respawn sends SIGTERM to the running daemon and lets {} start it again, so there is nothing to signal\nhelp: start {} (as root for a system unit), then run again; or set restart = \"manager\"",
-                self.service,
+                "{}: not running, so respawn has nothing to signal (it sends SIGTERM to the running daemon and lets {} start it again); start {}, as root for a system unit, then run again, or set restart = \"manager\"",
                 now.detail,
                 self.restarter(),
                 self.service
@@ -310,10 +309,15 @@ mod tests {
         let r = runner(vec![show("failed", "failed", 0, 0)], 0);
         let err = systemd_respawn().restart(&r).unwrap_err();
         assert!(
-            format!("{err:#}").contains("is not running") && format!("{err:#}").contains("help:"),
+            format!("{err:#}").contains("not running, so respawn has nothing to signal")
+                && format!("{err:#}").contains("then run again"),
             "{err:#}"
         );
-        assert!(r.lines().iter().all(|l| !l.contains("kill")), "{:?}", r.lines());
+        assert!(
+            r.lines().iter().all(|l| !l.contains("kill")),
+            "{:?}",
+            r.lines()
+        );
         let r = runner(vec![show("inactive", "dead", 0, 0)], 0);
         assert!(systemd_respawn().restart(&r).is_err());
         assert_eq!(r.lines().len(), 1);
@@ -367,7 +371,11 @@ mod tests {
         m.restart(&r).unwrap();
         let gap = m.parse(&show("activating", "auto-restart", 0, 2));
         assert!(!gap.failed && !gap.running, "{gap:?}");
-        assert!(gap.detail.contains("systemd starts it again"), "{}", gap.detail);
+        assert!(
+            gap.detail.contains("systemd starts it again"),
+            "{}",
+            gap.detail
+        );
         let up = m.parse(&show("active", "running", 5000, 3));
         assert!(up.running && up.pid == Some(5000));
         let died = m.parse(&show("activating", "auto-restart", 0, 3));
@@ -419,7 +427,13 @@ mod tests {
             "/bin/kill -s TERM -- '<MainPID of mcquack.eblume.heph>'"
         );
         let answer = print("running", Some(812), 4, "(never exited)");
-        let r = Recorder::new(move |cmd: &Cmd| ok(if cmd.program.ends_with("kill") { "" } else { &answer }));
+        let r = Recorder::new(move |cmd: &Cmd| {
+            ok(if cmd.program.ends_with("kill") {
+                ""
+            } else {
+                &answer
+            })
+        });
         m.restart(&r).unwrap();
         assert_eq!(
             r.lines(),
