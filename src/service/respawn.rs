@@ -52,6 +52,8 @@ impl std::fmt::Debug for Respawn {
         f.debug_struct("Respawn")
             .field("manager", &self.manager.describe())
             .field("kill", &self.kill)
+            .field("kind", &self.kind)
+            .field("service", &self.service)
             .field("handed_over", &self.handed_over.get())
             .finish()
     }

@@ -6,6 +6,8 @@
 //! real and marked bad; `make doctor` passes in the service's environment; `make disable`
 //! leaves no timer.
 
+use std::os::unix::fs::MetadataExt;
+
 use crate::support::fixture::Daemon;
 use crate::support::forge::FakeRelease;
 use crate::support::sandbox::{self, Scenario, check};
@@ -504,7 +506,6 @@ fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root
     for e in &ours {
         assert_eq!(e["_UID"], sb.uid.to_string(), "logged as root: {e}");
     }
-    use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&state_file).unwrap().uid(), sb.uid);
     assert_eq!(
         std::fs::metadata(home.join(".local/share/heph-selfupdate/versions/0.2.0"))
