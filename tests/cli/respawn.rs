@@ -160,41 +160,48 @@ fn respawn_updates_and_rolls_back_a_launchd_keepalive_agent() {
 
 #[test]
 fn respawn_signals_nothing_when_the_daemon_is_not_running_and_leaves_the_switch_to_the_next_run() {
-    let s = respawn_sandbox("systemd-system", false, &["v0.1.0", "v0.2.0"]);
-    let pid = s.env.daemon_pid().unwrap();
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    while pid_alive(pid) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    for (manager, service) in [
+        ("systemd-system", "hephd.service"),
+        ("launchd", "mcquack.eblume.heph"),
+    ] {
+        let s = respawn_sandbox(manager, false, &["v0.1.0", "v0.2.0"]);
+        let pid = s.env.daemon_pid().unwrap();
+        std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        while pid_alive(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let run = s.env.run(&["check-and-apply"]);
+        run.expect(1);
+        assert!(
+            run.stderr.contains(&format!("{service}: "))
+                && run
+                    .stderr
+                    .contains("not running, so respawn has nothing to signal")
+                && run
+                    .stderr
+                    .contains(&format!("start {service}, as root for a system unit")),
+            "{manager}: {}",
+            run.stderr
+        );
+        assert!(
+            calls_of(&s.env, "kill").is_empty(),
+            "{manager}: no signal is sent anywhere: {:#?}",
+            s.env.calls()
+        );
+        assert!(!s.env.is_bad("0.2.0"), "{manager}: not the release's fault");
+        assert!(
+            !s.env.state()["intent"].is_null(),
+            "{manager}: the next run finishes the switch"
+        );
+        assert_eq!(
+            version_of(&s.env.bin_dir.join("hephd")),
+            "hephd 0.1.0 (fake)",
+            "{manager}: switched back: whoever starts the daemon starts the old release"
+        );
     }
-    let run = s.env.run(&["check-and-apply"]);
-    run.expect(1);
-    assert!(
-        run.stderr.contains(
-            "hephd.service: failed (failed): not running, so respawn has nothing to signal"
-        ) && run
-            .stderr
-            .contains("start hephd.service, as root for a system unit"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        calls_of(&s.env, "kill").is_empty(),
-        "no signal is sent anywhere: {:#?}",
-        s.env.calls()
-    );
-    assert!(!s.env.is_bad("0.2.0"), "not the release's fault");
-    assert!(
-        !s.env.state()["intent"].is_null(),
-        "the next run finishes the switch"
-    );
-    assert_eq!(
-        version_of(&s.env.bin_dir.join("hephd")),
-        "hephd 0.1.0 (fake)",
-        "switched back: whoever starts the daemon starts the old release"
-    );
 }
 
 #[test]

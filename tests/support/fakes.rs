@@ -134,19 +134,23 @@ count() {{
   n=$(cat "$S/$1" 2>/dev/null || echo 0); echo $((n+1)) > "$S/$1"
 }}
 spawn() {{
-  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 &
+  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 9>&- &
   echo $! > "$S/pid"
   count invocations
 }}
 supervise() {{
+  exec 9>>"$S/state.lock"
   while :; do
     wait "$(cat "$S/pid")" 2>/dev/null
     echo $? > "$S/last-exit"
     sleep 0.2
     # The sandbox is gone (the test ended): stop.
     [ -x "$HOME/.cargo/bin/hephd" ] || exit 0
+    # The count and the new PID change together for `show` (which takes the same lock).
+    flock 9
     count restarts
     spawn
+    flock -u 9
   done
 }}
 restart() {{
@@ -175,6 +179,7 @@ case "$me:$verb" in
     if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
     restart;;
   systemctl:show)
+    exec 9>>"$S/state.lock"; flock 9
     v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
@@ -190,6 +195,7 @@ case "$me:$verb" in
     exe=$(cat "$S/unit-exec" 2>/dev/null || echo "$HOME/.cargo/bin/hephd")
     echo "ExecStart={{ path=$exe ; argv[]=$exe --mode local ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}";;
   launchctl:print)
+    exec 9>>"$S/state.lock"; flock 9
     echo "$2 = {{"
     echo "	active count = 1"
     echo "	state = $(if alive; then echo running; else echo 'not running'; fi)"
