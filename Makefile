@@ -1,7 +1,9 @@
 # heph-selfupdate — build, test, demo; install, enable, disable, uninstall; doctor.
 #
 # PREFIX and DESTDIR are respected; every target can be run again safely; `make -n TARGET`
-# prints exactly what TARGET would run. Linux uses systemd user units, macOS a LaunchAgent.
+# prints exactly what TARGET would run. Linux uses systemd user units, macOS a LaunchAgent;
+# for a system-scope hephd (headless hosts) the *-system targets, run as root, install
+# system units that run heph-selfupdate as hephd's user.
 # Paths may hold spaces and shell or sed metacharacters (&, |, %, quotes): every path is
 # quoted for the shell with $(call q,...), and the unit and plist are rendered by the
 # binary, which escapes each value for the file it lands in. (A `$` in a path is still
@@ -35,6 +37,37 @@ SYSTEMCTL ?= systemctl --user
 UNIT_PATH := $(HOME)/.cargo/bin:$(HOME)/.local/bin:/usr/local/bin:/usr/bin:/bin
 ENVFILE   := $(HOME)/.config/heph-selfupdate/env
 
+# Linux, system scope (`make install-system USER=<user>`, as root): a template unit
+# heph-selfupdate@.service with User=%i, its timer, and per user a drop-in with that user's
+# home (a system unit's %h is root's home). USER must be given on the command line (the
+# environment's is root's under sudo), and is never root.
+SYSTEM_PREFIX    ?= /usr/local
+SYSTEM_BINDIR    := $(SYSTEM_PREFIX)/bin
+SYSTEM_UNITDIR   ?= /etc/systemd/system
+SYSTEMCTL_SYSTEM ?= systemctl
+# The user's home, from the password database (USER_HOME= for a DESTDIR install).
+USER_HOME        ?= $(shell getent passwd $(call q,$(USER)) | cut -d: -f6)
+SYSTEM_INSTANCE   = heph-selfupdate@$(USER)
+SYSTEM_DROPIN     = $(SYSTEM_UNITDIR)/$(SYSTEM_INSTANCE).service.d
+SYSTEM_INSTALLED := $(DESTDIR)$(SYSTEM_BINDIR)/heph-selfupdate
+# The PATH the system unit gives (keep in step with units/heph-selfupdate@.service.d/home.conf).
+SYSTEM_UNIT_PATH  = $(USER_HOME)/.cargo/bin:$(USER_HOME)/.local/bin:/usr/local/bin:/usr/bin:/bin
+SYSTEM_GOALS := install-system enable-system disable-system uninstall-system doctor-system
+# Before anything runs (`make -n` too): USER names hephd's user.
+ifneq ($(filter $(SYSTEM_GOALS),$(MAKECMDGOALS)),)
+ifneq ($(origin USER),command line)
+$(error name the user hephd runs as: make $(filter $(SYSTEM_GOALS),$(MAKECMDGOALS)) USER=<user> (as root))
+endif
+ifeq ($(USER),root)
+$(error USER=root: heph-selfupdate never runs as root; name the user hephd runs as)
+endif
+ifneq ($(shell printf '%s' $(call q,$(USER)) | tr -d 'A-Za-z0-9_.-'),)
+$(error USER=$(USER): a user name of letters, digits, `_`, `.` and `-` only)
+endif
+endif
+# Expands to nothing, or stops make with what to do.
+check_home = $(if $(USER_HOME),,$(error no home directory for $(USER) (getent passwd $(USER)); create the user, or pass USER_HOME=))
+
 # macOS (LaunchAgent)
 LABEL     ?= dev.hephaestus.selfupdate
 AGENTDIR  ?= $(HOME)/Library/LaunchAgents
@@ -54,7 +87,8 @@ endif
 # The installed binary: it renders the unit or plist and writes completions and man pages.
 INSTALLED := $(DESTDIR)$(BINDIR)/heph-selfupdate
 
-.PHONY: all build test lint demo bench fuzz ci install enable disable uninstall doctor
+.PHONY: all build test lint demo bench fuzz ci install enable disable uninstall doctor \
+	install-system enable-system disable-system uninstall-system doctor-system
 
 all: build
 
@@ -171,3 +205,52 @@ else
 	    --property=EnvironmentFile=-$(ENVFILE) --setenv=PATH=$(UNIT_PATH) \
 	    "$(BINDIR)/heph-selfupdate" doctor
 endif
+
+## System scope (Linux, as root): heph-selfupdate@USER.timer runs heph-selfupdate as USER,
+## the user hephd.service runs as; set service_manager = "systemd-system" and
+## restart = "respawn" in that user's config. Installs the binary to SYSTEM_PREFIX, the
+## units to SYSTEM_UNITDIR, and creates the user's data, state and cache directories (the
+## unit can write nowhere else). Enables nothing.
+install-system: $(INSTALL_DEPS)
+	$(check_home)install -d $(call q,$(DESTDIR)$(SYSTEM_BINDIR)) $(call q,$(DESTDIR)$(SYSTEM_DROPIN))
+	install -m 0755 $(call q,$(INSTALL_BIN)) $(call q,$(SYSTEM_INSTALLED))
+	$(call q,$(SYSTEM_INSTALLED)) __render --syntax=systemd --template=units/heph-selfupdate@.service \
+	    --var=BINDIR=$(call q,$(SYSTEM_BINDIR)) > $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.service)
+	install -m 0644 units/heph-selfupdate@.timer $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.timer)
+	$(call q,$(SYSTEM_INSTALLED)) __render --syntax=systemd --template=units/heph-selfupdate@.service.d/home.conf \
+	    --var=HOME=$(call q,$(USER_HOME)) > $(call q,$(DESTDIR)$(SYSTEM_DROPIN)/home.conf)
+ifeq ($(DESTDIR),)
+	runuser -u $(call q,$(USER)) -- mkdir -p $(call q,$(USER_HOME)/.cargo/bin) \
+	    $(call q,$(USER_HOME)/.local/share/heph-selfupdate) $(call q,$(USER_HOME)/.local/state/heph-selfupdate) \
+	    $(call q,$(USER_HOME)/.cache/heph-selfupdate)
+endif
+
+## Turn system-scope updates on for USER: start heph-selfupdate@USER.timer.
+enable-system:
+	$(SYSTEMCTL_SYSTEM) daemon-reload
+	$(SYSTEMCTL_SYSTEM) enable --now $(call q,$(SYSTEM_INSTANCE).timer)
+
+## Turn them off: afterwards nothing of heph-selfupdate runs for USER.
+disable-system:
+	$(SYSTEMCTL_SYSTEM) disable --now $(call q,$(SYSTEM_INSTANCE).timer) 2>/dev/null || true
+	$(SYSTEMCTL_SYSTEM) stop $(call q,$(SYSTEM_INSTANCE).service) 2>/dev/null || true
+
+## Disable for USER and remove USER's drop-in; the template units and the binary go with
+## the last user (state, cache and version roots stay; see README).
+uninstall-system: disable-system
+	rm -f $(call q,$(DESTDIR)$(SYSTEM_DROPIN)/home.conf)
+	rmdir $(call q,$(DESTDIR)$(SYSTEM_DROPIN)) 2>/dev/null || true
+	@if ls -d $(call q,$(DESTDIR)$(SYSTEM_UNITDIR))/heph-selfupdate@*.service.d >/dev/null 2>&1; then \
+	  echo "heph-selfupdate@.service and $(SYSTEM_BINDIR)/heph-selfupdate stay: other users' instances use them"; \
+	else \
+	  echo rm -f $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.service) $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.timer) $(call q,$(SYSTEM_INSTALLED)); \
+	  rm -f $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.service) $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.timer) $(call q,$(SYSTEM_INSTALLED)); \
+	fi
+	$(SYSTEMCTL_SYSTEM) daemon-reload 2>/dev/null || true
+
+## `heph-selfupdate doctor` as USER, with the PATH and environment file the system unit gives.
+doctor-system:
+	$(check_home)systemd-run --wait --pipe --quiet --collect --uid=$(call q,$(USER)) \
+	    --property=EnvironmentFile=-$(call q,$(USER_HOME)/.config/heph-selfupdate/env) \
+	    --setenv=PATH=$(call q,$(SYSTEM_UNIT_PATH)) \
+	    $(call q,$(SYSTEM_BINDIR)/heph-selfupdate) doctor

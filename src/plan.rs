@@ -242,7 +242,6 @@ pub fn notify_cmd(settings: &RunSettings, event: Event) -> Option<Cmd> {
     })
 }
 
-
 /// Everything executing a plan needs.
 pub struct Executor<'a> {
     pub world: &'a World,

@@ -18,12 +18,30 @@ pub enum Syntax {
     /// `ExecStart="@BINDIR@/heph-selfupdate" check-and-apply`), so a space does not split
     /// it, and `%` is doubled (systemd expands `%` specifiers after unquoting). Quotes and
     /// backslashes are refused: systemd rejects an executable path holding them
-    /// ("Executable name contains special characters"), however they are escaped.
+    /// ("Executable name contains special characters"), however they are escaped. The one
+    /// exception to the quotes: a directive whose whole value is one path that systemd
+    /// takes verbatim, neither unquoted nor split ([`VERBATIM_PATH_KEYS`], e.g.
+    /// `EnvironmentFile=-@HOME@/.config/x/env`), where quotes would become part of the path.
     Systemd,
     /// A property list (XML): `&`, `<` and `>` become entities. A line that is only
     /// `<string>@NAME@</string>` with an empty value is dropped together with the `<key>`
     /// line before it: the entry is left out rather than set to an empty string.
     Plist,
+}
+
+/// Directives whose value systemd takes as one path, verbatim (after `%` specifiers; an
+/// optional leading `-` means "may be missing"): a placeholder right after `KEY=` or
+/// `KEY=-` needs no quotes there (systemd's `config_parse_unit_env_file`).
+pub const VERBATIM_PATH_KEYS: &[&str] = &["EnvironmentFile"];
+
+/// True when `before` (a line up to a placeholder) is `KEY=` or `KEY=-` of a
+/// [`VERBATIM_PATH_KEYS`] directive.
+fn starts_verbatim_path(before: &str) -> bool {
+    VERBATIM_PATH_KEYS.iter().any(|key| {
+        before
+            .strip_prefix(key)
+            .is_some_and(|rest| rest == "=" || rest == "=-")
+    })
 }
 
 /// Why a template could not be rendered.
@@ -118,7 +136,9 @@ pub fn render(
                 name: name.to_owned(),
             })?;
             match syntax {
-                Syntax::Systemd if !inside_double_quotes(&rendered) => {
+                Syntax::Systemd
+                    if !inside_double_quotes(&rendered) && !starts_verbatim_path(&rendered) =>
+                {
                     return Err(RenderError::Unquoted {
                         line: number,
                         name: name.to_owned(),
@@ -265,6 +285,30 @@ mod tests {
         );
         // An escaped quote does not open a quoted word.
         assert!(render("X=\"a\\\"\" @B@\n", Syntax::Systemd, &vars(&[("B", "b")])).is_err());
+    }
+
+    #[test]
+    fn a_whole_value_path_directive_takes_its_path_without_quotes() {
+        let t = "EnvironmentFile=-@HOME@/.config/heph-selfupdate/env\nEnvironmentFile=@HOME@/e\n";
+        let v = vars(&[("HOME", "/home/a b/100%")]);
+        assert_eq!(
+            render(t, Syntax::Systemd, &v).unwrap(),
+            "EnvironmentFile=-/home/a b/100%%/.config/heph-selfupdate/env\nEnvironmentFile=/home/a b/100%%/e\n"
+        );
+        // Only at the start of the value, and only for such directives.
+        for t in [
+            "EnvironmentFile=-/x/@HOME@\n",
+            "Environment=PATH=@HOME@/bin\n",
+            "ReadWritePaths=-@HOME@/x\n",
+        ] {
+            assert!(
+                matches!(
+                    render(t, Syntax::Systemd, &v),
+                    Err(RenderError::Unquoted { .. })
+                ),
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::exit;
 use crate::installed;
 use crate::layout::Layout;
 use crate::process::{Cmd, Output};
-use crate::service::ServiceManagerKind;
+use crate::service::{Restart, ServiceManagerKind};
 use crate::world::World;
 
 /// How one check came out.
@@ -409,7 +409,8 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
 }
 
 fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
-    let Some(manager) = world.services.manager(&super::service_spec(cfg)) else {
+    let spec = super::service_spec(cfg);
+    let Some(manager) = world.services.manager(&spec) else {
         out.push(check(
             "service",
             Status::Info,
@@ -432,6 +433,7 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
             format!("{e:#}"),
             Some(match cfg.service_manager {
                 ServiceManagerKind::Launchd => "load the agent with `launchctl bootstrap gui/$UID <plist>`".into(),
+                ServiceManagerKind::SystemdSystem => "the system's systemd must be reachable (`systemctl show` needs no privilege)".into(),
                 _ => "the user's systemd manager must be reachable (XDG_RUNTIME_DIR set; run inside the session or with lingering on)".into(),
             }),
         ),
@@ -515,8 +517,317 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
                 )
             });
         }
-        ServiceManagerKind::SystemdSystem | ServiceManagerKind::None => {}
+        ServiceManagerKind::SystemdSystem => {
+            let user = this_user(world);
+            let systemctl = crate::process::find_on_path("systemctl", path)
+                .unwrap_or_else(|| "systemctl".into());
+            let timer = format!("heph-selfupdate@{user}.timer");
+            let enabled = Cmd::new(systemctl, "ask whether the timer is enabled")
+                .args(["is-enabled", timer.as_str()]);
+            out.push(match probe(world, &enabled) {
+                Ok(state) => check("timer", Status::Info, format!("{timer} is {state}"), None),
+                Err(_) => check(
+                    "timer",
+                    Status::Info,
+                    format!("{timer} is not enabled (updates are off)"),
+                    Some(format!(
+                        "`make install-system enable-system USER={user}` (as root) turns them on"
+                    )),
+                ),
+            });
+        }
+        ServiceManagerKind::None => {}
     }
+    if spec.restart == Restart::Respawn {
+        match cfg.service_manager {
+            ServiceManagerKind::SystemdUser | ServiceManagerKind::SystemdSystem => {
+                respawn_systemd_checks(cfg, world, out);
+            }
+            ServiceManagerKind::Launchd => respawn_launchd_checks(cfg, out),
+            ServiceManagerKind::None => {}
+        }
+    }
+}
+
+/// This user's login name (what a unit's `User=` names), else the uid.
+fn this_user(world: &World) -> String {
+    crate::fsutil::user_name(world.uid)
+        .or_else(|| world.env.get("USER").cloned())
+        .unwrap_or_else(|| world.uid.to_string())
+}
+
+/// True when `binary` is switched by an update: in `bin_dir` (links into `current`), or
+/// in the current version root itself.
+fn switched_by_updates(cfg: &Config, binary: &Path) -> bool {
+    let current = cfg.data_dir.join("current/bin");
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
+    binary
+        .parent()
+        .is_some_and(|dir| same(dir, &cfg.bin_dir) || dir == current)
+}
+
+/// The `path=` of the first command in a `systemctl show` `ExecStart=` value
+/// (`{ path=/x ; argv[]=/x --y ; … }`).
+fn exec_start_path(value: &str) -> Option<&str> {
+    value
+        .split(" ; ")
+        .find_map(|field| {
+            field
+                .trim()
+                .trim_start_matches('{')
+                .trim()
+                .strip_prefix("path=")
+        })
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// What `Restart=` means for a respawn, by systemd's rules (systemd.service(5), "Exit
+/// causes"): SIGTERM (like SIGHUP, SIGINT, SIGPIPE and `SuccessExitStatus=`) is a *clean*
+/// exit. `None` when it works.
+fn restart_setting_problem(value: &str, unit: &str) -> Option<String> {
+    match value {
+        "always" => None,
+        "on-success" => Some(format!(
+            "{unit} has Restart=on-success: systemd starts it again after SIGTERM, but not after a crash, so a release that dies at start stays down and the rollback has nothing to respawn"
+        )),
+        "no" | "" => Some(format!(
+            "{unit} has Restart=no: after SIGTERM systemd leaves it stopped"
+        )),
+        other => Some(format!(
+            "{unit} has Restart={other}: systemd counts an exit by SIGTERM as clean and starts the daemon again only after an unclean one, so after respawn's SIGTERM it stays stopped"
+        )),
+    }
+}
+
+/// Restart=always, the daemon's user, and its binary in bin_dir: what respawn needs of a
+/// systemd unit.
+fn respawn_systemd_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
+    let system = cfg.service_manager == ServiceManagerKind::SystemdSystem;
+    let unit = &cfg.service;
+    let systemctl = crate::process::find_on_path("systemctl", world.path_var())
+        .unwrap_or_else(|| "systemctl".into());
+    let mut show = Cmd::new(systemctl, "read what respawn needs of the unit")
+        .timeout(crate::service::OBSERVE_TIMEOUT);
+    if !system {
+        show = show.arg("--user");
+    }
+    let show = show.args([
+        "show",
+        "--property=Restart,User,ExecStart,RestartUSec",
+        unit.as_str(),
+    ]);
+    let text = match world.runner.run(&show) {
+        Ok(o) if o.success() => o.stdout,
+        Ok(o) => {
+            out.push(check(
+                "respawn",
+                Status::Fail,
+                format!(
+                    "{} failed: {}",
+                    show.display(),
+                    o.tail_text().lines().last().unwrap_or("").trim()
+                ),
+                Some("the service manager must be reachable to check the unit".into()),
+            ));
+            return;
+        }
+        Err(e) => {
+            out.push(check("respawn", Status::Fail, e.to_string(), None));
+            return;
+        }
+    };
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map_or("", str::trim)
+    };
+    let edit = if system {
+        format!("`systemctl edit {unit}` (as root)")
+    } else {
+        format!("`systemctl --user edit {unit}`")
+    };
+    let restart = get("Restart");
+    out.push(match restart_setting_problem(restart, unit) {
+        None => check(
+            "restart",
+            Status::Ok,
+            format!("{unit} has Restart=always: systemd starts it again after respawn's SIGTERM"),
+            None,
+        ),
+        Some(problem) => check(
+            "restart",
+            Status::Fail,
+            problem,
+            Some(format!(
+                "set Restart=always in [Service] of {unit} ({edit}), or set restart = \"manager\""
+            )),
+        ),
+    });
+    if let Ok(wait) = humantime::parse_duration(get("RestartUSec"))
+        && wait >= cfg.health_timeout
+    {
+        out.push(check(
+            "restart",
+            Status::Warn,
+            format!(
+                "{unit} waits RestartSec={} before it starts again, not less than health_timeout ({}): the new daemon cannot be seen up in time",
+                crate::timefmt::human_duration(wait),
+                crate::timefmt::human_duration(cfg.health_timeout)
+            ),
+            Some("raise health_timeout above RestartSec plus the time the daemon takes to stop".into()),
+        ));
+    }
+    if system {
+        let me = this_user(world);
+        let runs_as = get("User");
+        // No User=: the unit runs as root.
+        let ours = runs_as == me
+            || runs_as == world.uid.to_string()
+            || (runs_as.is_empty() && world.uid == 0);
+        out.push(if ours {
+            check(
+                "daemon user",
+                Status::Ok,
+                format!("{unit} runs as {me}, who may signal it"),
+                None,
+            )
+        } else {
+            check(
+                "daemon user",
+                Status::Fail,
+                if runs_as.is_empty() {
+                    format!("{unit} has no User= and runs as root: {me} cannot signal it")
+                } else {
+                    format!("{unit} runs as {runs_as}, not {me}: {me} cannot signal it")
+                },
+                Some(format!(
+                    "run hephd as {me} (User={me} in {unit}, {edit}) and heph-selfupdate as that same user (`make install-system USER={me}`)"
+                )),
+            )
+        });
+    }
+    let binary = cfg.bin_dir.join(&cfg.binary);
+    out.push(match exec_start_path(get("ExecStart")) {
+        Some(path) if switched_by_updates(cfg, Path::new(path)) => check(
+            "daemon binary",
+            Status::Ok,
+            format!("{unit} starts {path}, which an update switches"),
+            None,
+        ),
+        Some(path) => check(
+            "daemon binary",
+            Status::Fail,
+            format!(
+                "{unit} starts {path}, which is not in bin_dir ({}): a respawn would start the old binary again",
+                cfg.bin_dir.display()
+            ),
+            Some(format!(
+                "point ExecStart= of {unit} at {} ({edit}), or set bin_dir",
+                binary.display()
+            )),
+        ),
+        None => check(
+            "daemon binary",
+            Status::Fail,
+            format!("{unit} has no ExecStart= that names a program"),
+            Some(format!(
+                "set ExecStart={} … in {unit} ({edit})",
+                binary.display()
+            )),
+        ),
+    });
+}
+
+/// The value element after `<key>NAME</key>` in an XML plist, trimmed (`<true/>`,
+/// `<dict>`, `<array>`, …), and the text after it.
+fn plist_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("<key>{name}</key>");
+    let after = &text[text.find(&key)? + key.len()..];
+    Some(after.trim_start())
+}
+
+/// KeepAlive and the program of the daemon's agent: what respawn needs of launchd.
+fn respawn_launchd_checks(cfg: &Config, out: &mut Vec<Check>) {
+    let plist = cfg
+        .home
+        .join("Library/LaunchAgents")
+        .join(format!("{}.plist", cfg.service));
+    let Ok(text) = std::fs::read_to_string(&plist) else {
+        out.push(check(
+            "restart",
+            Status::Warn,
+            format!("cannot read {}: KeepAlive is not checked", plist.display()),
+            Some("respawn needs the daemon's agent to have KeepAlive = true".into()),
+        ));
+        return;
+    };
+    let keepalive = plist_value(&text, "KeepAlive");
+    out.push(match keepalive {
+        Some(v) if v.starts_with("<true/>") => check(
+            "restart",
+            Status::Ok,
+            format!(
+                "{} has KeepAlive: launchd starts it again after respawn's SIGTERM",
+                cfg.service
+            ),
+            None,
+        ),
+        Some(v) if v.starts_with("<dict") => check(
+            "restart",
+            Status::Warn,
+            format!(
+                "{} has KeepAlive with conditions: launchd may leave it stopped after SIGTERM",
+                cfg.service
+            ),
+            Some(format!(
+                "set <key>KeepAlive</key><true/> in {}",
+                plist.display()
+            )),
+        ),
+        _ => check(
+            "restart",
+            Status::Fail,
+            format!(
+                "{} has no KeepAlive = true: after SIGTERM launchd leaves it stopped",
+                cfg.service
+            ),
+            Some(format!(
+                "set <key>KeepAlive</key><true/> in {}, or set restart = \"manager\"",
+                plist.display()
+            )),
+        ),
+    });
+    let program = plist_value(&text, "Program")
+        .or_else(|| {
+            plist_value(&text, "ProgramArguments")
+                .map(|v| v.trim_start_matches("<array>").trim_start())
+        })
+        .and_then(|v| v.strip_prefix("<string>"))
+        .and_then(|v| v.split_once("</string>"))
+        .map(|(p, _)| p.trim().to_owned());
+    let binary = cfg.bin_dir.join(&cfg.binary);
+    out.push(match program {
+        Some(p) if switched_by_updates(cfg, Path::new(&p)) => check(
+            "daemon binary",
+            Status::Ok,
+            format!("{} starts {p}, which an update switches", cfg.service),
+            None,
+        ),
+        other => check(
+            "daemon binary",
+            Status::Fail,
+            format!(
+                "{} starts {}, not a binary in bin_dir ({}): a respawn would start the old binary again",
+                cfg.service,
+                other.as_deref().unwrap_or("no program it names"),
+                cfg.bin_dir.display()
+            ),
+            Some(format!("point ProgramArguments in {} at {}", plist.display(), binary.display())),
+        ),
+    });
 }
 
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
@@ -547,4 +858,49 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
         world.out.text(&text);
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exec_start_path_is_read_from_systemctl_show() {
+        let v = "{ path=/home/u/.cargo/bin/hephd ; argv[]=/home/u/.cargo/bin/hephd --mode local ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }";
+        assert_eq!(exec_start_path(v), Some("/home/u/.cargo/bin/hephd"));
+        assert_eq!(exec_start_path(""), None);
+        assert_eq!(exec_start_path("{ argv[]=x }"), None);
+    }
+
+    #[test]
+    fn only_restart_always_respawns_after_sigterm_and_after_a_crash() {
+        assert_eq!(restart_setting_problem("always", "hephd.service"), None);
+        for (value, says) in [
+            ("on-failure", "counts an exit by SIGTERM as clean"),
+            ("on-abnormal", "counts an exit by SIGTERM as clean"),
+            ("on-abort", "counts an exit by SIGTERM as clean"),
+            ("on-watchdog", "counts an exit by SIGTERM as clean"),
+            ("on-success", "not after a crash"),
+            ("no", "leaves it stopped"),
+        ] {
+            let problem = restart_setting_problem(value, "hephd.service").unwrap();
+            assert!(problem.contains(says), "{value}: {problem}");
+        }
+    }
+
+    #[test]
+    fn plist_values_are_found_after_their_key() {
+        let text = "<dict>\n\t<key>KeepAlive</key>\n\t<true/>\n\t<key>ProgramArguments</key>\n\t<array>\n\t\t<string>/u/.cargo/bin/hephd</string>\n";
+        assert!(
+            plist_value(text, "KeepAlive")
+                .unwrap()
+                .starts_with("<true/>")
+        );
+        assert!(
+            plist_value(text, "ProgramArguments")
+                .unwrap()
+                .starts_with("<array>")
+        );
+        assert_eq!(plist_value(text, "RunAtLoad"), None);
+    }
 }

@@ -1,6 +1,6 @@
 //! launchd: `launchctl kickstart -k gui/<uid>/<label>` restarts, `launchctl print` tells
 //! the state. `print`'s format is not an API, so it is read defensively: only `state`,
-//! `pid`, `runs` and `last exit code` lines are used.
+//! `pid`, `runs`, `last exit code` and `properties` lines are used.
 
 use std::path::{Path, PathBuf};
 
@@ -64,14 +64,20 @@ impl ServiceManager for Launchd {
             .filter(|p| *p > 0);
         let last_exit = get("last exit code").unwrap_or_default();
         let exited_badly = !last_exit.is_empty() && last_exit != "0" && !last_exit.starts_with('(');
+        // `properties = keepalive | runatload | …`: launchd spawns a KeepAlive job again
+        // after it exits (after `ThrottleInterval`); `spawn scheduled` says so directly.
+        let keepalive =
+            get("properties").is_some_and(|p| p.split('|').any(|w| w.trim() == "keepalive"));
+        let running = state == "running" && pid.is_some();
         Observation {
-            running: state == "running" && pid.is_some(),
+            running,
             failed: state != "running" && exited_badly,
             pid,
             restarts: get("runs").and_then(|r| r.parse().ok()),
             invocation: None,
             missing: false,
             since: None,
+            restart_pending: !running && (keepalive || state == "spawn scheduled"),
             detail: format!(
                 "{}: {}{}",
                 self.label,
@@ -128,7 +134,12 @@ mod tests {
         let o =
             agent().parse("x = {\n\tstate = not running\n\truns = 5\n\tlast exit code = 1\n}\n");
         assert!(!o.running && o.failed);
+        assert!(!o.restart_pending, "no KeepAlive: launchd leaves it");
+        let o = agent().parse(
+            "x = {\n\tstate = not running\n\tproperties = keepalive | runatload | inferred program\n\truns = 6\n\tlast exit code = 1\n}\n",
+        );
+        assert!(!o.running && o.failed && o.restart_pending);
         let o = agent().parse("something else entirely");
-        assert!(!o.running && !o.failed);
+        assert!(!o.running && !o.failed && !o.restart_pending);
     }
 }

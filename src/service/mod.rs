@@ -1,8 +1,11 @@
 //! The service manager that runs the daemon: restart it and observe it. `systemd`
 //! (user or system scope) and `launchd` behind one trait; `none` when the user restarts
-//! the daemon themselves.
+//! the daemon themselves. Either restarts through the manager's own command, or
+//! ([`Respawn`]) sends SIGTERM to the daemon's main process and lets the manager start it
+//! again, which needs no privilege over the manager.
 
 mod launchd;
+mod respawn;
 mod systemd;
 
 use std::ffi::OsString;
@@ -17,6 +20,7 @@ use crate::process::{Cmd, Runner};
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub use launchd::Launchd;
+pub use respawn::Respawn;
 pub use systemd::Systemd;
 
 /// Which service manager restarts the daemon.
@@ -70,6 +74,9 @@ pub struct Observation {
     pub invocation: Option<String>,
     /// The manager does not know the unit or label at all.
     pub missing: bool,
+    /// Not running, and the manager starts it again by itself (systemd `auto-restart`, a
+    /// launchd `KeepAlive` job).
+    pub restart_pending: bool,
     /// A short description for messages.
     pub detail: String,
     /// Since when it is in its state, as the manager says it (systemd).
@@ -108,6 +115,17 @@ pub trait ServiceManager {
     }
 }
 
+/// How the daemon is restarted after a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    /// The manager's restart command (`systemctl restart`, `launchctl kickstart -k`).
+    #[default]
+    Manager,
+    /// SIGTERM to the main process; the manager starts it again (`Restart=always`,
+    /// `KeepAlive`). Needs only to be the daemon's user.
+    Respawn,
+}
+
 /// Which service runs the daemon, and the limits of talking to its manager.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
@@ -116,6 +134,8 @@ pub struct ServiceSpec {
     pub name: String,
     /// Time limit of the restart command (it blocks while the old daemon stops).
     pub restart_timeout: Duration,
+    /// How the restart is done.
+    pub restart: Restart,
 }
 
 /// Makes the service manager for a [`ServiceSpec`]: the real programs, or a test's stand-in.
@@ -142,26 +162,36 @@ impl SystemServices {
 impl Services for SystemServices {
     fn manager(&self, spec: &ServiceSpec) -> Option<Box<dyn ServiceManager>> {
         let systemctl = || self.find("systemctl", "systemctl");
-        match spec.kind {
-            ServiceManagerKind::SystemdUser => Some(Box::new(Systemd::new(
+        let manager: Box<dyn ServiceManager> = match spec.kind {
+            ServiceManagerKind::SystemdUser => Box::new(Systemd::new(
                 &systemctl(),
                 &spec.name,
                 true,
                 spec.restart_timeout,
-            ))),
-            ServiceManagerKind::SystemdSystem => Some(Box::new(Systemd::new(
+            )),
+            ServiceManagerKind::SystemdSystem => Box::new(Systemd::new(
                 &systemctl(),
                 &spec.name,
                 false,
                 spec.restart_timeout,
-            ))),
-            ServiceManagerKind::Launchd => Some(Box::new(Launchd::new(
+            )),
+            ServiceManagerKind::Launchd => Box::new(Launchd::new(
                 &self.find("launchctl", "/bin/launchctl"),
                 &spec.name,
                 self.uid,
                 spec.restart_timeout,
-            ))),
-            ServiceManagerKind::None => None,
-        }
+            )),
+            ServiceManagerKind::None => return None,
+        };
+        Some(match spec.restart {
+            Restart::Manager => manager,
+            // kill(1) from procps or util-linux (Linux), /bin/kill on macOS.
+            Restart::Respawn => Box::new(Respawn::new(
+                manager,
+                &self.find("kill", "/bin/kill"),
+                spec.kind,
+                &spec.name,
+            )),
+        })
     }
 }

@@ -74,6 +74,8 @@ impl ServiceManager for Systemd {
             invocation: Some(get("InvocationID").to_owned()).filter(|s| !s.is_empty()),
             missing: load == "not-found",
             since: Some(get("ActiveEnterTimestamp").to_owned()).filter(|s| !s.is_empty()),
+            // systemd 254 and later add `auto-restart-queued` once the restart job is queued.
+            restart_pending: sub.starts_with("auto-restart"),
             detail: format!(
                 "{}: {}{}",
                 self.unit,
@@ -147,11 +149,12 @@ mod tests {
         assert_eq!(o.invocation.as_deref(), Some("abc"));
         let o = unit().parse("LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nMainPID=0\nNRestarts=4\n");
         assert!(!o.running && o.failed, "waiting to restart after a crash");
+        assert!(o.restart_pending, "systemd starts it again by itself");
         let o =
             unit().parse("LoadState=loaded\nActiveState=activating\nSubState=start\nMainPID=0\n");
         assert!(!o.running && !o.failed, "still starting");
         let o = unit().parse("LoadState=loaded\nActiveState=failed\nSubState=failed\nMainPID=0\n");
-        assert!(o.failed);
+        assert!(o.failed && !o.restart_pending);
         assert_eq!(o.detail, "hephd.service: failed", "not \"failed (failed)\"");
         let o =
             unit().parse("LoadState=not-found\nActiveState=inactive\nSubState=dead\nMainPID=0\n");

@@ -161,7 +161,7 @@ fn status_history_lists_the_runs_one_line_each_reading_forwards() {
 }
 
 /// A command line as the stand-ins record it: the program's file name, then its arguments.
-fn recorded_form(argv: &[String]) -> String {
+pub(crate) fn recorded_form(argv: &[String]) -> String {
     let program = Path::new(&argv[0])
         .file_name()
         .unwrap()
@@ -174,7 +174,7 @@ fn recorded_form(argv: &[String]) -> String {
 }
 
 /// Consecutive repeats as one (an observation repeats while the daemon settles).
-fn collapsed(lines: &[String]) -> Vec<String> {
+pub(crate) fn collapsed(lines: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for l in lines {
         if out.last() != Some(l) {
@@ -182,6 +182,41 @@ fn collapsed(lines: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// True when `ran` is the command `planned` showed: the same text, where a `<…>` in the
+/// plan (a value known only when the step runs, like `<MainPID of hephd.service>`) stands
+/// for one number.
+pub(crate) fn same_command(planned: &str, ran: &str) -> bool {
+    let (Some(open), Some(close)) = (planned.find('<'), planned.find('>')) else {
+        return planned == ran;
+    };
+    let (before, after) = (&planned[..open], &planned[close + 1..]);
+    let Some(rest) = ran.strip_prefix(before) else {
+        return false;
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && same_command(after, &rest[digits..])
+}
+
+/// The run ran exactly the commands of the plan, in its order (see [`same_command`]).
+#[track_caller]
+pub(crate) fn assert_same_commands(ran: &[String], planned: &[String]) {
+    assert!(
+        ran.len() == planned.len() && planned.iter().zip(ran).all(|(p, r)| same_command(p, r)),
+        "the dry run and the run disagree:\nplanned: {planned:#?}\nran: {ran:#?}"
+    );
+}
+
+#[test]
+fn a_placeholder_in_the_plan_stands_for_one_number_only() {
+    let planned = "kill -s TERM -- <MainPID of hephd.service>";
+    assert!(same_command(planned, "kill -s TERM -- 4242"));
+    assert!(!same_command(planned, "kill -s TERM -- "));
+    assert!(!same_command(planned, "kill -s TERM -- 1 2"));
+    assert!(!same_command(planned, "kill -s KILL -- 4242"));
+    assert!(same_command("systemctl show x", "systemctl show x"));
+    assert!(!same_command("systemctl show x", "systemctl show y"));
 }
 
 #[test]
@@ -220,11 +255,7 @@ fn the_dry_run_names_exactly_the_commands_the_run_then_runs() {
     // What runs before the plan is made: the installed version, probed before and again
     // under the lock.
     assert_eq!(ran[..2], ["hephd --version", "hephd --version"], "{ran:#?}");
-    assert_eq!(
-        collapsed(&ran[2..]),
-        collapsed(&planned),
-        "the dry run and the run disagree"
-    );
+    assert_same_commands(&collapsed(&ran[2..]), &collapsed(&planned));
     for expected in [
         "git ls-remote",
         "cargo install",

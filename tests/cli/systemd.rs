@@ -6,6 +6,8 @@
 //! real and marked bad; `make doctor` passes in the service's environment; `make disable`
 //! leaves no timer.
 
+use std::os::unix::fs::MetadataExt;
+
 use crate::support::fixture::Daemon;
 use crate::support::forge::FakeRelease;
 use crate::support::sandbox::{self, Scenario, check};
@@ -327,4 +329,211 @@ fn a_real_systemd_stop_or_kill_in_the_middle_of_a_switch_converges_on_the_next_r
         outcomes.ends_with(&["interrupted", "updated"]),
         "the killed run is recorded as interrupted: {outcomes:?}"
     );
+}
+
+/// The uids (`real effective saved fs`) of process `pid` inside the sandbox, once it runs
+/// `program` (before its exec the unit's main process is systemd's root-owned fork).
+fn uids_of(sb: &sandbox::Sandbox, pid: &str, program: &str) -> Option<Vec<u32>> {
+    let status = sb.root(&["cat", &format!("/proc/{pid}/status")]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    // `Name:` is the command name, cut to 15 characters.
+    if field("Name:")? != &program[..program.len().min(15)] {
+        return None;
+    }
+    Some(
+        field("Uid:")?
+            .split_whitespace()
+            .filter_map(|i| i.parse().ok())
+            .collect(),
+    )
+}
+
+#[test]
+fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root() {
+    if let Some(why) = sandbox::unavailable() {
+        eprintln!(
+            "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
+        );
+        return;
+    }
+    let sc = match Scenario::system(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::DiesAtStart),
+        ],
+        &["v0.2.0", "v0.1.0"],
+        "3s",
+    ) {
+        Ok(sc) => sc,
+        Err(why) => {
+            eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
+            return;
+        }
+    };
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let h = home.display();
+    let user = sb.user.clone();
+    let instance = format!("heph-selfupdate@{user}.service");
+    let timer = format!("heph-selfupdate@{user}.timer");
+    let journal = |extra: &[&str]| {
+        let mut args = vec!["journalctl", "-u", &instance, "--no-pager", "-o", "cat"];
+        args.extend_from_slice(extra);
+        text(&sb.root(&args))
+    };
+    let hephd_version = || {
+        check(
+            &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
+            "hephd --version",
+        )
+        .trim()
+        .to_owned()
+    };
+    let hephd = |name: &str| sb.system_property("hephd.service", name);
+    assert_eq!(hephd("ActiveState"), "active");
+    assert_eq!(hephd("User"), user);
+
+    check(&sc.make_as_root("install-system"), "make install-system");
+    check(
+        &sc.make_as_root("install-system"),
+        "make install-system, again",
+    );
+    check(&sc.make_as_root("enable-system"), "make enable-system");
+    assert_eq!(sb.system_property(&timer, "UnitFileState"), "enabled");
+    assert_eq!(sb.system_property(&timer, "ActiveState"), "active");
+    assert_eq!(sb.system_property(&instance, "User"), user);
+    let timers = check(
+        &sb.root(&["systemctl", "list-timers", "--all", "--no-pager"]),
+        "list-timers",
+    );
+    assert!(timers.contains(&timer), "{timers}");
+
+    // One run, as the timer would start it; while it runs, its process is the user's.
+    let first_pid = hephd("MainPID");
+    let first_restarts: u64 = hephd("NRestarts").parse().unwrap();
+    check(
+        &sb.root(&["systemctl", "start", "--no-block", &instance]),
+        "start the instance",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut uids = None;
+    loop {
+        let state = sb.system_property(&instance, "ActiveState");
+        let pid = sb.system_property(&instance, "MainPID");
+        if uids.is_none() && pid != "0" && !pid.is_empty() {
+            uids = uids_of(sb, &pid, "heph-selfupdate");
+        }
+        if (state == "inactive" || state == "failed") && uids.is_some()
+            || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = journal(&[]);
+    assert_eq!(
+        uids,
+        Some(vec![sb.uid; 4]),
+        "heph-selfupdate runs as {user} (real, effective, saved, fs uid):\n{log}"
+    );
+    assert_eq!(
+        sb.system_property(&instance, "Result"),
+        "success",
+        "the run failed:\n{log}"
+    );
+    assert!(
+        log.contains("updated 0.1.0 -> 0.2.0")
+            && log.contains("sending SIGTERM to hephd.service's main process"),
+        "{log}"
+    );
+    assert_eq!(hephd("ActiveState"), "active");
+    assert_ne!(hephd("MainPID"), first_pid, "a new process");
+    assert_eq!(
+        hephd("NRestarts").parse::<u64>().unwrap(),
+        first_restarts + 1,
+        "systemd started it again by itself (Restart=always), no restart job"
+    );
+    assert_eq!(hephd_version(), "hephd 0.2.0 (build of v0.2.0)");
+
+    // doctor as the user, in the environment the system unit gives.
+    let out = sc.make_as_root("doctor-system");
+    let said = text(&out);
+    assert!(out.status.success(), "doctor-system failed:\n{said}");
+    for line in [
+        "[ ok ] restart: hephd.service has Restart=always",
+        &format!("[ ok ] daemon user: hephd.service runs as {user}"),
+        "[ ok ] daemon binary: hephd.service starts",
+        &format!("[info] timer: {timer} is enabled"),
+    ] {
+        assert!(said.contains(line), "{line}:\n{said}");
+    }
+
+    // v0.3.0 dies at start: rolled back by respawn too, marked bad.
+    forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    let out = sb.root(&["systemctl", "start", &instance]);
+    let log = journal(&[]);
+    assert!(!out.status.success(), "a rolled-back run fails the unit");
+    assert!(log.contains("rolled back to 0.2.0"), "{log}");
+    assert_eq!(hephd("ActiveState"), "active");
+    assert_eq!(hephd_version(), "hephd 0.2.0 (build of v0.2.0)");
+    let state_file = home.join(".local/state/heph-selfupdate/state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert!(state["bad"].get("0.3.0").is_some(), "{state}");
+
+    // Never as root: every line heph-selfupdate logged came from the user's processes, and
+    // what it wrote is the user's.
+    let entries = check(
+        &sb.root(&["journalctl", "-u", &instance, "--no-pager", "-o", "json"]),
+        "journalctl -o json",
+    );
+    let ours: Vec<serde_json::Value> = entries
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["SYSLOG_IDENTIFIER"] == "heph-selfupdate")
+        .collect();
+    assert!(ours.len() > 5, "{entries}");
+    for e in &ours {
+        assert_eq!(e["_UID"], sb.uid.to_string(), "logged as root: {e}");
+    }
+    assert_eq!(std::fs::metadata(&state_file).unwrap().uid(), sb.uid);
+    assert_eq!(
+        std::fs::metadata(home.join(".local/share/heph-selfupdate/versions/0.2.0"))
+            .unwrap()
+            .uid(),
+        sb.uid
+    );
+
+    // Turning it off leaves no timer; again is fine; uninstall removes the units.
+    check(&sc.make_as_root("disable-system"), "make disable-system");
+    check(
+        &sc.make_as_root("disable-system"),
+        "make disable-system, again",
+    );
+    let timers = check(
+        &sb.root(&["systemctl", "list-timers", "--all", "--no-pager"]),
+        "list-timers",
+    );
+    assert!(!timers.contains("heph-selfupdate"), "{timers}");
+    check(
+        &sc.make_as_root("uninstall-system"),
+        "make uninstall-system",
+    );
+    let left = sb.root(&[
+        "ls",
+        "/etc/systemd/system/heph-selfupdate@.service",
+        "/usr/local/bin/heph-selfupdate",
+    ]);
+    assert!(!left.status.success(), "{}", text(&left));
+    assert_eq!(hephd("ActiveState"), "active", "hephd itself stays");
 }

@@ -594,3 +594,255 @@ fn make_uses_the_build_wherever_cargo_target_dir_puts_it() {
         );
     }
 }
+
+/// `make install-system` into a DESTDIR for user `u` with home `home`; returns the unit dir.
+fn install_system(dest: &Path, user: &str, home: &str, extra: &[&str]) -> PathBuf {
+    let destdir = format!("DESTDIR={}", dest.display());
+    let bin = format!("BIN={}", crate::support::binary().display());
+    let user = format!("USER={user}");
+    let home = format!("USER_HOME={home}");
+    let mut args = vec!["install-system", &destdir, &bin, &user, &home];
+    args.extend_from_slice(extra);
+    make_ok(&args, &[("HOME", "/root")]);
+    dest.join("etc/systemd/system")
+}
+
+#[test]
+fn make_install_system_renders_a_template_for_the_user_and_is_idempotent() {
+    let dest = tempfile::tempdir().unwrap();
+    install_system(dest.path(), "alice", "/home/alice", &[]);
+    let units = install_system(dest.path(), "alice", "/home/alice", &[]);
+    let service = std::fs::read_to_string(units.join("heph-selfupdate@.service")).unwrap();
+    let timer = std::fs::read_to_string(units.join("heph-selfupdate@.timer")).unwrap();
+    let home =
+        std::fs::read_to_string(units.join("heph-selfupdate@alice.service.d/home.conf")).unwrap();
+    assert!(service.contains("\nUser=%i\n"), "{service}");
+    assert!(
+        service.contains("ExecStart=\"/usr/local/bin/heph-selfupdate\" check-and-apply\n"),
+        "{service}"
+    );
+    for line in [
+        "SuccessExitStatus=75",
+        "KillMode=mixed",
+        "TimeoutStopSec=2min",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(service.contains(&format!("\n{line}\n")), "{line}");
+    }
+    assert!(
+        home.contains("ReadWritePaths=-\"/home/alice/.cargo\"")
+            && home.contains("-\"/home/alice/.local/state/heph-selfupdate\"")
+            && home.contains("EnvironmentFile=-/home/alice/.config/heph-selfupdate/env\n"),
+        "{home}"
+    );
+    assert!(!service.contains("@BINDIR@") && !home.contains("@HOME@"));
+    assert!(
+        dest.path().join("usr/local/bin/heph-selfupdate").exists(),
+        "the binary goes to SYSTEM_PREFIX"
+    );
+    assert_snapshot("heph-selfupdate@.service", &service);
+    assert_snapshot("heph-selfupdate@.timer", &timer);
+    assert_snapshot("heph-selfupdate@.service.d-home.conf", &home);
+
+    // The same schedule as the user timer.
+    let user_timer =
+        std::fs::read_to_string(repo_root().join("units/heph-selfupdate.timer")).unwrap();
+    let schedule = |t: &str| {
+        t.lines()
+            .skip_while(|l| *l != "[Timer]")
+            .take_while(|l| !l.starts_with("[Install]"))
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(schedule(&timer), schedule(&user_timer));
+}
+
+#[test]
+fn make_system_targets_need_a_user_that_is_not_root_and_dry_runs_change_nothing() {
+    let dest = tempfile::tempdir().unwrap();
+    let destdir = format!("DESTDIR={}", dest.path().display());
+    for (args, says) in [
+        (
+            vec!["-n", "install-system", "BIN=/x"],
+            "name the user hephd runs as",
+        ),
+        (
+            vec!["-n", "enable-system", "USER=root"],
+            "never runs as root",
+        ),
+        (
+            vec!["-n", "disable-system", "USER=a;b"],
+            "a user name of letters",
+        ),
+        (
+            vec!["-n", "install-system", "BIN=/x", "USER=no-such-user-heph"],
+            "no home directory for no-such-user-heph",
+        ),
+    ] {
+        let out = make(&args, &[("HOME", "/root"), ("USER", "root")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = make_ok(
+        &[
+            "-n",
+            "install-system",
+            &destdir,
+            "BIN=/nonexistent",
+            "USER=alice",
+            "USER_HOME=/home/alice",
+        ],
+        &[("HOME", "/root")],
+    );
+    assert!(
+        out.contains("install -m 0755 '/nonexistent' ")
+            && out.contains("__render --syntax=systemd --template=units/heph-selfupdate@.service ")
+            && out.contains("heph-selfupdate@alice.service.d/home.conf'"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
+    // Without DESTDIR, the user's directories are made as that user.
+    let out = make_ok(
+        &[
+            "-n",
+            "install-system",
+            "BIN=/x",
+            "USER=alice",
+            "USER_HOME=/home/alice",
+        ],
+        &[("HOME", "/root")],
+    );
+    assert!(
+        out.contains("runuser -u 'alice' -- mkdir -p '/home/alice/.cargo/bin'"),
+        "{out}"
+    );
+    let out = make_ok(&["-n", "enable-system", "USER=alice"], &[("HOME", "/root")]);
+    assert_eq!(
+        out,
+        "systemctl daemon-reload\nsystemctl enable --now 'heph-selfupdate@alice.timer'\n"
+    );
+    let out = make_ok(
+        &["-n", "disable-system", "USER=alice"],
+        &[("HOME", "/root")],
+    );
+    assert!(
+        out.contains("systemctl disable --now 'heph-selfupdate@alice.timer'")
+            && out.contains("systemctl stop 'heph-selfupdate@alice.service'"),
+        "{out}"
+    );
+}
+
+#[test]
+fn make_uninstall_system_keeps_the_template_while_another_user_has_an_instance() {
+    let dest = tempfile::tempdir().unwrap();
+    let units = install_system(dest.path(), "alice", "/home/alice", &[]);
+    install_system(dest.path(), "bob", "/home/bob", &[]);
+    let destdir = format!("DESTDIR={}", dest.path().display());
+    let uninstall = |user: &str| {
+        make_ok(
+            &[
+                "uninstall-system",
+                &destdir,
+                &format!("USER={user}"),
+                "USER_HOME=/nonexistent",
+                "SYSTEMCTL_SYSTEM=true",
+            ],
+            &[("HOME", "/root")],
+        )
+    };
+    uninstall("alice");
+    assert!(!units.join("heph-selfupdate@alice.service.d").exists());
+    assert!(
+        units
+            .join("heph-selfupdate@bob.service.d/home.conf")
+            .exists()
+    );
+    assert!(units.join("heph-selfupdate@.service").exists());
+    uninstall("alice");
+    uninstall("bob");
+    for f in [
+        "heph-selfupdate@.service",
+        "heph-selfupdate@.timer",
+        "heph-selfupdate@bob.service.d",
+    ] {
+        assert!(!units.join(f).exists(), "{f} left behind");
+    }
+    assert!(!dest.path().join("usr/local/bin/heph-selfupdate").exists());
+    uninstall("bob");
+}
+
+/// systemd-analyze verify of the system template (as an instance for `user`), its timer
+/// and the user's drop-in; the binary really where ExecStart names it.
+fn verify_system_units(dest: &Path, user: &str, home: &Path) -> String {
+    let prefix = dest.join("prefix");
+    let units = install_system(
+        &dest.join("root"),
+        user,
+        home.to_str().unwrap(),
+        &[&format!("SYSTEM_PREFIX={}", prefix.display())],
+    );
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::copy(crate::support::binary(), prefix.join("bin/heph-selfupdate")).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join(format!("heph-selfupdate@{user}.service")))
+        .arg(units.join(format!("heph-selfupdate@{user}.timer")))
+        // The instance is found from its template and drop-in there.
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{text}"
+    );
+    text
+}
+
+#[test]
+fn the_system_units_pass_systemd_analyze_verify_silently_even_with_an_awkward_home() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let text = verify_system_units(dest.path(), "heph", Path::new("/home/heph"));
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify said:\n{text}"
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let home = dest.path().join(format!("home {AWKWARD}"));
+    let text = verify_system_units(dest.path(), "heph", &home);
+    assert!(
+        text.trim().is_empty(),
+        "systemd-analyze verify said:\n{text}"
+    );
+    let conf = std::fs::read_to_string(
+        dest.path()
+            .join("root/etc/systemd/system/heph-selfupdate@heph.service.d/home.conf"),
+    )
+    .unwrap();
+    let h = home.display().to_string().replace('%', "%%");
+    assert!(
+        conf.contains(&format!(
+            "EnvironmentFile=-{h}/.config/heph-selfupdate/env\n"
+        )) && conf.contains(&format!("-\"{h}/.cache/heph-selfupdate\"")),
+        "{conf}"
+    );
+}

@@ -349,10 +349,13 @@ pub fn write_script(path: &Path, text: &str) -> PathBuf {
 }
 
 impl Drop for TestEnv {
-    /// Stops a daemon the stand-in service manager started.
+    /// Stops a daemon the stand-in service manager started (its supervisor first, which
+    /// would start it again).
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("fake-state/pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
+        for file in ["fake-state/supervisor.pid", "fake-state/pid"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.path().join(file)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
         }
     }
 }

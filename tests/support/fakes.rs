@@ -90,6 +90,13 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
     )
 }
 
+/// A `kill` that records its call, then runs the real kill(1).
+pub fn kill_script() -> String {
+    format!(
+        "#!/bin/sh\n{RECORD}for k in /bin/kill /usr/bin/kill; do [ -x \"$k\" ] && exec \"$k\" \"$@\"; done\necho 'fake kill: no kill(1)' >&2; exit 2\n"
+    )
+}
+
 /// A service manager stand-in: `systemctl` and `launchctl` in one script (by its name).
 /// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
@@ -97,6 +104,14 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 /// `show` says that version is forever starting; with `$FAKE_STATE/restart-fails-once`
 /// the next restart is refused; with `$FAKE_STATE/restart-delay` holding seconds, a
 /// restart blocks that long first (a daemon that drains slowly).
+///
+/// With `$FAKE_STATE/keepalive` the daemon runs under a supervisor, as with systemd's
+/// `Restart=always` or launchd's `KeepAlive`: whenever it exits (or is killed), the
+/// supervisor starts it again 0.2 s later and counts the restart (`NRestarts`, `runs`);
+/// meanwhile `show` says `activating (auto-restart)`. `show` also answers what `doctor`
+/// asks of a unit: `Restart=` (`always` with keepalive, else `no`, or the contents of
+/// `unit-restart`), `User=` (this user, or `unit-user`), `ExecStart=` (`~/.cargo/bin/hephd`,
+/// or `unit-exec`).
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -104,25 +119,58 @@ pub fn service_manager_script() -> String {
 S="$FAKE_STATE"
 me=$(basename "$0")
 if [ -f "$S/manager-down" ]; then echo "Failed to connect to bus: No such file or directory" >&2; exit 1; fi
-alive() {{
-  [ -f "$S/pid" ] || return 1
-  pid=$(cat "$S/pid")
-  [ -r "/proc/$pid/stat" ] || return 1
-  st=$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)
+running() {{
+  [ -r "/proc/$1/stat" ] || return 1
+  st=$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)
   [ "$st" != Z ]
+}}
+alive() {{
+  [ -f "$S/pid" ] && running "$(cat "$S/pid")"
+}}
+supervised() {{
+  [ -f "$S/supervisor.pid" ] && running "$(cat "$S/supervisor.pid")"
+}}
+count() {{
+  n=$(cat "$S/$1" 2>/dev/null || echo 0); echo $((n+1)) > "$S/$1"
+}}
+spawn() {{
+  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 9>&- &
+  echo $! > "$S/pid"
+  count invocations
+}}
+supervise() {{
+  exec 9>>"$S/state.lock"
+  while :; do
+    wait "$(cat "$S/pid")" 2>/dev/null
+    echo $? > "$S/last-exit"
+    sleep 0.2
+    # The sandbox is gone (the test ended): stop.
+    [ -x "$HOME/.cargo/bin/hephd" ] || exit 0
+    # The count and the new PID change together for `show` (which takes the same lock).
+    flock 9
+    count restarts
+    spawn
+    flock -u 9
+  done
 }}
 restart() {{
   # A daemon that drains slowly: the restart blocks this long before the old one stops.
   if [ -f "$S/restart-delay" ]; then sleep "$(cat "$S/restart-delay")"; fi
+  if supervised; then kill "$(cat "$S/supervisor.pid")" 2>/dev/null; rm -f "$S/supervisor.pid"; fi
   if [ -f "$S/pid" ]; then
     kill "$(cat "$S/pid")" 2>/dev/null
     i=0; while alive && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
     kill -9 "$(cat "$S/pid")" 2>/dev/null
     date +%s%N >> "$S/stopped"
   fi
-  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 &
-  echo $! > "$S/pid"
-  n=$(cat "$S/invocations" 2>/dev/null || echo 0); echo $((n+1)) > "$S/invocations"
+  if [ -f "$S/keepalive" ]; then
+    # The supervisor starts the daemon itself, so that it can wait for it.
+    ( spawn; supervise ) </dev/null >>"$S/daemon.log" 2>&1 &
+    echo $! > "$S/supervisor.pid"
+    i=0; while ! alive && [ $i -lt 400 ]; do sleep 0.005; i=$((i+1)); done
+  else
+    spawn
+  fi
 }}
 verb=""
 for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$verb" ]; then verb="$a"; fi;; esac; done
@@ -136,20 +184,30 @@ case "$me:$verb" in
       else echo "LoadState=not-found"; echo "UnitFileState="; echo "ActiveState=inactive"; fi
       exit 0;;
     esac
+    exec 9>>"$S/state.lock"; flock 9
     v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
+    elif supervised; then echo "ActiveState=activating"; echo "SubState=auto-restart"; echo "MainPID=0";
     else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi
-    echo "NRestarts=0"
+    echo "NRestarts=$(cat "$S/restarts" 2>/dev/null || echo 0)"
     echo "InvocationID=$(cat "$S/invocations" 2>/dev/null || echo 0)"
-    echo "LoadState=loaded";;
+    echo "LoadState=loaded"
+    if [ -f "$S/unit-restart" ]; then echo "Restart=$(cat "$S/unit-restart")";
+    elif [ -f "$S/keepalive" ]; then echo "Restart=always"; else echo "Restart=no"; fi
+    echo "RestartUSec=200ms"
+    echo "User=$(cat "$S/unit-user" 2>/dev/null || id -un)"
+    exe=$(cat "$S/unit-exec" 2>/dev/null || echo "$HOME/.cargo/bin/hephd")
+    echo "ExecStart={{ path=$exe ; argv[]=$exe --mode local ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}";;
   launchctl:print)
+    exec 9>>"$S/state.lock"; flock 9
     echo "$2 = {{"
     echo "	active count = 1"
     echo "	state = $(if alive; then echo running; else echo 'not running'; fi)"
+    if [ -f "$S/keepalive" ]; then echo "	properties = keepalive | runatload | inferred program"; fi
     if alive; then echo "	pid = $(cat "$S/pid")"; fi
     echo "	runs = $(cat "$S/invocations" 2>/dev/null || echo 0)"
-    echo "	last exit code = $(if alive; then echo '(never exited)'; else echo 1; fi)"
+    echo "	last exit code = $(if alive; then echo '(never exited)'; else cat "$S/last-exit" 2>/dev/null || echo 1; fi)"
     echo "}}";;
   *) ;;
 esac

@@ -84,18 +84,28 @@ pub fn create_user() -> (String, u32, PathBuf) {
 
 impl Sandbox {
     /// Boots systemd; `binds` are (source, target) directories bind-mounted read-only
-    /// inside (targets must exist). Starts the user's manager.
+    /// inside (targets must exist); `overlays` are directories that are writable inside
+    /// while the machine's own stay untouched (an overlay whose upper layer is in the
+    /// private /run), e.g. `/etc/systemd/system` and `/usr/local` for a system-wide install.
+    /// Starts the user's manager.
     pub fn boot(
         user: &str,
         uid: u32,
         home: &Path,
         binds: &[(PathBuf, PathBuf)],
+        overlays: &[&str],
     ) -> Result<Self, String> {
         let mut script = String::from(
             "mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs tmpfs /run",
         );
         if Path::new("/var/log/journal").is_dir() {
             script.push_str(" && mount -t tmpfs tmpfs /var/log/journal");
+        }
+        for (n, dir) in overlays.iter().enumerate() {
+            let _ = write!(
+                script,
+                " && mkdir -p /run/heph-overlay/{n}/upper /run/heph-overlay/{n}/work && mount -t overlay overlay -o 'lowerdir={dir},upperdir=/run/heph-overlay/{n}/upper,workdir=/run/heph-overlay/{n}/work' '{dir}'"
+            );
         }
         for (src, dst) in binds {
             let _ = write!(
@@ -196,6 +206,18 @@ impl Sandbox {
             .expect("nsenter runuser")
     }
 
+    /// A property of a system unit (`systemctl show -p NAME --value`, as root).
+    pub fn system_property(&self, unit: &str, name: &str) -> String {
+        let out = self.root(&[
+            "systemctl",
+            "show",
+            unit,
+            &format!("--property={name}"),
+            "--value",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// A property of a user unit (`systemctl --user show -p NAME --value`).
     pub fn property(&self, unit: &str, name: &str) -> String {
         let out = self.user(&[
@@ -272,6 +294,116 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// What both scenarios set up before systemd boots.
+struct Prepared {
+    serial: std::sync::MutexGuard<'static, ()>,
+    user: String,
+    uid: u32,
+    home: PathBuf,
+    guard: UserGuard,
+    repo: super::fixture::Repo,
+    forge: super::forge::FakeForge,
+    binds: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The project files a scenario copies into the user's home (`~/src`).
+const PROJECT_FILES: &[&str] = &[
+    "Makefile",
+    "units/heph-selfupdate.service",
+    "units/heph-selfupdate.timer",
+    "units/heph-selfupdate@.service",
+    "units/heph-selfupdate@.timer",
+    "units/heph-selfupdate@.service.d/home.conf",
+    "plists/heph-selfupdate.plist",
+];
+
+/// The throw-away user, its repository, the loopback forge, the plain install of the first
+/// release, the project's files and binary, the configuration (`config` added to it) and
+/// the service's environment file — everything but the daemon's unit.
+fn prepare(
+    releases: &[(&str, super::fixture::Daemon)],
+    offered: &[&str],
+    health_settle: &str,
+    config: &str,
+) -> Result<Prepared, String> {
+    use super::fixture;
+    if let Some(why) = unavailable() {
+        return Err(why);
+    }
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (user, uid, home) = create_user();
+    let guard = UserGuard(user.clone());
+    // Everything the user needs is in the user's home (never /tmp: the sandbox has its own).
+    let repo = fixture::workspace_repo(&home.join("hephaestus"), releases);
+    let forge = super::forge::FakeForge::start(
+        super::forge::Flavour::Forgejo,
+        offered
+            .iter()
+            .map(|t| super::forge::FakeRelease::new(t))
+            .collect(),
+    );
+    let cargo_home = home.join(".cargo");
+    let out = fixture::plain_install(&repo, releases[0].0, &cargo_home, &cargo_home)
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(&out, "installing the first release");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for f in PROJECT_FILES {
+        write(
+            &home.join("src").join(f),
+            &std::fs::read_to_string(root.join(f)).expect("project file"),
+        );
+    }
+    std::fs::copy(super::binary(), home.join("heph-selfupdate.bin")).map_err(|e| e.to_string())?;
+    let toolchain = home.join("toolchain");
+    std::fs::create_dir_all(&toolchain).map_err(|e| e.to_string())?;
+    let h = home.display();
+    write(
+        &home.join(".config/heph-selfupdate/config.toml"),
+        &format!(
+            "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"{health_settle}\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n{config}",
+            forge.url(),
+            repo.url()
+        ),
+    );
+    // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
+    write(
+        &home.join(".config/heph-selfupdate/env"),
+        &format!(
+            "PATH={h}/toolchain/bin:{h}/.cargo/bin:{h}/.local/bin:/usr/local/bin:/usr/bin:/bin\n"
+        ),
+    );
+    let sysroot = fixture::cargo()
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or("no sysroot")?;
+    Ok(Prepared {
+        serial,
+        user,
+        uid,
+        home,
+        guard,
+        repo,
+        forge,
+        binds: vec![(sysroot, toolchain)],
+    })
+}
+
+fn chown_home(user: &str, home: &Path) -> Result<(), String> {
+    check(
+        &Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(home)
+            .output()
+            .map_err(|e| e.to_string())?,
+        "chown",
+    );
+    Ok(())
+}
+
 impl Scenario {
     /// Sets everything up and boots systemd; `Err` says why it cannot run here.
     pub fn new(
@@ -279,79 +411,13 @@ impl Scenario {
         offered: &[&str],
         health_settle: &str,
     ) -> Result<Self, String> {
-        use super::fixture;
-        if let Some(why) = unavailable() {
-            return Err(why);
-        }
-        let serial = SERIAL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (user, uid, home) = create_user();
-        let guard = UserGuard(user.clone());
-        // Everything the user needs is in the user's home (never /tmp: the sandbox has its own).
-        let repo = fixture::workspace_repo(&home.join("hephaestus"), releases);
-        let forge = super::forge::FakeForge::start(
-            super::forge::Flavour::Forgejo,
-            offered
-                .iter()
-                .map(|t| super::forge::FakeRelease::new(t))
-                .collect(),
-        );
-        let cargo_home = home.join(".cargo");
-        let out = fixture::plain_install(&repo, releases[0].0, &cargo_home, &cargo_home)
-            .output()
-            .map_err(|e| e.to_string())?;
-        check(&out, "installing the first release");
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        for f in [
-            "Makefile",
-            "units/heph-selfupdate.service",
-            "units/heph-selfupdate.timer",
-            "plists/heph-selfupdate.plist",
-        ] {
-            write(
-                &home.join("src").join(f),
-                &std::fs::read_to_string(root.join(f)).expect("project file"),
-            );
-        }
-        std::fs::copy(super::binary(), home.join("heph-selfupdate.bin"))
-            .map_err(|e| e.to_string())?;
-        let toolchain = home.join("toolchain");
-        std::fs::create_dir_all(&toolchain).map_err(|e| e.to_string())?;
-        let h = home.display();
+        let p = prepare(releases, offered, health_settle, "")?;
         write(
-            &home.join(".config/heph-selfupdate/config.toml"),
-            &format!(
-                "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"{health_settle}\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n",
-                forge.url(),
-                repo.url()
-            ),
-        );
-        // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
-        write(
-            &home.join(".config/heph-selfupdate/env"),
-            &format!(
-                "PATH={h}/toolchain/bin:{h}/.cargo/bin:{h}/.local/bin:/usr/local/bin:/usr/bin:/bin\n"
-            ),
-        );
-        write(
-            &home.join(".config/systemd/user/hephd.service"),
+            &p.home.join(".config/systemd/user/hephd.service"),
             "[Unit]\nDescription=stand-in hephd\n\n[Service]\nExecStart=%h/.cargo/bin/hephd --mode local\nEnvironment=HEPHD_READY_FILE=%h/hephd.ready\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
         );
-        check(
-            &Command::new("chown")
-                .args(["-R", &format!("{user}:{user}")])
-                .arg(&home)
-                .output()
-                .map_err(|e| e.to_string())?,
-            "chown",
-        );
-        let sysroot = fixture::cargo()
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .ok_or("no sysroot")?;
-        let sb = Sandbox::boot(&user, uid, &home, &[(sysroot, toolchain)])?;
+        chown_home(&p.user, &p.home)?;
+        let sb = Sandbox::boot(&p.user, p.uid, &p.home, &p.binds, &[])?;
         check(
             &sb.user(&["systemctl", "--user", "daemon-reload"]),
             "daemon-reload",
@@ -362,12 +428,84 @@ impl Scenario {
         );
         Ok(Self {
             sb,
-            forge,
-            repo,
-            home,
-            _user: guard,
-            _serial: serial,
+            forge: p.forge,
+            repo: p.repo,
+            home: p.home,
+            _user: p.guard,
+            _serial: p.serial,
         })
+    }
+
+    /// The system-scope scenario: a stand-in hephd **system** unit that runs as the
+    /// throw-away user with `Restart=always` (`RestartSec=2`), and a configuration with
+    /// `service_manager = "systemd-system"` and `restart = "respawn"`. `/etc/systemd/system`
+    /// and `/usr/local` are writable inside (overlays), so `make install-system` runs with
+    /// its real defaults without touching the machine.
+    pub fn system(
+        releases: &[(&str, super::fixture::Daemon)],
+        offered: &[&str],
+        health_settle: &str,
+    ) -> Result<Self, String> {
+        let p = prepare(
+            releases,
+            offered,
+            health_settle,
+            "service_manager = \"systemd-system\"\nrestart = \"respawn\"\n",
+        )?;
+        let h = p.home.display();
+        write(
+            &p.home.join("src/hephd.service"),
+            &format!(
+                "[Unit]\nDescription=stand-in hephd (system scope)\n\n[Service]\nUser={}\nExecStart={h}/.cargo/bin/hephd --mode local\nRestart=always\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n",
+                p.user
+            ),
+        );
+        chown_home(&p.user, &p.home)?;
+        let sb = Sandbox::boot(
+            &p.user,
+            p.uid,
+            &p.home,
+            &p.binds,
+            &["/etc/systemd/system", "/usr/local"],
+        )?;
+        check(
+            &sb.root(&[
+                "install",
+                "-m",
+                "0644",
+                &format!("{h}/src/hephd.service"),
+                "/etc/systemd/system/hephd.service",
+            ]),
+            "install hephd.service",
+        );
+        check(&sb.root(&["systemctl", "daemon-reload"]), "daemon-reload");
+        check(
+            &sb.root(&["systemctl", "start", "hephd.service"]),
+            "start hephd",
+        );
+        Ok(Self {
+            sb,
+            forge: p.forge,
+            repo: p.repo,
+            home: p.home,
+            _user: p.guard,
+            _serial: p.serial,
+        })
+    }
+
+    /// `make TARGET USER=<the user>` as root, in the copy of the project, with the
+    /// prebuilt binary (the system-scope targets).
+    pub fn make_as_root(&self, target: &str) -> Output {
+        let h = self.home.display();
+        self.sb.root(&[
+            "make",
+            "--no-print-directory",
+            "-C",
+            &format!("{h}/src"),
+            target,
+            &format!("USER={}", self.sb.user),
+            &format!("BIN={h}/heph-selfupdate.bin"),
+        ])
     }
 
     /// `make TARGET` as the user, in the copy of the project, with the prebuilt binary.
