@@ -78,21 +78,8 @@ pub enum Mode {
     Notify,
 }
 
-/// How the daemon is restarted after a switch (`restart`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartMethod {
-    /// The service manager's restart command (`systemctl restart`, `launchctl kickstart -k`).
-    Manager,
-    /// The daemon is respawned instead of restarted through the manager's restart command.
-    Respawn,
-}
-
-impl RestartMethod {
-    /// The name the configuration uses.
-    pub fn name(self) -> &'static str {
-        Pick(self).name()
-    }
-}
+/// How the daemon is restarted after a switch (`restart`): the service module's own type.
+pub use crate::service::Restart as RestartMethod;
 
 /// The operating system family, which picks some defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -119,10 +119,7 @@ pub fn service_spec(cfg: &Config) -> ServiceSpec {
         kind: cfg.service_manager,
         name: cfg.service.clone(),
         restart_timeout: cfg.restart_timeout,
-        restart: match cfg.restart {
-            crate::config::RestartMethod::Manager => crate::service::Restart::Manager,
-            crate::config::RestartMethod::Respawn => crate::service::Restart::Respawn,
-        },
+        restart: cfg.restart,
     }
 }
 
