@@ -11,7 +11,6 @@
 //! its restart), or left with its intent for the next run; a second signal leaves it at
 //! once. An interruption is never recorded as a failed rollback, a bad release or a backoff.
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -26,9 +25,7 @@ use crate::service::{Observation, ServiceManager, ServiceManagerKind, ServiceSpe
 use crate::state::{Intent, Outcome, Phase, Purpose, Seen, State, StateFile};
 use crate::world::World;
 
-/// How long a switch may go on after the first SIGTERM/SIGINT before it is left to the
-/// next run. The systemd unit's `TimeoutStopSec` and the plist's `ExitTimeOut` are above it.
-pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+pub use crate::signals::GRACE as SIGNAL_GRACE;
 
 /// What a switch needs to know, from the configuration.
 #[derive(Debug, Clone)]
@@ -53,7 +50,12 @@ pub enum Ending {
     /// `service_manager = none`: switched; the person restarts the daemon.
     Unmanaged,
     /// `to` failed; `from` runs again, proven healthy.
-    Reverted { why: String, proven_bad: bool },
+    Reverted {
+        why: String,
+        proven_bad: bool,
+        /// The release was not at fault (its root was gone): no mark, no backoff.
+        blameless: bool,
+    },
     /// `to` failed and there is no earlier root: `to` stays.
     NoWayBack { why: String, proven_bad: bool },
     /// `to` failed, and after going back and restarting, `from` failed too.
@@ -86,10 +88,9 @@ impl Told {
     }
 }
 
-/// Tracks the grace after the first signal.
+/// Tracks the grace after the first signal (noticed once, shared with the runner).
 struct Grace<'a> {
     world: &'a World,
-    deadline: Cell<Option<Instant>>,
 }
 
 impl Grace<'_> {
@@ -99,15 +100,7 @@ impl Grace<'_> {
             0 => None,
             1 => {
                 let now = self.world.clock.instant();
-                let deadline = self.deadline.get().unwrap_or_else(|| {
-                    let d = now + SIGNAL_GRACE;
-                    self.deadline.set(Some(d));
-                    log::warn!(
-                        "stop requested: finishing the switch first (at most {})",
-                        crate::timefmt::human_duration(SIGNAL_GRACE)
-                    );
-                    d
-                });
+                let deadline = self.deadline()?;
                 (now >= deadline).then(|| {
                     format!(
                         "stopped by a signal; the switch did not finish within {}",
@@ -119,11 +112,16 @@ impl Grace<'_> {
         }
     }
 
+    /// When the grace ends, once a signal arrived.
+    fn deadline(&self) -> Option<Instant> {
+        let noticed = self.world.interrupt.noticed(self.world.clock.instant())?;
+        Some(noticed + SIGNAL_GRACE)
+    }
+
     /// Time left before the grace ends, once a signal arrived.
     fn left(&self) -> Option<Duration> {
         self.over();
-        self.deadline
-            .get()
+        self.deadline()
             .map(|d| d.saturating_duration_since(self.world.clock.instant()))
     }
 }
@@ -225,6 +223,7 @@ impl<'a> Deployer<'a> {
             before: None,
             revert_reason: None,
             to_proven_bad: false,
+            blameless: false,
             log,
         };
         // Write-ahead: nothing changes before the intent is on disk.
@@ -237,33 +236,59 @@ impl<'a> Deployer<'a> {
             );
         }
         let ending = self.drive(state, &mut intent, false);
+        self.leave_if_unfinished(state, &mut intent, &ending);
         (intent, ending)
     }
 
-    /// Finishes a switch an earlier run left unfinished, if there is one.
+    /// Finishes a switch an earlier run left unfinished, if there is one. Returns the
+    /// intent as it was found (for the history) and how the switch ended.
     pub fn resume(&self, state: &mut State) -> Option<(Intent, Ending)> {
-        let mut intent = state.intent.clone()?;
-        log::warn!(
-            "an earlier run (pid {}) stopped while {} {} -> {} ({}); finishing that switch first",
-            intent.pid,
-            intent.phase.as_str(),
+        let found = state.intent.clone()?;
+        let mut intent = found.clone();
+        let (from, to) = (
             intent.from_version.as_deref().unwrap_or("nothing"),
-            intent.to_version,
-            intent.purpose.as_str()
+            &intent.to_version,
         );
+        if intent.pid == 0 {
+            log::warn!(
+                "a switch {from} -> {to} was left unfinished ({}); taking it up again",
+                intent.phase.as_str()
+            );
+        } else {
+            log::warn!(
+                "an earlier run (pid {}) stopped while {} {from} -> {to} ({}); finishing that switch first",
+                intent.pid,
+                intent.phase.as_str(),
+                intent.purpose.as_str()
+            );
+        }
+        intent.pid = std::process::id();
         let ending = self.drive(state, &mut intent, true);
-        Some((intent, ending))
+        self.leave_if_unfinished(state, &mut intent, &ending);
+        Some((found, ending))
     }
 
-    /// Saves the intent at a new phase. Only the first save is a precondition (see
-    /// [`Self::switch`]); a later one that fails leaves the previous phase on disk, from
-    /// which a next run resumes just as well.
-    fn advance(&self, state: &mut State, intent: &mut Intent, phase: Phase) {
+    /// An unfinished switch stays on disk; marked as left by a run that said so (pid 0),
+    /// so the next run does not record this one as dead.
+    fn leave_if_unfinished(&self, state: &mut State, intent: &mut Intent, ending: &Ending) {
+        if matches!(ending, Ending::Unfinished { .. }) {
+            intent.pid = 0;
+            state.intent = Some(intent.clone());
+            if let Err(e) = self.state_file.save(state, self.lock) {
+                log::warn!("could not save the unfinished switch: {e:#}");
+            }
+        }
+    }
+
+    /// Saves the intent at a new phase. Only the first save and the turn back are
+    /// preconditions (see [`Self::switch`] and [`Self::drive`]): after a later save that
+    /// fails, the previous phase on disk leads a next run to the same actions.
+    fn advance(&self, state: &mut State, intent: &mut Intent, phase: Phase) -> Result<()> {
         intent.phase = phase;
         state.intent = Some(intent.clone());
-        if let Err(e) = self.state_file.save(state, self.lock) {
-            log::warn!("could not save the switch's progress: {e:#}");
-        }
+        self.state_file
+            .save(state, self.lock)
+            .inspect_err(|e| log::warn!("could not save the switch's progress: {e:#}"))
     }
 
     /// Closes the intent: the outcome is proven (or as known as it can be).
@@ -275,19 +300,33 @@ impl<'a> Deployer<'a> {
     }
 
     fn point_at(&self, root: &str) -> Result<()> {
+        // A root that is gone (removed by hand) must never become `current`.
+        let found = self.layout.find(root);
+        if !found
+            .as_ref()
+            .is_some_and(|r| r.has_all(&self.settings.packages))
+        {
+            anyhow::bail!(
+                "the version root {root} is gone or incomplete ({})",
+                self.layout.root(root).display()
+            );
+        }
         self.layout.set_current(root)?;
         self.layout.link_binaries(&self.settings.packages)
     }
 
     /// Runs the switch from the intent's phase to an ending.
     fn drive(&self, state: &mut State, intent: &mut Intent, resume: bool) -> Ending {
-        let grace = Grace {
-            world: self.world,
-            deadline: Cell::new(None),
-        };
+        let grace = Grace { world: self.world };
+        let _finishing = self.world.interrupt.finishing("the switch");
         if !intent.phase.reverting() {
             if intent.phase == Phase::Switching || resume {
                 if let Err(e) = self.point_at(&intent.to) {
+                    if resume {
+                        // Taken up again: the daemon may run either version. Go back (not
+                        // the release's fault), or keep the intent for the next run.
+                        return self.turn_back(state, intent, &format!("{e:#}"), &grace);
+                    }
                     // Nothing was restarted: put `current` back where it was.
                     if let Some(from) = &intent.from {
                         let _ = self.point_at(from);
@@ -346,6 +385,12 @@ impl<'a> Deployer<'a> {
                         interrupted: true,
                     };
                 }
+                Proven::Untried(why) => {
+                    return Ending::Unfinished {
+                        why,
+                        interrupted: false,
+                    };
+                }
                 Proven::Unhealthy(why) => {
                     log::error!("{} is unhealthy: {why}", intent.to_version);
                     state.mark_bad(&intent.to_version, now, &why);
@@ -364,8 +409,50 @@ impl<'a> Deployer<'a> {
                     intent.revert_reason = Some(why);
                 }
             }
-            self.advance(state, intent, Phase::Reverting);
+            // The turn back must be on disk before `current` moves: a run resuming from
+            // "proving" would take the old daemon the revert starts for the new one.
+            if let Err(e) = self.advance(state, intent, Phase::Reverting) {
+                return Ending::Unfinished {
+                    why: format!("the turn back could not be saved: {e:#}"),
+                    interrupted: false,
+                };
+            }
         }
+        self.revert(state, intent, &grace, resume)
+    }
+
+    /// Goes back without blaming the release: its root could not be used again.
+    fn turn_back(
+        &self,
+        state: &mut State,
+        intent: &mut Intent,
+        why: &str,
+        grace: &Grace<'_>,
+    ) -> Ending {
+        log::error!(
+            "the switch to {} cannot be finished: {why}",
+            intent.to_version
+        );
+        intent.revert_reason = Some(why.to_owned());
+        intent.to_proven_bad = false;
+        intent.blameless = true;
+        if let Err(e) = self.advance(state, intent, Phase::Reverting) {
+            return Ending::Unfinished {
+                why: format!("the turn back could not be saved: {e:#}"),
+                interrupted: false,
+            };
+        }
+        self.revert(state, intent, grace, false)
+    }
+
+    /// The way back to `from`: switch, restart, prove.
+    fn revert(
+        &self,
+        state: &mut State,
+        intent: &mut Intent,
+        grace: &Grace<'_>,
+        resume: bool,
+    ) -> Ending {
         let why = intent
             .revert_reason
             .clone()
@@ -375,6 +462,18 @@ impl<'a> Deployer<'a> {
             self.close(state);
             return Ending::NoWayBack { why, proven_bad };
         };
+        if !self
+            .layout
+            .find(&from)
+            .is_some_and(|r| r.has_all(&self.settings.packages))
+        {
+            // Nothing left to go back to: say so, instead of retrying for ever.
+            self.close(state);
+            return Ending::NoWayBack {
+                why: format!("{why}; the version root {from} to go back to is gone too"),
+                proven_bad,
+            };
+        }
         let Some(manager) = self.manager.as_deref() else {
             // Unreachable in practice (no manager means no proof, hence no revert).
             self.close(state);
@@ -395,12 +494,16 @@ impl<'a> Deployer<'a> {
             manager,
             (Phase::RevertRestarting, Phase::RevertProving),
             resumed,
-            &grace,
+            grace,
         ) {
             Proven::Healthy(_) => {
                 state.mark_proven(&from, self.world.clock.now());
                 self.close(state);
-                Ending::Reverted { why, proven_bad }
+                Ending::Reverted {
+                    why,
+                    proven_bad,
+                    blameless: intent.blameless,
+                }
             }
             Proven::Unhealthy(back_why) => {
                 self.close(state);
@@ -412,7 +515,7 @@ impl<'a> Deployer<'a> {
             }
             // The way back could not be proven either way: keep the intent, so the next
             // run tries again, rather than call it a failed rollback.
-            Proven::Unknown(back_why) => Ending::Unfinished {
+            Proven::Unknown(back_why) | Proven::Untried(back_why) => Ending::Unfinished {
                 why: format!(
                     "going back to {}: {back_why}",
                     intent.from_version.as_deref().unwrap_or(&from)
@@ -454,10 +557,14 @@ impl<'a> Deployer<'a> {
         }
         let before = match manager.observe(&runner) {
             Ok(obs) => obs,
+            // Nothing was restarted: no verdict on the release.
             Err(e) => {
                 return match give_up() {
                     Some(why) => Proven::Abandoned(why),
-                    None => Proven::Unknown(format!("{e:#}")),
+                    None => Proven::Untried(format!(
+                        "{} could not be asked before the restart: {e:#}",
+                        manager.describe()
+                    )),
                 };
             }
         };
@@ -482,7 +589,7 @@ impl<'a> Deployer<'a> {
             return watcher.watch(&earlier, &give_up);
         }
         intent.before = Some(seen(&before));
-        self.advance(state, intent, restarting);
+        let _ = self.advance(state, intent, restarting);
         log::info!(
             "restarting {} and watching it for {}",
             manager.describe(),
@@ -511,7 +618,7 @@ impl<'a> Deployer<'a> {
                 format!("the restart failed: {e:#}")
             });
         }
-        self.advance(state, intent, proving);
+        let _ = self.advance(state, intent, proving);
         let proven = watcher.watch(&before, &give_up);
         if let Proven::Healthy(up_after) = &proven {
             state.last_downtime_secs = Some((restart_took + *up_after).as_secs_f64());
@@ -534,6 +641,9 @@ impl<'a> Deployer<'a> {
     }
 }
 
+/// How the history names the end of a switch an earlier run left.
+pub const RESUMED: &str = "finishing an earlier switch: ";
+
 /// Finishes a switch an earlier run left open, if there is one: records the dead run as
 /// interrupted, then how its switch ended (and tells `notify_command`). `None` when there
 /// was nothing to finish.
@@ -542,21 +652,25 @@ pub fn recover(deployer: &Deployer<'_>, state: &mut State) -> Option<Told> {
     let (intent, ending) = deployer.resume(state)?;
     let now = deployer.world.clock.now();
     let versions = (intent.from_version.clone(), Some(intent.to_version.clone()));
-    state.record(crate::state::RunRecord {
-        started: intent.started,
-        duration_secs: (now - intent.started).as_seconds_f64().max(0.0),
-        from: versions.0.clone(),
-        to: versions.1.clone(),
-        outcome: Outcome::Interrupted,
-        reason: format!(
-            "the run (pid {}) stopped while {} {} -> {}; a later run finished the switch",
-            intent.pid,
-            intent.phase.as_str(),
-            intent.from_version.as_deref().unwrap_or("nothing"),
-            intent.to_version
-        ),
-        log: intent.log.clone(),
-    });
+    // The run that died is in the history once, as such (a run that left the switch
+    // unfinished on purpose recorded itself).
+    if intent.pid != 0 {
+        state.record(crate::state::RunRecord {
+            started: intent.started,
+            duration_secs: (now - intent.started).as_seconds_f64().max(0.0),
+            from: versions.0.clone(),
+            to: versions.1.clone(),
+            outcome: Outcome::Interrupted,
+            reason: format!(
+                "the run (pid {}) stopped while {} {} -> {}",
+                intent.pid,
+                intent.phase.as_str(),
+                intent.from_version.as_deref().unwrap_or("nothing"),
+                intent.to_version
+            ),
+            log: intent.log.clone(),
+        });
+    }
     let told = tell(
         &intent,
         &ending,
@@ -570,7 +684,7 @@ pub fn recover(deployer: &Deployer<'_>, state: &mut State) -> Option<Told> {
         from: versions.0.clone(),
         to: versions.1.clone(),
         outcome: told.outcome,
-        reason: told.message.clone(),
+        reason: format!("{RESUMED}{}", told.message),
         log: None,
     });
     if let Some(event) = told.event {
@@ -624,7 +738,14 @@ pub fn tell(
     };
     match ending {
         Ending::Committed { .. } => {
+            let forward = semver::Version::parse(to)
+                .ok()
+                .zip(semver::Version::parse(from).ok())
+                .is_some_and(|(t, f)| t.cmp_precedence(&f).is_gt());
             let message = match intent.purpose {
+                Purpose::Rollback if forward => {
+                    format!("switched from {from} to {to} (a kept root); {service} is healthy")
+                }
                 Purpose::Rollback => {
                     format!("rolled back from {from} to {to}; {service} is healthy")
                 }
@@ -648,7 +769,20 @@ pub fn tell(
             Some(Event::Updated),
             OK,
         ),
-        Ending::Reverted { why, proven_bad } => {
+        Ending::Reverted {
+            why,
+            blameless: true,
+            ..
+        } => told(
+            Outcome::RolledBack,
+            format!("the switch to {to} could not be finished ({why}); back on {from}, which is healthy"),
+            vec![format!("help: `heph-selfupdate check-and-apply --to {to}` builds {to} again")],
+            Some(Event::RolledBack),
+            FAILED,
+        ),
+        Ending::Reverted {
+            why, proven_bad, ..
+        } => {
             let (what, help) = match intent.purpose {
                 Purpose::Rollback => (
                     format!("rolling back to {to} failed: {to} was unhealthy ({why}); stayed on {from}, which is healthy"),

@@ -115,6 +115,8 @@ pub enum Proven {
     Unknown(String),
     /// Stopped waiting before a verdict (a signal's grace ended).
     Abandoned(String),
+    /// Nothing was tried: the manager could not be asked before the restart.
+    Untried(String),
 }
 
 /// Watches a restarted daemon until a verdict.
@@ -187,6 +189,20 @@ impl Watcher<'_> {
             .and_then(|argv| health_cmd(argv, self.timeout))
             && let Err(e) = run_checked(self.runner, &cmd)
         {
+            // Cut short by a signal (or the end of its grace), it said nothing about the
+            // release.
+            let interrupted = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<crate::process::RunError>(),
+                    Some(crate::process::RunError::Interrupted { .. })
+                )
+            });
+            if let Some(why) = give_up() {
+                return Proven::Abandoned(why);
+            }
+            if interrupted {
+                return Proven::Abandoned(format!("health_command was stopped: {e:#}"));
+            }
             return Proven::Unhealthy(format!("health_command failed: {e:#}"));
         }
         Proven::Healthy(up_after.unwrap_or_default())

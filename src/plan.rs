@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub bin_dir: PathBuf,
     pub data_dir: PathBuf,
     pub keep_versions: usize,
+    /// When the daemon may be restarted (`None`: any time).
+    pub restart_window: Option<crate::window::Windows>,
 }
 
 /// One step of a plan.
@@ -65,13 +67,21 @@ impl Step {
     /// What the step does, in words.
     pub fn describe(&self) -> String {
         match self {
-            Self::Resume { intent, .. } => format!(
-                "finish the switch {} -> {} an earlier run left while {} (prove {}, or go back)",
-                intent.from_version.as_deref().unwrap_or("nothing"),
-                intent.to_version,
-                intent.phase.as_str(),
-                intent.to_version
-            ),
+            Self::Resume { intent, .. } => {
+                let (from, to) = (
+                    intent.from_version.as_deref().unwrap_or("nothing"),
+                    &intent.to_version,
+                );
+                let then = if intent.phase.reverting() {
+                    format!("go back to {from} and prove it healthy")
+                } else {
+                    format!("prove {to} healthy, or go back to {from}")
+                };
+                format!(
+                    "finish the switch {from} -> {to} an earlier run left while {}: {then}; then decide again",
+                    intent.phase.as_str()
+                )
+            }
             Self::Preflight { .. } => {
                 "check that bin_dir, the data dir and the service are ready".to_owned()
             }
@@ -199,14 +209,16 @@ impl Plan {
     }
 }
 
-/// The commands a switch runs (in the order [`Deployer`] runs them).
+/// The commands a switch runs (in the order [`Deployer`] runs them); `to_the_new_root`:
+/// it points `current` at the new root first (and asks the binary its version), which the
+/// way back does not.
 pub fn switch_cmds(
     settings: &RunSettings,
     manager: Option<&dyn ServiceManager>,
-    resume: bool,
+    to_the_new_root: bool,
 ) -> Vec<Cmd> {
     let mut cmds = Vec::new();
-    if !resume {
+    if to_the_new_root {
         cmds.push(crate::installed::version_cmd(
             &settings.bin_dir.join(&settings.deploy.binary),
         ));
@@ -253,6 +265,8 @@ pub struct Executor<'a> {
     pub lock: &'a RunLock,
     /// The release being built, when the plan builds one.
     pub target: Option<Target>,
+    /// `--now`: switch even outside `restart_window`.
+    pub force_now: bool,
 }
 
 impl std::fmt::Debug for Executor<'_> {
@@ -354,6 +368,19 @@ impl Executor<'_> {
                     continue;
                 }
                 Step::Switch { purpose, .. } => {
+                    // The window is asked again at the switch: a long build may have run
+                    // past its end. Then the new root waits, staged, for the next one.
+                    if *purpose != Purpose::Rollback
+                        && let crate::window::WindowNow::Closed(opens) =
+                            crate::window::WindowNow::at(
+                                self.settings.restart_window.as_ref(),
+                                self.world.clock.now(),
+                                self.force_now,
+                            )
+                    {
+                        told = Some(self.stage(state, root.as_deref(), opens));
+                        continue;
+                    }
                     let Some(to) = root.clone() else {
                         told = Some(self.failure(
                             state,

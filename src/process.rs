@@ -584,7 +584,14 @@ impl SystemRunner {
                 }
             }
             let timed_out = cmd.timeout.is_some_and(|t| started.elapsed() >= t);
-            let interrupted = self.interrupt.count() >= cmd.on_signal.stop_at();
+            let count = self.interrupt.count();
+            // A command that finishes despite a signal still ends by the end of the grace,
+            // counted from the first signal, also one noticed before this command.
+            let grace_over = self
+                .interrupt
+                .noticed(Instant::now())
+                .is_some_and(|at| at.elapsed() >= crate::signals::GRACE);
+            let interrupted = count >= cmd.on_signal.stop_at() || grace_over;
             if timed_out || interrupted {
                 stop(child);
                 return if timed_out {

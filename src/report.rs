@@ -64,10 +64,14 @@ impl RunReport {
         }
     }
 
-    /// A run that stopped because the switch an earlier run left could not be finished.
-    pub fn recovery(told: &Told) -> Self {
+    /// A run that stopped because the switch an earlier run left could not be finished;
+    /// `asked` is what this run was asked to do (and did not).
+    pub fn recovery(told: &Told, asked: &str) -> Self {
         let mut report = Self::new(told);
         report.recovered = Some(told.into());
+        report.help.push(format!(
+            "help: the {asked} asked for was not done; run it again once `heph-selfupdate status` shows no unfinished switch"
+        ));
         report
     }
 

@@ -215,6 +215,9 @@ pub struct Intent {
     /// True when `to` was proven unhealthy (not merely of unknown health).
     #[serde(default)]
     pub to_proven_bad: bool,
+    /// True when the switch turned back for a reason not the release's (its root gone).
+    #[serde(default)]
+    pub blameless: bool,
     /// The build log of the run, if any.
     #[serde(default)]
     pub log: Option<PathBuf>,
@@ -473,6 +476,14 @@ impl StateFile {
         // A second, identical copy: if the file is damaged later (disk, editor, another
         // program), the bad-version marks and backoff survive in the copy.
         crate::fsutil::atomic_write(&self.backup(), &bytes).context(help)
+    }
+
+    /// Saves the record of a run that already acted: a failure is logged, not returned,
+    /// so that what the run did is still reported.
+    pub fn save_record(&self, state: &State, lock: &RunLock) {
+        if let Err(e) = self.save(state, lock) {
+            log::error!("the record of this run was not saved: {e:#}");
+        }
     }
 }
 

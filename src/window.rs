@@ -124,6 +124,30 @@ fn format_days(days: u8) -> String {
     items.join(",")
 }
 
+/// Whether a switch may happen now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowNow {
+    /// No window configured, `--now`, or inside a window.
+    Open,
+    /// Outside every window; the next one opens then (if known).
+    Closed(Option<OffsetDateTime>),
+}
+
+impl WindowNow {
+    /// The window at `now` (local time from the system's time zone); `None` windows: any
+    /// time. `force_now` (`--now`) opens it.
+    pub fn at(windows: Option<&Windows>, now: OffsetDateTime, force_now: bool) -> Self {
+        let Some(windows) = windows.filter(|_| !force_now) else {
+            return Self::Open;
+        };
+        let offset_at = |t| local_offset_at(t).unwrap_or(UtcOffset::UTC);
+        match windows.next_start(now, offset_at) {
+            Some(t) if t == now => Self::Open,
+            opens => Self::Closed(opens),
+        }
+    }
+}
+
 /// A `restart_window` value: one or more windows, open when any one is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Windows(Vec<Window>);

@@ -12,7 +12,8 @@
 //! (c) a version marked bad is never installed again without `--force`/`--to`;
 //! (d) a version in backoff is not rebuilt before its time;
 //! (e) every run ends with an exit code and a recorded outcome that match what happened:
-//!     no `ROLLBACK FAILED` unless a rollback's restart really ran and failed.
+//!     no `ROLLBACK FAILED` unless a rollback's restart really ran and failed;
+//! (f) a release whose daemon is good is never marked bad, except by a rollback by hand.
 //!
 //! `SIM_SEQUENCES` sets how many sequences run (default 300; `make fuzz` runs 100 000),
 //! `SIM_SEED=<n>` replays one sequence and prints its steps. A failure prints its seed.
@@ -137,6 +138,8 @@ enum Fault {
     Crash,
     /// SIGTERM (or Ctrl-C) arrives.
     Sigterm,
+    /// Two of them (a person pressing Ctrl-C twice).
+    TwoSigterms,
     /// Another run happens in between, completely.
     Concurrent(Op),
 }
@@ -226,6 +229,10 @@ fn effect(sim: &Shared, interrupt: &Interrupt, env: &SimEnv) {
     match fault {
         Some(Fault::Crash) => std::panic::panic_any(SimCrash),
         Some(Fault::Sigterm) => interrupt.raise(),
+        Some(Fault::TwoSigterms) => {
+            interrupt.raise();
+            interrupt.raise();
+        }
         Some(Fault::Concurrent(op)) => {
             let outcome = run_op(sim, env, &op, None, true);
             env.log(format!("    (concurrent {op:?} -> {})", outcome.code));
@@ -782,6 +789,16 @@ fn check_run(
         }
     }
     let s = sim.borrow();
+    // (f)
+    for (v, mark) in &state.bad {
+        let good = s.release(v).is_some_and(|r| r.daemon == Behaviour::Good);
+        if good && !before.state.bad.contains_key(v) && mark.reason != "rolled back by hand" {
+            return Err(format!(
+                "the good release {v} was marked bad: {}",
+                mark.reason
+            ));
+        }
+    }
     if !op.explicit() {
         // (c)
         for v in &s.starts {
@@ -831,10 +848,17 @@ fn check_run(
     }
     // A run that finished an earlier run's switch records that first (two entries); its
     // exit code is about its own work, which may have left no entry (an error before it).
-    let recovered = new.len() >= 2
-        && new[0].outcome == heph_selfupdate::state::Outcome::Interrupted
-        && new[0].reason.contains("a later run finished the switch");
-    let own = if recovered { new.get(2) } else { new.last() };
+    // The dead run's entry and how its switch ended come first; then the run's own work
+    // (if it recorded any).
+    let own = new
+        .iter()
+        .rfind(|r| {
+            let resumed = r.reason.starts_with(heph_selfupdate::deploy::RESUMED);
+            let dead = r.outcome == heph_selfupdate::state::Outcome::Interrupted
+                && r.reason.starts_with("the run (pid ");
+            !resumed && !dead
+        })
+        .copied();
     if let Some(own) = own {
         use heph_selfupdate::state::Outcome as O;
         let code_ok = match own.outcome {
@@ -973,7 +997,8 @@ fn random_fault(rng: &mut Rng) -> Option<(usize, Fault)> {
     let at = 1 + rng.below(36) as usize;
     match rng.below(100) {
         0..=24 => Some((at, Fault::Crash)),
-        25..=39 => Some((at, Fault::Sigterm)),
+        25..=34 => Some((at, Fault::Sigterm)),
+        35..=39 => Some((at, Fault::TwoSigterms)),
         40..=49 => Some((
             at,
             Fault::Concurrent(match rng.below(3) {

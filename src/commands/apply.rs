@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use anyhow::Result;
 use time::OffsetDateTime;
 
-use super::WindowNow;
 use crate::build::{Builder, Target, Tools};
 use crate::cli::ApplyArgs;
 use crate::config::{Config, ConfigError, Mode};
@@ -30,6 +29,7 @@ use crate::roots;
 use crate::service::ServiceManager;
 use crate::state::{CheckRecord, Outcome, Purpose, RunRecord, State, StateFile};
 use crate::version::parse_tag;
+use crate::window::WindowNow;
 use crate::world::World;
 
 /// Build logs kept in `<state dir>/logs`.
@@ -67,7 +67,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     // An earlier run's unfinished switch comes first: nothing is decided on top of it.
     let recovered = recover(&deployer, &mut state);
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
-        return Ok(RunReport::recovery(told).emit(world.out.as_ref(), args.json, true));
+        return Ok(RunReport::recovery(told, "update").emit(world.out.as_ref(), args.json, true));
     }
 
     // Fresh facts under the lock: another run may have updated since the check above.
@@ -106,6 +106,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     let Some(chosen) = decision.chosen.clone().filter(|_| decision.due) else {
         log::info!("nothing to do: {}", decision.summary());
         state.last_ok = Some(world.clock.now());
+        drop_stale_staged(&mut state, &decision);
         state_file.save(&state, &lock)?;
         let mut report = RunReport::quiet(Outcome::NothingDue, decision.summary());
         describe(&mut report, &decision);
@@ -182,7 +183,11 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         installed: &installed,
         target: &target,
         requested: overrides.to.is_some(),
-        window: WindowNow::at(cfg, world.clock.now(), args.now)?,
+        window: WindowNow::at(
+            settings.restart_window.as_ref(),
+            world.clock.now(),
+            args.now,
+        ),
     });
     let plan = match planned {
         Planned::Plan(plan) => plan,
@@ -205,6 +210,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         state_file: &state_file,
         lock: &lock,
         target: Some(target),
+        force_now: args.now,
     };
     let told = executor.run(&plan, &mut state, from.as_deref());
     if told.ok() {
@@ -220,7 +226,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
         reason: told.message.clone(),
         log: log.clone(),
     });
-    state_file.save(&state, &lock)?;
+    state_file.save_record(&state, &lock);
     let mut report = RunReport::new(&told);
     describe(&mut report, &decision);
     report.recovered = recovered.as_ref().map(Recovered::from);
@@ -299,6 +305,10 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
     }
     if let WindowNow::Closed(opens) = i.window {
         steps.push(Step::Stage { opens });
+        // A failed build is told, staged or not.
+        if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Failed) {
+            steps.push(Step::Notify { cmd });
+        }
         steps.push(Step::Prune {
             keep: settings.keep_versions,
         });
@@ -318,7 +328,7 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
         } else {
             Purpose::Update
         },
-        cmds: switch_cmds(settings, i.manager, false),
+        cmds: switch_cmds(settings, i.manager, true),
     });
     if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });
@@ -358,10 +368,25 @@ fn preview(
     let manager = world.services.manager(&settings.deploy.service);
     let mut plan = Plan::default();
     if let Some(intent) = &state.intent {
+        // A run finishes that switch first and then decides from what it finds: what it
+        // would decide cannot be known before.
         plan.steps.push(Step::Resume {
             intent: intent.clone(),
-            cmds: switch_cmds(settings, manager.as_deref(), true),
+            cmds: switch_cmds(settings, manager.as_deref(), !intent.phase.reverting()),
         });
+        if json {
+            let mut out = plan.to_json();
+            out["action"] = "finish-switch".into();
+            out["unfinished_switch"] = true.into();
+            out["message"] = plan.steps[0].describe().into();
+            world.out.line(&serde_json::to_string_pretty(&out)?);
+        } else {
+            world.out.text(&format!(
+                "# finish-switch: an earlier run left a switch unfinished\n{}",
+                plan.render()
+            ));
+        }
+        return Ok(crate::exit::OK);
     }
     let action = match (d.due, cfg.mode) {
         (false, _) => "none",
@@ -396,7 +421,11 @@ fn preview(
                 installed: &eval.installed,
                 target: &target,
                 requested: matches!(d.reason, Reason::Requested),
-                window: WindowNow::at(cfg, world.clock.now(), force_now)?,
+                window: WindowNow::at(
+                    settings.restart_window.as_ref(),
+                    world.clock.now(),
+                    force_now,
+                ),
             }) {
                 Planned::Plan(update) => plan.steps.extend(update.steps),
                 Planned::Waiting { staged, opens } => {
@@ -460,6 +489,26 @@ fn check_record(decision: &Decision, at: OffsetDateTime) -> CheckRecord {
     }
 }
 
+/// Drops a staged root whose release is no longer the one due (the rollout was halted, or
+/// the release went away): `status` and the metrics stop announcing it, and pruning may
+/// remove its root.
+fn drop_stale_staged(state: &mut State, decision: &Decision) {
+    let due = decision
+        .chosen
+        .as_ref()
+        .filter(|_| decision.due)
+        .map(|c| c.version.to_string());
+    if let Some(st) = &state.staged
+        && due.as_deref() != Some(st.version.as_str())
+    {
+        log::info!(
+            "the staged {} is no longer due; it will not be switched to",
+            st.version
+        );
+        state.staged = None;
+    }
+}
+
 /// Notes the check in the state when no other run holds the lock (else that run will).
 fn record_check_if_free(
     cfg: &Config,
@@ -473,6 +522,7 @@ fn record_check_if_free(
     let result = state_file.load().and_then(|mut state| {
         state.last_check = Some(check_record(decision, now));
         state.last_ok = Some(now);
+        drop_stale_staged(&mut state, decision);
         state_file.save(&state, &lock)
     });
     if let Err(e) = result {

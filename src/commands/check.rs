@@ -18,6 +18,7 @@ use crate::world::World;
 pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
     let state_file = StateFile::new(cfg.state_file());
     let mut state = state_file.peek()?;
+    let mut recovered = None;
     if state.intent.is_some() {
         // No decision on top of an unfinished switch: finish it (or say who is on it).
         match RunLock::acquire(&cfg.state_dir) {
@@ -26,7 +27,7 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
                 let settings = super::run_settings(cfg, world);
                 let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
                 let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
-                recover(&deployer, &mut state);
+                recovered = recover(&deployer, &mut state);
             }
             Err(e) if e.is::<LockBusy>() => {
                 log::warn!(
@@ -46,6 +47,10 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
         (message, help)
     });
     let code = match (&missing, eval.decision.due) {
+        // A switch it had to finish first that ended badly is what this check reports.
+        _ if recovered.as_ref().is_some_and(|t| !t.ok()) => {
+            recovered.as_ref().map_or(exit::FAILED, |t| t.exit_code)
+        }
         (Some(_), _) => exit::FAILED,
         (None, true) => exit::UPDATE_AVAILABLE,
         (None, false) => exit::OK,

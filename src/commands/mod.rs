@@ -110,6 +110,8 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
         bin_dir: cfg.bin_dir.clone(),
         data_dir: cfg.data_dir.clone(),
         keep_versions: cfg.keep_versions,
+        // Checked when the configuration was loaded; nothing left to fail here.
+        restart_window: restart_windows(cfg).ok().flatten(),
     }
 }
 
@@ -206,27 +208,12 @@ pub fn metrics_snapshot(
     }
 }
 
-/// Whether a switch may happen now (`restart_window`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowNow {
-    /// No window configured, `--now`, or inside a window.
-    Open,
-    /// Outside every window; the next one opens then (if known).
-    Closed(Option<time::OffsetDateTime>),
-}
-
-impl WindowNow {
-    /// The window at `now` for this configuration.
-    pub fn at(cfg: &Config, now: time::OffsetDateTime, force_now: bool) -> Result<Self> {
-        if cfg.restart_window.is_empty() || force_now {
-            return Ok(Self::Open);
-        }
-        let windows = crate::window::Windows::parse_list(&cfg.restart_window)
-            .map_err(|e| crate::config::ConfigError(format!("`restart_window`: {e}")))?;
-        let offset_at = |t| crate::window::local_offset_at(t).unwrap_or(time::UtcOffset::UTC);
-        Ok(match windows.next_start(now, offset_at) {
-            Some(t) if t == now => Self::Open,
-            opens => Self::Closed(opens),
-        })
+/// The restart windows of the configuration (validated when it was loaded).
+pub fn restart_windows(cfg: &Config) -> Result<Option<crate::window::Windows>> {
+    if cfg.restart_window.is_empty() {
+        return Ok(None);
     }
+    crate::window::Windows::parse_list(&cfg.restart_window)
+        .map(Some)
+        .map_err(|e| crate::config::ConfigError(format!("`restart_window`: {e}")).into())
 }

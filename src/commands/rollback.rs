@@ -74,7 +74,7 @@ fn plan(
     if let Some(intent) = &state.intent {
         steps.push(Step::Resume {
             intent: intent.clone(),
-            cmds: switch_cmds(settings, manager, true),
+            cmds: switch_cmds(settings, manager, !intent.phase.reverting()),
         });
     }
     steps.push(Step::Preflight {
@@ -85,7 +85,7 @@ fn plan(
     });
     steps.push(Step::Switch {
         purpose: Purpose::Rollback,
-        cmds: switch_cmds(settings, manager, false),
+        cmds: switch_cmds(settings, manager, true),
     });
     if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });
@@ -124,7 +124,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     let deployer = Deployer::new(world, &settings.deploy, &layout, &state_file, &lock);
     let recovered = recover(&deployer, &mut state);
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
-        return Ok(RunReport::recovery(told).emit(world.out.as_ref(), args.json, true));
+        return Ok(RunReport::recovery(told, "rollback").emit(world.out.as_ref(), args.json, true));
     }
     let root = choose(cfg, &layout, &state, args.to.as_deref())?;
     let current = layout.current().unwrap_or_default();
@@ -155,9 +155,21 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
         state_file: &state_file,
         lock: &lock,
         target: None,
+        force_now: true,
     };
     let mut told = executor.run(&plan, &mut state, from_version.as_deref());
+    // Going back marks the version left bad (the timer must not reinstall it); going
+    // forward to a newer kept root marks nothing.
+    let backwards = root
+        .version()
+        .zip(
+            from_version
+                .as_deref()
+                .and_then(|v| semver::Version::parse(v).ok()),
+        )
+        .is_none_or(|(to, from)| to.cmp_precedence(&from).is_lt());
     if told.outcome == Outcome::ManualRollback
+        && backwards
         && let Some(v) = &from_version
     {
         state.mark_bad(v, world.clock.now(), "rolled back by hand");
@@ -176,7 +188,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
         reason: told.message.clone(),
         log: None,
     });
-    state_file.save(&state, &lock)?;
+    state_file.save_record(&state, &lock);
     let mut report = RunReport::new(&told);
     report.from = from_version;
     report.to = to_version;

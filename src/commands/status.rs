@@ -23,6 +23,7 @@ use crate::lock::{LockBusy, RunLock};
 use crate::roots;
 use crate::state::{Intent, Outcome, RunRecord, State, StateFile};
 use crate::timefmt::rfc3339;
+use crate::window::WindowNow;
 use crate::world::World;
 
 /// One version root, as `status` shows it.
@@ -547,14 +548,15 @@ fn build(
     }
     let staged = match &state.staged {
         Some(st) => {
-            let opens = match super::WindowNow::at(cfg, now, false)? {
-                super::WindowNow::Open => "the next run switches to it".to_owned(),
-                super::WindowNow::Closed(Some(t)) => format!(
+            let windows = super::restart_windows(cfg)?;
+            let opens = match WindowNow::at(windows.as_ref(), now, false) {
+                WindowNow::Open => "the next run switches to it".to_owned(),
+                WindowNow::Closed(Some(t)) => format!(
                     "restarts in the window at {} ({})",
                     rfc3339(t),
                     crate::timefmt::ago(now, t)
                 ),
-                super::WindowNow::Closed(None) => "waits for a restart window".to_owned(),
+                WindowNow::Closed(None) => "waits for a restart window".to_owned(),
             };
             line(
                 "staged",

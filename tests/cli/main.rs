@@ -12,6 +12,7 @@ mod config;
 mod e2e_cargo;
 mod faults;
 mod fleet;
+mod recovery;
 mod respawn;
 mod stdout;
 mod systemd;

@@ -12,7 +12,7 @@ use crate::support::scenario::{assert_sound, calls_of, sandbox, version_of};
 
 /// Waits (bounded) until `cond` holds. Not a timing assertion: the bound only stops a
 /// broken test from hanging.
-fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if cond() {
@@ -24,11 +24,11 @@ fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// The phase of the open intent, if there is one.
-fn phase(env: &TestEnv) -> Option<String> {
+pub(crate) fn phase(env: &TestEnv) -> Option<String> {
     env.state()["intent"]["phase"].as_str().map(String::from)
 }
 
-fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+pub(crate) fn spawn(env: &TestEnv, args: &[&str]) -> Child {
     env.command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -36,17 +36,17 @@ fn spawn(env: &TestEnv, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn stderr_of(child: &mut Child) -> String {
+pub(crate) fn stderr_of(child: &mut Child) -> String {
     let mut text = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
     text
 }
 
-fn signal(child: &Child, sig: i32) {
+pub(crate) fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), sig) };
 }
 
-fn outcomes(env: &TestEnv) -> Vec<String> {
+pub(crate) fn outcomes(env: &TestEnv) -> Vec<String> {
     env.state()["history"]
         .as_array()
         .unwrap()
