@@ -432,7 +432,7 @@ impl Executor<'_> {
             return Ok(());
         };
         if !*prepared && !matches!(step, BuildStep::Resolve(_)) {
-            self.builder.prepare(target)?;
+            self.builder.prepare(target, progress)?;
             *prepared = true;
         }
         self.builder.run_step(step, target, progress, deadline)?;
