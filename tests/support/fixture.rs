@@ -190,7 +190,7 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
     w(
         "Cargo.toml",
         &format!(
-            "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n{profile}"
+            "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n{profile}"
         ),
     );
     w(".gitignore", "/target\n");
@@ -210,20 +210,30 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
     } else {
         ""
     };
+    // A library both binaries use, the same in every release: its artefacts in a reused
+    // target dir are what a stale build would trip over.
+    w(
+        "crates/heph-core/Cargo.toml",
+        "[package]\nname = \"heph-core\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    w(
+        "crates/heph-core/src/lib.rs",
+        "/// The greeting both binaries share.\npub fn name() -> &'static str {\n    \"heph\"\n}\n",
+    );
     // `heph` keeps version 0.1.0 in every release while its code changes: the case where a
     // reused target dir would silently install stale code (rust-lang/cargo#13259).
     for (name, v) in [("heph", "0.1.0"), ("hephd", version)] {
         w(
             &format!("crates/{name}/Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\n{dependencies}"
+                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\nheph-core = {{ path = \"../heph-core\" }}\n{dependencies}"
             ),
         );
     }
     w(
         "crates/heph/src/main.rs",
         &format!(
-            "{uses}fn main() {{\n{check}    println!(\"heph {{}} ({note})\", env!(\"CARGO_PKG_VERSION\"));\n}}\n"
+            "{uses}fn main() {{\n{check}    println!(\"{{}} {{}} ({note})\", heph_core::name(), env!(\"CARGO_PKG_VERSION\"));\n}}\n"
         ),
     );
     let dies = daemon == Daemon::DiesAtStart;
@@ -233,7 +243,7 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
             r#"{uses}fn main() {{
 {check}    let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--version") {{
-        println!("hephd {{}} ({note})", env!("CARGO_PKG_VERSION"));
+        println!("{{}}d {{}} ({note})", heph_core::name(), env!("CARGO_PKG_VERSION"));
         return;
     }}
     if {dies} {{
