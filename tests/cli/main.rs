@@ -10,6 +10,7 @@ mod check;
 mod config;
 mod e2e_cargo;
 mod faults;
+mod fetch_failures;
 mod systemd;
 mod trust;
 mod units;
