@@ -75,10 +75,13 @@ fn find_lock(dir: &Path, depth: usize) -> Option<PathBuf> {
         }
         // Refs nest (refs/tags/v1.lock); objects do not hold locks worth the walk.
         let name = e.file_name();
-        if is_dir && depth > 0 && (depth < 8 || name == "refs") && name != "objects" {
-            if let Some(found) = find_lock(&path, depth - 1) {
-                return Some(found);
-            }
+        if is_dir
+            && depth > 0
+            && (depth < 8 || name == "refs")
+            && name != "objects"
+            && let Some(found) = find_lock(&path, depth - 1)
+        {
+            return Some(found);
         }
     }
     None

@@ -130,14 +130,12 @@ pub fn dir_size(path: &Path) -> u64 {
     if !meta.is_dir() {
         return meta.len();
     }
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| dir_size(&e.path()))
-                .sum()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(path).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| dir_size(&e.path()))
+            .sum()
+    })
 }
 
 /// The size of the checkout's target dir in `cache_dir` (for `status` and `doctor`).

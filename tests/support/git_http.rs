@@ -143,7 +143,7 @@ fn serve(conn: TcpStream, root: &Path, forbid: bool) -> std::io::Result<()> {
     let mut lines = Vec::new();
     for l in head.lines() {
         match l.split_once(':') {
-            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_owned(),
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => v.trim().clone_into(&mut status),
             Some(_) => lines.push(l.trim_end().to_owned()),
             None => {}
         }
