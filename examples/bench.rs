@@ -371,6 +371,7 @@ fn downtime(report: &mut Report) {
             .find_map(|l| {
                 l.strip_prefix("built ")
                     .and_then(|r| r.split(" in ").nth(1))
+                    .and_then(|r| r.split(':').next())
             })
             .unwrap_or("")
             .to_owned();
@@ -486,8 +487,11 @@ fn hephd_repo(dir: &Path) -> Repo {
         );
         if tag == "v1.0.0" {
             fixture::hephd_lock(dir, None);
-        } else if bump.is_some() {
-            fixture::hephd_lock(dir, bump);
+        } else {
+            fixture::hephd_lock_members(dir);
+            if bump.is_some() {
+                fixture::hephd_lock(dir, bump);
+            }
         }
         repo.commit_and_tag(tag);
     };
@@ -764,7 +768,7 @@ fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
         bounded_sizes.iter().map(|b| mib(*b)).collect::<Vec<_>>().join(", ")
     ));
     report.notes.push(
-        "The toolchain row: heph-selfupdate reads `rust-version` from `cargo metadata` of the fetched tag and compares it with `rustc --version` before fetching dependencies or compiling; the plain command stops when cargo checks the same after resolving the dependencies. Both are quick when the requirement is declared; a release that needs a newer Rust without saying so fails at its first compile error either way.".into(),
+        "The toolchain row: heph-selfupdate reads `rust-version` from `cargo metadata` of the fetched tag and compares it with `rustc --version` before fetching dependencies or compiling anything. The plain command installs its packages one after another and checks each package's `rust-version` only when it comes to that package; a failure of one does not stop the others, so it builds the packages that can be built (here `heph` and `heph-tui`, each with every dependency) and exits 101 at the end. A release that needs a newer Rust without declaring it fails at its first compile error either way.".into(),
     );
     chart.extend([
         ("plain cargo install (cold)".to_owned(), plain_cold),

@@ -694,9 +694,16 @@ impl Builder<'_> {
             step.phase(),
             self.clock.instant().saturating_duration_since(started),
         );
-        if result.is_err() && step.local_git() {
-            // A checkout git cannot work in is made again by the next run.
-            self.checkout().condemn();
+        if result.is_err() {
+            log::info!(
+                "the build stopped in its {} phase, after {}",
+                step.phase(),
+                progress.phases_text()
+            );
+            if step.local_git() {
+                // A checkout git cannot work in is made again by the next run.
+                self.checkout().condemn();
+            }
         }
         result
     }

@@ -442,3 +442,13 @@ pub fn hephd_lock(dir: &Path, bump: Option<&str>) {
         Some(package) => run(&["update", &format!("--package={package}")]),
     }
 }
+
+/// Brings the lock file in line with the workspace's own versions (nothing else changes).
+pub fn hephd_lock_members(dir: &Path) {
+    let status = Command::new(cargo())
+        .args(["update", "--workspace", "--offline", "--quiet"])
+        .current_dir(dir)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "cargo update --workspace failed");
+}
