@@ -768,7 +768,7 @@ fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
         bounded_sizes.iter().map(|b| mib(*b)).collect::<Vec<_>>().join(", ")
     ));
     report.notes.push(
-        "The toolchain row: heph-selfupdate reads `rust-version` from `cargo metadata` of the fetched tag and compares it with `rustc --version` before fetching dependencies or compiling anything. The plain command installs its packages one after another and checks each package's `rust-version` only when it comes to that package; a failure of one does not stop the others, so it builds the packages that can be built (here `heph` and `heph-tui`, each with every dependency) and exits 101 at the end. A release that needs a newer Rust without declaring it fails at its first compile error either way.".into(),
+        "The toolchain row: heph-selfupdate reads `rust-version` from `cargo metadata` of the fetched tag and compares it with `rustc --version` before fetching dependencies or compiling anything. The plain command sees the requirement at once too (`cannot install package hephd …, it requires rustc 1.999`), but a failure of one package does not stop the others: it goes on to build and install `heph` and `heph-tui` (each with every dependency) and exits 101 only at the end — leaving their new binaries beside the old `hephd`. A release that needs a newer Rust without declaring it fails at its first compile error either way.".into(),
     );
     chart.extend([
         ("plain cargo install (cold)".to_owned(), plain_cold),
