@@ -972,7 +972,23 @@ impl Builder<'_> {
                 ),
             );
         }
-        let Diagnosis { kind, cause, help } = diagnose(step.reach(), code, &tail);
+        let Diagnosis {
+            mut kind,
+            cause,
+            mut help,
+        } = diagnose(step.reach(), code, &tail);
+        if step.local_git() && kind == FailureKind::Compile {
+            // git could not work in its own checkout: not the release's fault, and the
+            // next run makes the checkout again.
+            kind = FailureKind::Environment;
+            help = Some("help: the next run makes the build checkout again");
+        } else if matches!(step, BuildStep::Toolchain(_)) {
+            // rustc itself could not run: a toolchain that is missing or broken.
+            kind = FailureKind::Toolchain;
+            help = Some(
+                "help: install the toolchain the build uses (`rustup toolchain install stable`, or the one `toolchain` names) and run `make doctor`",
+            );
+        }
         let what = match kind {
             FailureKind::Access => "refused",
             FailureKind::Network => "network failure",
@@ -1315,6 +1331,172 @@ mod tests {
         p.add_phase("compile", Duration::from_secs(221));
         assert_eq!(p.phases_text(), "resolve 0.4 s, fetch 12 s, compile 3m41s");
         assert_eq!(short_duration(Duration::from_secs(3725)), "1h02m");
+    }
+
+    /// A clock whose sleeps return at once.
+    struct NoSleep;
+
+    impl Clock for NoSleep {
+        fn now(&self) -> time::OffsetDateTime {
+            time::OffsetDateTime::now_utc()
+        }
+        fn instant(&self) -> Instant {
+            Instant::now()
+        }
+        fn sleep(&self, _: Duration) {}
+    }
+
+    fn settings(dir: &Path) -> BuildSettings {
+        BuildSettings {
+            git_url: "https://f/x.git".into(),
+            packages: vec!["hephd".into()],
+            binary: "hephd".into(),
+            mode: BuildMode::Checkout,
+            toolchain: None,
+            cargo: None,
+            rustc: None,
+            verify_tag: false,
+            allowed_signers: None,
+            build_timeout: Duration::from_secs(600),
+            retry_pause: Duration::ZERO,
+            min_free_space: 0,
+            resolve_timeout: Duration::from_secs(30),
+            cache_max_size: 1 << 30,
+            ca_file: None,
+            cache_dir: dir.join("cache"),
+            data_dir: dir.join("data"),
+            home: dir.to_path_buf(),
+        }
+    }
+
+    fn failing(tail: &str) -> Output {
+        Output {
+            code: Some(101),
+            tail: tail.lines().map(String::from).collect(),
+            ..Output::default()
+        }
+    }
+
+    /// Runs `step` of a checkout build against a runner that answers with `answer`
+    /// (called with the number of the call); returns the result and the calls.
+    fn run_one(
+        pick: impl Fn(&[BuildStep]) -> BuildStep,
+        answer: impl Fn(usize) -> Output,
+    ) -> (Result<(), BuildFailure>, Vec<String>) {
+        use crate::process::fake::Recorder;
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let calls = std::cell::Cell::new(0);
+        let runner = Recorder::new(|_: &Cmd| {
+            calls.set(calls.get() + 1);
+            answer(calls.get())
+        });
+        let builder = Builder {
+            settings: &s,
+            runner: &runner,
+            clock: &NoSleep,
+            tools: Tools {
+                cargo: "cargo".into(),
+                git: "git".into(),
+                rustc: "rustc".into(),
+            },
+            layout: Layout::new(&dir.path().join("data"), &dir.path().join("bin")),
+            log_file: None,
+        };
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        let step = pick(&builder.steps(&target, &BTreeMap::new()));
+        runner.seen.borrow_mut().clear();
+        calls.set(0);
+        let mut progress = Progress::default();
+        let result = builder.run_step(
+            &step,
+            &target,
+            &mut progress,
+            Instant::now() + Duration::from_secs(600),
+        );
+        assert_eq!(progress.phases.len(), 1, "the step's time is noted");
+        (result, runner.lines())
+    }
+
+    fn find(kind: fn(&BuildStep) -> bool) -> impl Fn(&[BuildStep]) -> BuildStep {
+        move |steps| steps.iter().find(|s| kind(s)).unwrap().clone()
+    }
+
+    #[test]
+    fn a_compile_failure_is_retried_once_from_a_clean_target_dir() {
+        let install = find(|s| matches!(s, BuildStep::Install { .. }));
+        let error = "error[E0786]: found invalid metadata files for crate `heph_core`\nerror: could not compile `hephd` (bin \"hephd\") due to 1 previous error";
+        let (result, calls) = run_one(&install, |n| {
+            if n == 1 {
+                failing(error)
+            } else {
+                crate::process::fake::ok("")
+            }
+        });
+        assert!(result.is_ok());
+        assert_eq!(calls.len(), 2, "{calls:#?}");
+        assert_eq!(
+            calls[0], calls[1],
+            "the same command, from a clean target dir"
+        );
+
+        let (result, calls) = run_one(&install, |_| failing(error));
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Compile);
+        assert_eq!(calls.len(), 2, "once more, not forever");
+        let text = format!("{:#}", f.error);
+        assert!(
+            text.starts_with("could not compile and install hephd v1.0.0 (failed): error[E0786]")
+                && text.contains("attempt 1, incremental"),
+            "{text}"
+        );
+
+        // Other failures are not compile failures of stale artefacts: no second attempt.
+        let (result, calls) = run_one(&install, |_| {
+            failing("error: failed to write x: No space left on device (os error 28)")
+        });
+        assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn a_network_failure_is_retried_only_where_the_network_is_reached() {
+        let fetch = find(|s| matches!(s, BuildStep::Dependencies(_)));
+        let refused = "error: failed to download from `https://static.crates.io/api/v1/crates/x/1.0.0/download`\n\nCaused by:\n  [7] Couldn't connect to server (Failed to connect to static.crates.io port 443: Connection refused)";
+        let (result, calls) = run_one(&fetch, |_| failing(refused));
+        assert_eq!(result.unwrap_err().kind, FailureKind::Network);
+        assert_eq!(calls.len(), ATTEMPTS as usize);
+
+        let install = find(|s| matches!(s, BuildStep::Install { .. }));
+        let (result, calls) = run_one(&install, |_| failing(refused));
+        assert_eq!(
+            result.unwrap_err().kind,
+            FailureKind::Compile,
+            "an offline compile cannot fail for network reasons"
+        );
+        assert_eq!(calls.len(), 2, "the clean retry, no network retries");
+    }
+
+    #[test]
+    fn a_broken_checkout_or_toolchain_is_not_the_release_s_fault() {
+        let checkout = find(|s| matches!(s, BuildStep::Checkout(_)));
+        let (result, _) = run_one(&checkout, |_| {
+            failing("fatal: Unable to create '/c/.git/index.lock': File exists.")
+        });
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Environment);
+        assert!(!f.kind.backs_off());
+
+        let rustc = find(|s| matches!(s, BuildStep::Toolchain(_)));
+        let (result, _) = run_one(&rustc, |_| {
+            failing("error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed")
+        });
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Toolchain);
+        assert!(format!("{:#}", f.error).contains("rustup toolchain install"));
     }
 
     #[test]
