@@ -1,10 +1,21 @@
 //! Building a release into a new version root, never into the live `bin_dir`.
 //!
+//! `checkout` mode (the default): a persistent checkout of the tag and `cargo install
+//! --path` per package reusing its target dir, so a new release recompiles only what
+//! changed (path sources are fingerprinted by content). It runs in phases with their own
+//! failure classes: fetch the tag into the checkout (git), check the toolchain against
+//! the packages' `rust-version`, `cargo fetch --locked` the dependencies, then compile
+//! and install with `--frozen`, so a compile can never touch the network and a network
+//! failure can only happen in a fetch phase. A compile failure is retried once from a
+//! clean target dir before it counts. A damaged checkout is made again.
+//!
 //! `git` mode: `cargo install --git … --tag …` with a fresh, empty target dir (a reused
 //! one silently installs stale code, rust-lang/cargo#13259), then the commit cargo
-//! recorded must be the one the tag named when checked. `checkout` mode: a persistent
-//! checkout of the tag, `cargo install --path` per package reusing its target dir, so a
-//! new release recompiles only what changed (path sources are fingerprinted by content).
+//! recorded must be the one the tag named when checked.
+
+pub mod cache;
+pub mod diagnose;
+pub mod toolchain;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -16,17 +27,20 @@ use anyhow::{Context, Result, anyhow};
 use semver::Version;
 
 use crate::clock::Clock;
-use crate::git::{self, Checkout};
+use crate::git::{self, Checkout, Health};
 use crate::layout::Layout;
-use crate::process::{Cmd, CmdFailed, RunError, Runner};
+use crate::process::{Cmd, CmdFailed, Output, RunError, Runner};
 use crate::version::same_version;
+
+use self::cache::BuildStats;
+use self::diagnose::{Diagnosis, Reach, diagnose};
 
 /// How a release is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildMode {
-    /// `cargo install --git … --tag …` with a fresh target dir (the default).
+    /// `cargo install --git … --tag …` with a fresh target dir (the conservative choice).
     Git,
-    /// A persistent checkout of the tag, `cargo install --path` per package (fast rebuilds).
+    /// A persistent checkout of the tag, `cargo install --path` per package (the default).
     Checkout,
 }
 
@@ -42,26 +56,6 @@ impl BuildMode {
 /// Attempts of a step that failed for network reasons.
 const ATTEMPTS: u32 = 3;
 
-/// Phrases in cargo's and git's output that mean the network, not the code, failed.
-const NETWORK_SIGNS: &[&str] = &[
-    "network failure",
-    "spurious network error",
-    "failed to clone",
-    "failed to fetch",
-    "failed to download",
-    "could not resolve host",
-    "couldn't resolve host",
-    "failed to connect",
-    "connection refused",
-    "connection reset",
-    "connection timed out",
-    "operation timed out",
-    "unable to access",
-    "early eof",
-    "the remote end hung up",
-    "could not read from remote repository",
-];
-
 /// What a build needs from the configuration (and nothing else of it).
 #[derive(Debug, Clone)]
 pub struct BuildSettings {
@@ -73,6 +67,8 @@ pub struct BuildSettings {
     pub toolchain: Option<String>,
     /// The configured cargo, if any.
     pub cargo: Option<PathBuf>,
+    /// `RUSTC` of the environment, if set: the rustc cargo will use.
+    pub rustc: Option<PathBuf>,
     pub verify_tag: bool,
     pub allowed_signers: Option<PathBuf>,
     pub build_timeout: Duration,
@@ -80,6 +76,10 @@ pub struct BuildSettings {
     pub min_free_space: u64,
     /// Time limit of one `git ls-remote`.
     pub resolve_timeout: Duration,
+    /// The checkout's target dir is kept under this many bytes.
+    pub cache_max_size: u64,
+    /// A CA certificate (PEM) to trust, for git and cargo as for the forge API.
+    pub ca_file: Option<PathBuf>,
     pub cache_dir: PathBuf,
     pub data_dir: PathBuf,
     pub home: PathBuf,
@@ -90,7 +90,7 @@ impl BuildSettings {
     pub fn checkout(&self, git: &Path) -> Checkout {
         Checkout {
             git: git.to_path_buf(),
-            dir: self.cache_dir.join("checkout"),
+            dir: git::checkout_dir(&self.cache_dir),
         }
     }
 }
@@ -100,11 +100,14 @@ impl BuildSettings {
 pub struct Tools {
     pub cargo: PathBuf,
     pub git: PathBuf,
+    /// The rustc beside `cargo` (a rustup proxy beside a proxy, a toolchain's rustc beside
+    /// its cargo), else PATH's.
+    pub rustc: PathBuf,
 }
 
 impl Tools {
     /// `cargo`: the configured path, else PATH, else `~/.cargo/bin/cargo` (service
-    /// managers' PATH rarely has it). `git`: PATH.
+    /// managers' PATH rarely has it). `git`: PATH. `rustc`: beside cargo, else PATH.
     pub fn find(configured: Option<&Path>, home: &Path, path_var: Option<&OsStr>) -> Self {
         let cargo = configured
             .map(Path::to_path_buf)
@@ -112,7 +115,13 @@ impl Tools {
             .unwrap_or_else(|| home.join(".cargo/bin/cargo"));
         let git =
             crate::process::find_on_path("git", path_var).unwrap_or_else(|| PathBuf::from("git"));
-        Self { cargo, git }
+        let rustc = cargo
+            .parent()
+            .map(|d| d.join("rustc"))
+            .filter(|p| p.is_file())
+            .or_else(|| crate::process::find_on_path("rustc", path_var))
+            .unwrap_or_else(|| PathBuf::from("rustc"));
+        Self { cargo, git, rustc }
     }
 }
 
@@ -126,8 +135,15 @@ pub struct Target {
 /// Why a build failed; decides retry, backoff and exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The forge or network failed (after retries): nothing wrong with the release.
+    /// A connection-level failure (DNS, refused, reset, timed out) of a step that reaches
+    /// the network, after retries: nothing wrong with the release; the next run tries again.
     Network,
+    /// The source refused us, for a reason retrying will not fix: HTTP 401/403/404, ssh
+    /// authentication or host key, an untrusted certificate, a missing repository or ref.
+    Access,
+    /// The same step has failed for network reasons in every run for a day
+    /// ([`cache::NETWORK_GRACE`]): someone must look (exit 1), but the release is not to blame.
+    Unreachable,
     /// The code did not compile, or cargo failed otherwise.
     Compile,
     /// The installed toolchain is too old for the release.
@@ -147,7 +163,7 @@ impl FailureKind {
     pub fn backs_off(self) -> bool {
         matches!(
             self,
-            Self::Compile | Self::Toolchain | Self::Timeout | Self::Verification
+            Self::Compile | Self::Toolchain | Self::Timeout | Self::Verification | Self::Access
         )
     }
 }
@@ -171,7 +187,30 @@ fn fail(kind: FailureKind, error: anyhow::Error) -> BuildFailure {
     BuildFailure { kind, error }
 }
 
-/// Gives a cargo or git command the environment builds need under a service manager.
+/// A step's command that ran and failed: the cause first (the line of its output that
+/// says what went wrong), then the command with its output, then what to do.
+#[derive(Debug)]
+pub struct StepFailed {
+    pub headline: String,
+    pub failed: CmdFailed,
+    pub help: Vec<String>,
+}
+
+impl fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\n{}", self.headline, self.failed)?;
+        for h in &self.help {
+            write!(f, "\n{h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
+/// Gives a cargo, git or rustc command the environment builds need under a service
+/// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain and
+/// CA, and none of the variables that would point cargo at a shared target dir.
 pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
@@ -184,6 +223,9 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     if let Some(t) = &settings.toolchain {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
+    if let Some(ca) = &settings.ca_file {
+        cmd = cmd.env("GIT_SSL_CAINFO", ca).env("CARGO_HTTP_CAINFO", ca);
+    }
     cmd
 }
 
@@ -193,8 +235,9 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
 pub enum BuildStep {
     /// `git ls-remote`: the commit the tag names now.
     Resolve(Cmd),
-    /// Creates the persistent checkout.
-    InitCheckout(Cmd),
+    /// Creates the persistent checkout; `damage`: why the one there is made again (it is
+    /// removed first, all but its target dir).
+    InitCheckout { cmd: Cmd, damage: Option<String> },
     /// Fetches exactly the tag into the checkout.
     Fetch(Cmd),
     /// The fetched tag must name the commit resolved before.
@@ -205,9 +248,15 @@ pub enum BuildStep {
     Checkout(Cmd),
     /// Removes stray files from the checkout (keeping its target dir).
     Clean(Cmd),
-    /// Lists the workspace's packages (their directories).
+    /// Lists the workspace's packages (their directories and `rust-version`).
     Metadata(Cmd),
-    /// `cargo install` into the staging root (all packages, or one in checkout mode).
+    /// `rustc --version` of the toolchain the build will use, against the `rust-version`
+    /// of the packages to install.
+    Toolchain(Cmd),
+    /// `cargo fetch --locked`: every dependency, before anything compiles.
+    Dependencies(Cmd),
+    /// `cargo install` into the staging root (all packages in git mode, fetching too; one
+    /// package with `--frozen` in checkout mode).
     Install { package: Option<String>, cmd: Cmd },
     /// The new daemon binary must report the target version.
     VerifyVersion(Cmd),
@@ -217,23 +266,53 @@ impl BuildStep {
     pub fn cmd(&self) -> &Cmd {
         match self {
             Self::Resolve(c)
-            | Self::InitCheckout(c)
             | Self::Fetch(c)
             | Self::TagCommit(c)
             | Self::VerifyTag(c)
             | Self::Checkout(c)
             | Self::Clean(c)
             | Self::Metadata(c)
+            | Self::Toolchain(c)
+            | Self::Dependencies(c)
             | Self::VerifyVersion(c) => c,
-            Self::Install { cmd, .. } => cmd,
+            Self::InitCheckout { cmd, .. } | Self::Install { cmd, .. } => cmd,
         }
     }
 
-    /// A network step: a failure for network reasons is retried.
-    fn retried(&self) -> bool {
+    /// The phase the step belongs to, for the log, `status` and the metrics: `resolve`,
+    /// `fetch`, `toolchain`, `dependencies`, `compile` (git mode: `build`, which fetches
+    /// and compiles), `verify`.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            Self::Resolve(_) => "resolve",
+            Self::InitCheckout { .. }
+            | Self::Fetch(_)
+            | Self::TagCommit(_)
+            | Self::VerifyTag(_)
+            | Self::Checkout(_)
+            | Self::Clean(_) => "fetch",
+            Self::Metadata(_) | Self::Toolchain(_) => "toolchain",
+            Self::Dependencies(_) => "dependencies",
+            Self::Install { package: None, .. } => "build",
+            Self::Install { .. } => "compile",
+            Self::VerifyVersion(_) => "verify",
+        }
+    }
+
+    /// Whether the step reaches the network (only those can fail for network reasons).
+    pub fn reach(&self) -> Reach {
+        match self {
+            Self::Resolve(_) | Self::Fetch(_) | Self::Dependencies(_) => Reach::Network,
+            Self::Install { package: None, .. } => Reach::Mixed,
+            _ => Reach::Offline,
+        }
+    }
+
+    /// A step of the checkout itself: when it fails, the checkout is made again next run.
+    fn local_git(&self) -> bool {
         matches!(
             self,
-            Self::Resolve(_) | Self::Fetch(_) | Self::Install { .. }
+            Self::InitCheckout { .. } | Self::TagCommit(_) | Self::Checkout(_) | Self::Clean(_)
         )
     }
 }
@@ -263,22 +342,45 @@ fn opt_path(flag: &str, path: &Path) -> std::ffi::OsString {
     s
 }
 
-/// Reads `cargo metadata` output: package name → the directory of its manifest.
-pub fn member_dirs(metadata_json: &str) -> Result<BTreeMap<String, PathBuf>> {
+/// What `cargo metadata --no-deps` says of the workspace's packages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workspace {
+    /// Package name → the directory of its manifest.
+    pub members: BTreeMap<String, PathBuf>,
+    /// Package name → its `rust-version`, where it declares one (inherited ones resolved).
+    pub rust_versions: BTreeMap<String, String>,
+}
+
+/// Reads `cargo metadata` output.
+pub fn read_metadata(metadata_json: &str) -> Result<Workspace> {
     let v: serde_json::Value =
         serde_json::from_str(metadata_json).context("cargo metadata printed no JSON")?;
     let packages = v
         .get("packages")
         .and_then(|p| p.as_array())
         .context("cargo metadata has no packages")?;
-    Ok(packages
-        .iter()
-        .filter_map(|p| {
-            let name = p.get("name")?.as_str()?;
-            let manifest = PathBuf::from(p.get("manifest_path")?.as_str()?);
-            Some((name.to_owned(), manifest.parent()?.to_path_buf()))
-        })
-        .collect())
+    let mut ws = Workspace::default();
+    for p in packages {
+        let Some(name) = p.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        if let Some(dir) = p
+            .get("manifest_path")
+            .and_then(|m| m.as_str())
+            .and_then(|m| Path::new(m).parent())
+        {
+            ws.members.insert(name.to_owned(), dir.to_path_buf());
+        }
+        if let Some(rv) = p.get("rust_version").and_then(|r| r.as_str()) {
+            ws.rust_versions.insert(name.to_owned(), rv.to_owned());
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads `cargo metadata` output: package name → the directory of its manifest.
+pub fn member_dirs(metadata_json: &str) -> Result<BTreeMap<String, PathBuf>> {
+    read_metadata(metadata_json).map(|w| w.members)
 }
 
 /// What running the build steps found out.
@@ -288,8 +390,41 @@ pub struct Progress {
     pub commit: Option<String>,
     /// Package directories from `cargo metadata` (checkout builds).
     pub members: BTreeMap<String, PathBuf>,
-    /// How long each phase of the build took, in order.
-    pub phases: Vec<(String, Duration)>,
+    /// `rust-version` of the workspace's packages (checkout builds).
+    pub rust_versions: BTreeMap<String, String>,
+    /// Each phase and the time its steps took, in the order the phases began.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// The checkout's target dir before the build (bytes).
+    pub target_before: u64,
+}
+
+impl Progress {
+    fn add_phase(&mut self, phase: &'static str, took: Duration) {
+        match self.phases.iter_mut().find(|(p, _)| *p == phase) {
+            Some((_, d)) => *d += took,
+            None => self.phases.push((phase, took)),
+        }
+    }
+
+    /// The phases for people: `fetch 12 s, compile 3m41s`.
+    pub fn phases_text(&self) -> String {
+        self.phases
+            .iter()
+            .map(|(p, d)| format!("{p} {}", short_duration(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `0.4 s`, `12 s`, `3m41s`, `1h02m`.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..10 => format!("{:.1} s", d.as_secs_f64()),
+        10..60 => format!("{s} s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 impl Builder<'_> {
@@ -332,23 +467,53 @@ impl Builder<'_> {
         self.streamed(build_env(cmd, s))
     }
 
-    /// `cargo install --path` of one package of the checkout.
+    /// `cargo install --frozen --path` of one package of the checkout: offline, with the
+    /// lock file as it is (the dependencies were fetched before).
     fn path_install(&self, package: &str, member_dir: &Path, target: &Target) -> Cmd {
-        let cmd = Cmd::new(&self.tools.cargo, format!("build {package} {}", target.tag))
-            .args(["install", "--locked", "--force"])
-            .arg(opt_path("--path=", member_dir))
-            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-            .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+        let cmd = Cmd::new(
+            &self.tools.cargo,
+            format!("compile and install {package} {}", target.tag),
+        )
+        .args(["install", "--frozen", "--force"])
+        .arg(opt_path("--path=", member_dir))
+        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+        .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
         self.streamed(build_env(cmd, self.settings))
     }
 
-    /// `cargo metadata` of the checkout: package names to member directories.
+    /// `cargo metadata` of the checkout: package names, directories, `rust-version`.
     pub fn metadata_cmd(&self) -> Cmd {
         let co = self.checkout();
         let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
             .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
             .arg(opt_path("--manifest-path=", &co.dir.join("Cargo.toml")));
         build_env(cmd, self.settings)
+    }
+
+    /// `rustc --version` in the environment cargo gets: the rustc the build would use.
+    pub fn rustc_cmd(&self) -> Cmd {
+        let rustc = self
+            .settings
+            .rustc
+            .clone()
+            .unwrap_or_else(|| self.tools.rustc.clone());
+        build_env(
+            Cmd::new(rustc, "read the version of the rustc the build will use").arg("--version"),
+            self.settings,
+        )
+        .timeout(Duration::from_secs(60))
+    }
+
+    /// `cargo fetch --locked` of the checkout's workspace.
+    fn fetch_dependencies_cmd(&self, tag: &str) -> Cmd {
+        let co = self.checkout();
+        let cmd = Cmd::new(
+            &self.tools.cargo,
+            format!("fetch the dependencies of {tag}"),
+        )
+        .args(["fetch", "--locked"])
+        .arg(opt_path("--manifest-path=", &co.dir.join("Cargo.toml")));
+        self.streamed(build_env(cmd, self.settings))
     }
 
     /// The directory of `package` in the checkout; before the checkout's metadata is
@@ -359,6 +524,28 @@ impl Builder<'_> {
                 .dir
                 .join(format!("<directory of {package}, from cargo metadata>"))
         })
+    }
+
+    /// The checkout's state: its files, then (when they are sound) uncommitted changes
+    /// by `git status` (read-only: it takes no lock).
+    pub fn checkout_health(&self) -> Health {
+        let co = self.checkout();
+        match co.health(&self.settings.git_url) {
+            Health::Sound => {}
+            other => return other,
+        }
+        match self.runner.run(&co.status()) {
+            Ok(out) if out.success() && out.stdout.trim().is_empty() => Health::Sound,
+            Ok(out) if out.success() => Health::Damaged(format!(
+                "it has changes: {}",
+                out.stdout.lines().take(3).collect::<Vec<_>>().join("; ")
+            )),
+            Ok(out) => Health::Damaged(format!(
+                "`git status` fails in it: {}",
+                out.tail.last().map_or("", String::as_str)
+            )),
+            Err(e) => Health::Damaged(format!("`git status` could not run in it: {e}")),
+        }
     }
 
     /// The steps that build `target`, in order. `members`: package directories known
@@ -373,8 +560,19 @@ impl Builder<'_> {
             BuildMode::Checkout => {
                 let co = self.checkout();
                 let tag = &target.tag;
-                if !co.exists() {
-                    steps.push(BuildStep::InitCheckout(co.init()));
+                let damage = match self.checkout_health() {
+                    Health::Sound => None,
+                    Health::Missing => Some(None),
+                    Health::Damaged(why) => Some(Some(why)),
+                };
+                if let Some(damage) = damage {
+                    let mut cmd = co.init();
+                    if let Some(why) = &damage {
+                        cmd.summary = format!(
+                            "make the build checkout again (it is damaged: {why}; its target dir is kept)"
+                        );
+                    }
+                    steps.push(BuildStep::InitCheckout { cmd, damage });
                 }
                 steps.push(BuildStep::Fetch(build_env(
                     co.fetch_tag(&self.settings.git_url, tag),
@@ -389,6 +587,8 @@ impl Builder<'_> {
                 steps.push(BuildStep::Checkout(co.checkout(tag)));
                 steps.push(BuildStep::Clean(co.clean()));
                 steps.push(BuildStep::Metadata(self.metadata_cmd()));
+                steps.push(BuildStep::Toolchain(self.rustc_cmd()));
+                steps.push(BuildStep::Dependencies(self.fetch_dependencies_cmd(tag)));
                 for p in &self.settings.packages {
                     steps.push(BuildStep::Install {
                         package: Some(p.clone()),
@@ -410,7 +610,7 @@ impl Builder<'_> {
     /// Package directories of the checkout as it is now (read-only), for a plan made
     /// before the tag is checked out.
     pub fn known_members(&self) -> BTreeMap<String, PathBuf> {
-        if !self.checkout().exists() {
+        if self.settings.mode != BuildMode::Checkout || !self.checkout().exists() {
             return BTreeMap::new();
         }
         match self.runner.run(&self.metadata_cmd()) {
@@ -419,15 +619,55 @@ impl Builder<'_> {
         }
     }
 
-    /// Prepares the staging root of `target` (and the checkout's parent directory).
-    pub fn prepare(&self, target: &Target) -> Result<(), BuildFailure> {
+    /// The `rust-version` the checked-out release needs and the rustc a build would use
+    /// now, compared: for `doctor`. `Ok(None)`: no checkout to compare with.
+    pub fn toolchain_report(&self) -> Result<Option<ToolchainReport>> {
+        let rustc_out = crate::process::run_checked(self.runner, &self.rustc_cmd())?;
+        let rustc = toolchain::parse_rustc_version(&rustc_out.stdout)
+            .with_context(|| format!("rustc printed {:?}", rustc_out.stdout.trim()))?;
+        if self.settings.mode != BuildMode::Checkout || !self.checkout().exists() {
+            return Ok(Some(ToolchainReport {
+                rustc,
+                required: Vec::new(),
+                problem: None,
+            }));
+        }
+        let meta = crate::process::run_checked(self.runner, &self.metadata_cmd())?;
+        let ws = read_metadata(&meta.stdout)?;
+        let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
+        let problem = toolchain::check(
+            "the last release built",
+            &required,
+            &rustc_out.stdout,
+            self.settings.toolchain.as_deref(),
+        )
+        .err();
+        Ok(Some(ToolchainReport {
+            rustc,
+            required,
+            problem,
+        }))
+    }
+
+    /// Prepares the staging root of `target` and the cache dir; checks that the disk has
+    /// room for what the last build needed on top of `min_free_space`.
+    pub fn prepare(&self, target: &Target, progress: &mut Progress) -> Result<(), BuildFailure> {
+        let env = |e| fail(FailureKind::Environment, e);
         let staging = self.layout.staging(&target.version);
-        crate::fsutil::remove_all(&staging).map_err(|e| fail(FailureKind::Environment, e))?;
-        crate::fsutil::create_private_dir(&self.layout.tmp_dir())
-            .map_err(|e| fail(FailureKind::Environment, e))?;
+        crate::fsutil::remove_all(&staging).map_err(env)?;
+        crate::fsutil::create_private_dir(&self.layout.tmp_dir()).map_err(env)?;
+        crate::fsutil::create_private_dir(&self.settings.cache_dir).map_err(env)?;
         if self.settings.mode == BuildMode::Checkout {
-            crate::fsutil::create_private_dir(&self.settings.cache_dir)
-                .map_err(|e| fail(FailureKind::Environment, e))?;
+            progress.target_before = cache::dir_size(&self.checkout().target_dir());
+        }
+        let stats = BuildStats::load(&self.settings.cache_dir);
+        let expected = stats.expected_bytes(progress.target_before);
+        if expected > 0 {
+            check_expected_space(
+                &space_needed(self.settings),
+                self.settings.min_free_space,
+                expected,
+            )?;
         }
         log::info!(
             "building {} {} ({} mode) into {}",
@@ -439,7 +679,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Runs one step. `deadline`: the build's (on the world's clock).
+    /// Runs one step and notes the time it took under its phase. `deadline`: the
+    /// build's (on the world's clock).
     pub fn run_step(
         &self,
         step: &BuildStep,
@@ -447,42 +688,64 @@ impl Builder<'_> {
         progress: &mut Progress,
         deadline: Instant,
     ) -> Result<(), BuildFailure> {
-        let cmd = match step {
+        let started = self.clock.instant();
+        let result = self.run_step_timed(step, target, progress, deadline);
+        progress.add_phase(
+            step.phase(),
+            self.clock.instant().saturating_duration_since(started),
+        );
+        if result.is_err() {
+            log::info!(
+                "the build stopped in its {} phase, after {}",
+                step.phase(),
+                progress.phases_text()
+            );
+            if step.local_git() {
+                // A checkout git cannot work in is made again by the next run.
+                self.checkout().condemn();
+            }
+        }
+        result
+    }
+
+    fn run_step_timed(
+        &self,
+        step: &BuildStep,
+        target: &Target,
+        progress: &mut Progress,
+        deadline: Instant,
+    ) -> Result<(), BuildFailure> {
+        let tag = &target.tag;
+        let env = |e| fail(FailureKind::Environment, e);
+        match step {
+            BuildStep::InitCheckout { cmd, damage } => {
+                let co = self.checkout();
+                if let Some(why) = damage {
+                    log::warn!(
+                        "the build checkout {} is damaged ({why}); making it again (its target dir is kept)",
+                        co.dir.display()
+                    );
+                    co.remove_keeping_target().map_err(env)?;
+                }
+                crate::fsutil::create_private_dir(&co.dir).map_err(env)?;
+                self.run_cmd(step, cmd, deadline)?;
+                return co.write_marker(&self.settings.git_url, None).map_err(env);
+            }
             // The plan was made before the checkout's metadata was read: use what it says.
             BuildStep::Install {
                 package: Some(p), ..
             } => {
-                let planned = step.cmd();
                 let actual = self.path_install(p, &self.member_dir(p, &progress.members), target);
-                if actual.args != planned.args {
+                if actual.args != step.cmd().args {
                     log::debug!("the directory of {p} is known now: {}", actual.display());
                 }
-                actual
+                return self.install_retrying_clean(step, p, &actual, deadline);
             }
             BuildStep::VerifyTag(cmd) => return self.verify_tag(cmd, target),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
-            _ => step.cmd().clone(),
-        };
-        let started = self.clock.instant();
-        let out = self.run_with_retries(&cmd, deadline, step.retried())?;
-        let took = self.clock.instant().saturating_duration_since(started);
-        let phase = match step {
-            BuildStep::Resolve(_)
-            | BuildStep::InitCheckout(_)
-            | BuildStep::Fetch(_)
-            | BuildStep::TagCommit(_)
-            | BuildStep::VerifyTag(_)
-            | BuildStep::Checkout(_)
-            | BuildStep::Clean(_)
-            | BuildStep::Metadata(_) => "fetch",
-            BuildStep::Install { .. } => "compile",
-            BuildStep::VerifyVersion(_) => "verify",
-        };
-        match progress.phases.iter_mut().find(|(n, _)| n == phase) {
-            Some((_, d)) => *d += took,
-            None => progress.phases.push((phase.to_owned(), took)),
+            _ => {}
         }
-        let tag = &target.tag;
+        let out = self.run_cmd(step, step.cmd(), deadline)?;
         match step {
             BuildStep::Resolve(_) => {
                 let commit = git::parse_ls_remote(&out.stdout, tag).ok_or_else(|| {
@@ -509,9 +772,15 @@ impl Builder<'_> {
                     ));
                 }
             }
+            BuildStep::Checkout(_) => {
+                self.checkout()
+                    .write_marker(&self.settings.git_url, progress.commit.as_deref())
+                    .map_err(env)?;
+            }
             BuildStep::Metadata(_) => {
-                progress.members =
-                    member_dirs(&out.stdout).map_err(|e| fail(FailureKind::Compile, e))?;
+                let ws = read_metadata(&out.stdout).map_err(|e| fail(FailureKind::Compile, e))?;
+                progress.members = ws.members;
+                progress.rust_versions = ws.rust_versions;
                 for p in &self.settings.packages {
                     if !progress.members.contains_key(p) {
                         return Err(fail(
@@ -529,19 +798,99 @@ impl Builder<'_> {
                     }
                 }
             }
+            BuildStep::Toolchain(_) => {
+                let required =
+                    toolchain::required_versions(&progress.rust_versions, &self.settings.packages);
+                match toolchain::check(
+                    tag,
+                    &required,
+                    &out.stdout,
+                    self.settings.toolchain.as_deref(),
+                ) {
+                    Ok(Some(found)) if !required.is_empty() => log::info!(
+                        "rustc {found} meets the rust-version of {tag} ({})",
+                        required
+                            .iter()
+                            .map(|(p, v)| format!("{p} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Ok(_) => {}
+                    Err(message) => {
+                        return Err(fail(FailureKind::Toolchain, anyhow!(message)));
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
     }
 
-    /// Runs a step; network failures are retried (pausing `retry_pause`, doubling) when
-    /// `retry`; a failed signature check is a verification failure.
-    fn run_with_retries(
+    /// Installs `package` from the checkout; a compile failure is retried once from a
+    /// clean target dir, so stale artefacts are never why a good release is backed off.
+    fn install_retrying_clean(
         &self,
+        step: &BuildStep,
+        package: &str,
         cmd: &Cmd,
         deadline: Instant,
-        retry: bool,
-    ) -> Result<crate::process::Output, BuildFailure> {
+    ) -> Result<(), BuildFailure> {
+        let first = match self.run_cmd(step, cmd, deadline) {
+            Ok(_) => return Ok(()),
+            Err(f) if f.kind == FailureKind::Compile => f,
+            Err(f) => return Err(f),
+        };
+        let first_line = headline(&first.error);
+        let target_dir = self.checkout().target_dir();
+        log::warn!(
+            "compiling {package}: attempt 1 of 2 (incremental, reusing {}) failed: {first_line}; trying once more from a clean target dir",
+            target_dir.display()
+        );
+        crate::fsutil::remove_all(&target_dir).map_err(|e| {
+            fail(
+                FailureKind::Environment,
+                e.context("clearing the target dir"),
+            )
+        })?;
+        match self.run_cmd(step, cmd, deadline) {
+            Ok(_) => {
+                log::warn!(
+                    "compiling {package}: attempt 2 of 2 (clean target dir) worked: attempt 1 failed on stale build artefacts"
+                );
+                Ok(())
+            }
+            Err(second) => {
+                let second_line = headline(&second.error);
+                log::warn!(
+                    "compiling {package}: attempt 2 of 2 (clean target dir) failed too: {second_line}"
+                );
+                let error = match second.error.downcast::<StepFailed>() {
+                    Ok(mut s) => {
+                        s.headline = format!(
+                            "{} (attempt 1, incremental: {first_line}; attempt 2, from a clean target dir: the same)",
+                            s.headline
+                        );
+                        anyhow::Error::new(s)
+                    }
+                    Err(e) => e.context(format!("attempt 1 (incremental) failed: {first_line}")),
+                };
+                Err(fail(second.kind, error))
+            }
+        }
+    }
+
+    /// Runs a step's command: network failures of a step that reaches the network are
+    /// retried (pausing `retry_pause`, doubling); a failure is classified by the step's
+    /// structure ([`diagnose`]). A network failure that has lasted
+    /// [`cache::NETWORK_GRACE`] over many runs becomes [`FailureKind::Unreachable`].
+    fn run_cmd(
+        &self,
+        step: &BuildStep,
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<Output, BuildFailure> {
+        let reach = step.reach();
+        let retry = reach != Reach::Offline;
         let mut attempt = 1;
         loop {
             let left = deadline.saturating_duration_since(self.clock.instant());
@@ -555,20 +904,16 @@ impl Builder<'_> {
                     ),
                 ));
             }
-            let mut step = cmd.clone();
-            step.timeout = Some(step.timeout.map_or(left, |t| t.min(left)));
-            let failure = match self.runner.run(&step) {
-                Ok(out) if out.success() => return Ok(out),
-                Ok(out) => {
-                    let kind = classify(&out.tail_text());
-                    let error: anyhow::Error = CmdFailed {
-                        summary: cmd.summary.clone(),
-                        command: cmd.display(),
-                        output: out,
+            let mut run = cmd.clone();
+            run.timeout = Some(run.timeout.map_or(left, |t| t.min(left)));
+            let failure = match self.runner.run(&run) {
+                Ok(out) if out.success() => {
+                    if reach != Reach::Offline {
+                        cache::clear_network_failure(&self.settings.cache_dir, step.phase());
                     }
-                    .into();
-                    fail(kind, error)
+                    return Ok(out);
                 }
+                Ok(out) => self.step_failed(step, cmd, out),
                 Err(e @ RunError::TimedOut { .. }) => fail(
                     FailureKind::Timeout,
                     anyhow::Error::new(e)
@@ -583,25 +928,114 @@ impl Builder<'_> {
                     .retry_pause
                     .saturating_mul(2u32.pow(attempt - 1));
                 log::warn!(
-                    "{} failed for a network reason (attempt {attempt} of {ATTEMPTS}); retrying in {}",
+                    "{} failed for a network reason (attempt {attempt} of {ATTEMPTS}: {}); retrying in {}",
                     cmd.summary,
+                    headline(&failure.error),
                     crate::timefmt::human_duration(pause)
                 );
                 self.clock.sleep(pause);
                 attempt += 1;
                 continue;
             }
-            return Err(match failure.kind {
-                FailureKind::Toolchain => fail(
-                    FailureKind::Toolchain,
-                    failure.error.context(format!(
-                        "help: this release needs a newer Rust: set `toolchain = \"stable\"` (RUSTUP_TOOLCHAIN) and run `rustup update stable`; retrying will not help{}",
-                        self.settings.toolchain.as_deref().map(|t| format!(" (toolchain is {t} now)")).unwrap_or_default()
-                    )),
-                ),
-                _ => failure,
-            });
+            if failure.kind == FailureKind::Network {
+                return Err(self.network_failure(step, failure));
+            }
+            return Err(failure);
         }
+    }
+
+    /// Classifies a command that ran and failed, and names the cause first.
+    fn step_failed(&self, step: &BuildStep, cmd: &Cmd, out: Output) -> BuildFailure {
+        let tail = out.tail_text();
+        let code = out.code;
+        let failed = CmdFailed {
+            summary: cmd.summary.clone(),
+            command: cmd.display(),
+            output: out,
+        };
+        // `git ls-remote --exit-code` exits 2 when the repository has no such ref.
+        if matches!(step, BuildStep::Resolve(_)) && code == Some(2) {
+            return fail(
+                FailureKind::Verification,
+                anyhow!(
+                    "{} has no tag {}\nhelp: the release names a tag the repository does not have: check git_url",
+                    crate::redact::url(&self.settings.git_url),
+                    cmd.args
+                        .iter()
+                        .rev()
+                        .nth(1)
+                        .map(|a| a
+                            .to_string_lossy()
+                            .trim_start_matches("refs/tags/")
+                            .to_owned())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        let Diagnosis {
+            mut kind,
+            cause,
+            mut help,
+        } = diagnose(step.reach(), code, &tail);
+        if step.local_git() && kind == FailureKind::Compile {
+            // git could not work in its own checkout: not the release's fault, and the
+            // next run makes the checkout again.
+            kind = FailureKind::Environment;
+            help = Some("help: the next run makes the build checkout again");
+        } else if matches!(step, BuildStep::Toolchain(_)) {
+            // rustc itself could not run: a toolchain that is missing or broken.
+            kind = FailureKind::Toolchain;
+            help = Some(
+                "help: install the toolchain the build uses (`rustup toolchain install stable`, or the one `toolchain` names) and run `make doctor`",
+            );
+        }
+        let what = match kind {
+            FailureKind::Access => "refused",
+            FailureKind::Network => "network failure",
+            FailureKind::Toolchain => "toolchain too old",
+            FailureKind::Environment => "the machine",
+            _ => "failed",
+        };
+        let headline = match &cause {
+            Some(c) => format!("could not {} ({what}): {c}", cmd.summary),
+            None => format!("could not {}", cmd.summary),
+        };
+        fail(
+            kind,
+            anyhow::Error::new(StepFailed {
+                headline,
+                failed,
+                help: help.map(String::from).into_iter().collect(),
+            }),
+        )
+    }
+
+    /// A network failure after the retries: remembered across runs, and after a day of
+    /// them an [`FailureKind::Unreachable`] failure.
+    fn network_failure(&self, step: &BuildStep, failure: BuildFailure) -> BuildFailure {
+        let now = self.clock.now();
+        let first = cache::note_network_failure(&self.settings.cache_dir, step.phase(), now);
+        if !cache::network_failure_persists(first, now) {
+            return failure;
+        }
+        let since = crate::timefmt::rfc3339(first);
+        let error = match failure.error.downcast::<StepFailed>() {
+            Ok(mut s) => {
+                s.headline = format!(
+                    "{} — it has failed for network reasons in every run since {since}",
+                    s.headline
+                );
+                s.help.push(format!(
+                    "help: check that this machine reaches {} (DNS, proxy, firewall); this is not the release's fault, and it is not backed off",
+                    crate::redact::url(&self.settings.git_url)
+                ));
+                anyhow::Error::new(s)
+            }
+            Err(e) => e.context(format!(
+                "failing for network reasons in every run since {since}"
+            )),
+        };
+        fail(FailureKind::Unreachable, error)
     }
 
     /// `git verify-tag`: only its exit code counts.
@@ -658,6 +1092,28 @@ impl Builder<'_> {
                     )));
                 }
             }
+        } else {
+            // cargo recorded the path it built; the checkout is at the resolved commit
+            // (TagCommit compared it with the fetched tag, Checkout went there).
+            let records = crate::install_records::read(&staging).map_err(verification)?;
+            let checkout = self.checkout().dir;
+            for p in &self.settings.packages {
+                let source = records
+                    .iter()
+                    .find(|r| &r.package == p)
+                    .map(|r| r.source.clone())
+                    .unwrap_or_default();
+                let built_from = source
+                    .strip_prefix("path+")
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .and_then(|u| u.to_file_path().ok());
+                if !built_from.is_some_and(|d| d.starts_with(&checkout)) {
+                    return Err(verification(anyhow!(
+                        "cargo recorded `{p}` as built from {source:?}, not from the checkout {}",
+                        checkout.display()
+                    )));
+                }
+            }
         }
         let reported =
             crate::installed::ask(self.runner, cmd).map_err(|e| verification(anyhow!(e)))?;
@@ -685,6 +1141,8 @@ impl Builder<'_> {
     }
 
     /// The staging root of `target` with its record, ready to be renamed into place.
+    /// Logs the phases, remembers what the build took on disk (for the next free-space
+    /// check) and keeps the checkout's target dir under `cache_max_size`.
     pub fn finish(&self, target: &Target, progress: &Progress) -> Result<PathBuf, BuildFailure> {
         let staging = self.layout.staging(&target.version);
         crate::layout::write_meta(
@@ -696,8 +1154,100 @@ impl Builder<'_> {
             },
         )
         .map_err(|e| fail(FailureKind::Environment, e))?;
+        let total: Duration = progress.phases.iter().map(|(_, d)| *d).sum();
+        log::info!(
+            "built {} {} in {}: {}",
+            self.settings.packages.join(" "),
+            target.tag,
+            short_duration(total),
+            progress.phases_text()
+        );
+        self.remember(target, progress, &staging);
+        if self.settings.mode == BuildMode::Checkout {
+            self.bound_target_dir();
+        }
         Ok(staging)
     }
+
+    fn remember(&self, target: &Target, progress: &Progress, staging: &Path) {
+        let root_bytes = cache::dir_size(staging);
+        let (target_bytes, growth) = match self.settings.mode {
+            BuildMode::Checkout => {
+                let after = cache::dir_size(&self.checkout().target_dir());
+                (after, after.saturating_sub(progress.target_before))
+            }
+            BuildMode::Git => {
+                let fresh = cache::dir_size(&self.layout.target_dir(&target.version));
+                (fresh, fresh)
+            }
+        };
+        let mut stats = BuildStats::load(&self.settings.cache_dir);
+        stats.last_build = Some(cache::LastBuild {
+            at: self.clock.now(),
+            tag: target.tag.clone(),
+            mode: self.settings.mode.name().to_owned(),
+            phases: progress
+                .phases
+                .iter()
+                .map(|(p, d)| cache::PhaseTime {
+                    phase: (*p).to_owned(),
+                    seconds: d.as_secs_f64(),
+                })
+                .collect(),
+            root_bytes,
+            target_bytes,
+            target_growth: growth,
+        });
+        if let Err(e) = stats.save(&self.settings.cache_dir) {
+            log::warn!("could not remember the build's size: {e:#}");
+        }
+    }
+
+    fn bound_target_dir(&self) {
+        let dir = self.checkout().target_dir();
+        let max = self.settings.cache_max_size;
+        let size = |b| bytesize::ByteSize::b(b);
+        match cache::keep_under(&dir, max) {
+            Ok(b) => match b.decision {
+                cache::Bound::Within => log::debug!(
+                    "the build cache {} holds {} (cache_max_size = {})",
+                    dir.display(),
+                    size(b.before),
+                    size(max)
+                ),
+                cache::Bound::PruneStale => log::info!(
+                    "the build cache {} held {}, over cache_max_size = {}: removed the artefacts of other toolchains and profiles ({} now)",
+                    dir.display(),
+                    size(b.before),
+                    size(max),
+                    size(b.after)
+                ),
+                cache::Bound::Clear => log::info!(
+                    "the build cache {} held {}, over cache_max_size = {} even without other toolchains' artefacts: removed it; the next build starts from an empty target dir",
+                    dir.display(),
+                    size(b.before),
+                    size(max)
+                ),
+            },
+            Err(e) => log::warn!("could not keep the build cache under cache_max_size: {e:#}"),
+        }
+    }
+}
+
+/// The first line of an error, for one-line log messages.
+fn headline(error: &anyhow::Error) -> String {
+    format!("{error:#}").lines().next().unwrap_or("").to_owned()
+}
+
+/// What `doctor` shows of the toolchain: the rustc a build would use and what the last
+/// release built needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolchainReport {
+    pub rustc: Version,
+    /// `(package, rust-version)` of the packages to install, in the checkout as it is.
+    pub required: Vec<(String, String)>,
+    /// Why that rustc is too old (with a `help:` line), if it is.
+    pub problem: Option<String>,
 }
 
 /// Free space needed before a build, per directory that will hold build output.
@@ -728,20 +1278,30 @@ pub fn check_space(dirs: &[PathBuf], min_free_space: u64) -> Result<(), BuildFai
     Ok(())
 }
 
-/// Network, toolchain, or (anything else) compile failure, from the output's tail.
-pub fn classify(tail: &str) -> FailureKind {
-    let lower = tail.to_ascii_lowercase();
-    if lower.contains("requires rustc")
-        || lower.contains("is not supported by the following package")
-    {
-        FailureKind::Toolchain
-    } else if lower.contains("no space left on device") || lower.contains("disk quota exceeded") {
-        FailureKind::Environment
-    } else if NETWORK_SIGNS.iter().any(|s| lower.contains(s)) {
-        FailureKind::Network
-    } else {
-        FailureKind::Compile
+/// Checks each directory has room for what the last build took (`expected`) on top of
+/// `min_free_space`, so a build never fills the disk.
+pub fn check_expected_space(
+    dirs: &[PathBuf],
+    min_free_space: u64,
+    expected: u64,
+) -> Result<(), BuildFailure> {
+    let need = min_free_space.saturating_add(expected);
+    for dir in dirs {
+        let free = crate::fsutil::free_space(dir).map_err(|e| fail(FailureKind::Environment, e))?;
+        if free < need {
+            return Err(fail(
+                FailureKind::Environment,
+                anyhow!(
+                    "only {} free at {}: the build is expected to take {} (as much as the last one did) and min_free_space = {} must stay free\nhelp: free some space, lower cache_max_size, or lower min_free_space",
+                    bytesize::ByteSize::b(free),
+                    dir.display(),
+                    bytesize::ByteSize::b(expected),
+                    bytesize::ByteSize::b(min_free_space)
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -749,43 +1309,230 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_failures_by_their_output() {
+    fn reads_member_dirs_and_rust_versions_from_cargo_metadata() {
+        let json = r#"{"packages":[{"name":"hephd","manifest_path":"/c/crates/hephd/Cargo.toml","rust_version":"1.90"},{"name":"heph","manifest_path":"/c/crates/heph/Cargo.toml","rust_version":null}],"workspace_root":"/c"}"#;
+        let ws = read_metadata(json).unwrap();
+        assert_eq!(ws.members["hephd"], PathBuf::from("/c/crates/hephd"));
+        assert_eq!(ws.members["heph"], PathBuf::from("/c/crates/heph"));
         assert_eq!(
-            classify(
-                "error: failed to clone into: /x\nCaused by: network failure seems to have happened"
-            ),
-            FailureKind::Network
+            ws.rust_versions.get("hephd").map(String::as_str),
+            Some("1.90")
         );
-        assert_eq!(
-            classify("fatal: unable to access 'https://f/x.git/': Could not resolve host: f"),
-            FailureKind::Network
-        );
-        assert_eq!(
-            classify(
-                "error: package `hephd v0.2.0` cannot be built because it requires rustc 1.85 or newer"
-            ),
-            FailureKind::Toolchain
-        );
-        assert_eq!(
-            classify("error[E0425]: cannot find value `x`\nerror: could not compile `hephd`"),
-            FailureKind::Compile
-        );
-        assert_eq!(
-            classify("Could not find directory of OpenSSL installation"),
-            FailureKind::Compile,
-            "not a network error"
-        );
-        assert_eq!(
-            classify("error: failed to write /x/y.rlib: No space left on device (os error 28)"),
-            FailureKind::Environment
-        );
+        assert_eq!(ws.rust_versions.get("heph"), None);
+        assert!(member_dirs("nope").is_err());
     }
 
     #[test]
-    fn reads_member_dirs_from_cargo_metadata() {
-        let json = r#"{"packages":[{"name":"hephd","manifest_path":"/c/crates/hephd/Cargo.toml"},{"name":"heph","manifest_path":"/c/crates/heph/Cargo.toml"}],"workspace_root":"/c"}"#;
-        let m = member_dirs(json).unwrap();
-        assert_eq!(m["hephd"], PathBuf::from("/c/crates/hephd"));
-        assert!(member_dirs("nope").is_err());
+    fn phases_add_up_in_the_order_they_began() {
+        let mut p = Progress::default();
+        p.add_phase("resolve", Duration::from_millis(400));
+        p.add_phase("fetch", Duration::from_secs(5));
+        p.add_phase("fetch", Duration::from_secs(7));
+        p.add_phase("compile", Duration::from_secs(221));
+        assert_eq!(p.phases_text(), "resolve 0.4 s, fetch 12 s, compile 3m41s");
+        assert_eq!(short_duration(Duration::from_secs(3725)), "1h02m");
+    }
+
+    /// A clock whose sleeps return at once.
+    struct NoSleep;
+
+    impl Clock for NoSleep {
+        fn now(&self) -> time::OffsetDateTime {
+            time::OffsetDateTime::now_utc()
+        }
+        fn instant(&self) -> Instant {
+            Instant::now()
+        }
+        fn sleep(&self, _: Duration) {}
+    }
+
+    fn settings(dir: &Path) -> BuildSettings {
+        BuildSettings {
+            git_url: "https://f/x.git".into(),
+            packages: vec!["hephd".into()],
+            binary: "hephd".into(),
+            mode: BuildMode::Checkout,
+            toolchain: None,
+            cargo: None,
+            rustc: None,
+            verify_tag: false,
+            allowed_signers: None,
+            build_timeout: Duration::from_secs(600),
+            retry_pause: Duration::ZERO,
+            min_free_space: 0,
+            resolve_timeout: Duration::from_secs(30),
+            cache_max_size: 1 << 30,
+            ca_file: None,
+            cache_dir: dir.join("cache"),
+            data_dir: dir.join("data"),
+            home: dir.to_path_buf(),
+        }
+    }
+
+    fn failing(tail: &str) -> Output {
+        Output {
+            code: Some(101),
+            tail: tail.lines().map(String::from).collect(),
+            ..Output::default()
+        }
+    }
+
+    /// Runs `step` of a checkout build against a runner that answers with `answer`
+    /// (called with the number of the call); returns the result and the calls.
+    fn run_one(
+        pick: impl Fn(&[BuildStep]) -> BuildStep,
+        answer: impl Fn(usize) -> Output,
+    ) -> (Result<(), BuildFailure>, Vec<String>) {
+        use crate::process::fake::Recorder;
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let calls = std::cell::Cell::new(0);
+        let runner = Recorder::new(|_: &Cmd| {
+            calls.set(calls.get() + 1);
+            answer(calls.get())
+        });
+        let builder = Builder {
+            settings: &s,
+            runner: &runner,
+            clock: &NoSleep,
+            tools: Tools {
+                cargo: "cargo".into(),
+                git: "git".into(),
+                rustc: "rustc".into(),
+            },
+            layout: Layout::new(&dir.path().join("data"), &dir.path().join("bin")),
+            log_file: None,
+        };
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        let step = pick(&builder.steps(&target, &BTreeMap::new()));
+        runner.seen.borrow_mut().clear();
+        calls.set(0);
+        let mut progress = Progress::default();
+        let result = builder.run_step(
+            &step,
+            &target,
+            &mut progress,
+            Instant::now() + Duration::from_secs(600),
+        );
+        assert_eq!(progress.phases.len(), 1, "the step's time is noted");
+        (result, runner.lines())
+    }
+
+    fn find(kind: fn(&BuildStep) -> bool) -> impl Fn(&[BuildStep]) -> BuildStep {
+        move |steps| steps.iter().find(|s| kind(s)).unwrap().clone()
+    }
+
+    #[test]
+    fn a_compile_failure_is_retried_once_from_a_clean_target_dir() {
+        let install = find(|s| matches!(s, BuildStep::Install { .. }));
+        let error = "error[E0786]: found invalid metadata files for crate `heph_core`\nerror: could not compile `hephd` (bin \"hephd\") due to 1 previous error";
+        let (result, calls) = run_one(&install, |n| {
+            if n == 1 {
+                failing(error)
+            } else {
+                crate::process::fake::ok("")
+            }
+        });
+        assert!(result.is_ok());
+        assert_eq!(calls.len(), 2, "{calls:#?}");
+        assert_eq!(
+            calls[0], calls[1],
+            "the same command, from a clean target dir"
+        );
+
+        let (result, calls) = run_one(&install, |_| failing(error));
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Compile);
+        assert_eq!(calls.len(), 2, "once more, not forever");
+        let text = format!("{:#}", f.error);
+        assert!(
+            text.starts_with("could not compile and install hephd v1.0.0 (failed): error[E0786]")
+                && text.contains("attempt 1, incremental"),
+            "{text}"
+        );
+
+        // Other failures are not compile failures of stale artefacts: no second attempt.
+        let (result, calls) = run_one(&install, |_| {
+            failing("error: failed to write x: No space left on device (os error 28)")
+        });
+        assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn a_network_failure_is_retried_only_where_the_network_is_reached() {
+        let fetch = find(|s| matches!(s, BuildStep::Dependencies(_)));
+        let refused = "error: failed to download from `https://static.crates.io/api/v1/crates/x/1.0.0/download`\n\nCaused by:\n  [7] Couldn't connect to server (Failed to connect to static.crates.io port 443: Connection refused)";
+        let (result, calls) = run_one(&fetch, |_| failing(refused));
+        assert_eq!(result.unwrap_err().kind, FailureKind::Network);
+        assert_eq!(calls.len(), ATTEMPTS as usize);
+
+        let install = find(|s| matches!(s, BuildStep::Install { .. }));
+        let (result, calls) = run_one(&install, |_| failing(refused));
+        assert_eq!(
+            result.unwrap_err().kind,
+            FailureKind::Compile,
+            "an offline compile cannot fail for network reasons"
+        );
+        assert_eq!(calls.len(), 2, "the clean retry, no network retries");
+    }
+
+    #[test]
+    fn a_broken_checkout_or_toolchain_is_not_the_release_s_fault() {
+        let checkout = find(|s| matches!(s, BuildStep::Checkout(_)));
+        let (result, _) = run_one(&checkout, |_| {
+            failing("fatal: Unable to create '/c/.git/index.lock': File exists.")
+        });
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Environment);
+        assert!(!f.kind.backs_off());
+
+        let rustc = find(|s| matches!(s, BuildStep::Toolchain(_)));
+        let (result, _) = run_one(&rustc, |_| {
+            failing("error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed")
+        });
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Toolchain);
+        assert!(format!("{:#}", f.error).contains("rustup toolchain install"));
+    }
+
+    #[test]
+    fn the_ca_file_reaches_git_and_cargo() {
+        let settings = BuildSettings {
+            git_url: "https://f/x.git".into(),
+            packages: vec!["hephd".into()],
+            binary: "hephd".into(),
+            mode: BuildMode::Checkout,
+            toolchain: Some("stable".into()),
+            cargo: None,
+            rustc: None,
+            verify_tag: false,
+            allowed_signers: None,
+            build_timeout: Duration::from_secs(60),
+            retry_pause: Duration::ZERO,
+            min_free_space: 0,
+            resolve_timeout: Duration::from_secs(30),
+            cache_max_size: 1 << 30,
+            ca_file: Some("/etc/ssl/forge-ca.pem".into()),
+            cache_dir: "/c".into(),
+            data_dir: "/d".into(),
+            home: "/h".into(),
+        };
+        let cmd = build_env(Cmd::new("git", "x"), &settings);
+        let has = |k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
+        assert!(has("GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has("CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has("RUSTUP_TOOLCHAIN", "stable"));
+        let none = build_env(
+            Cmd::new("git", "x"),
+            &BuildSettings {
+                ca_file: None,
+                ..settings
+            },
+        );
+        assert!(!none.env.iter().any(|(k, _)| k == "GIT_SSL_CAINFO"));
     }
 }

@@ -396,7 +396,7 @@ impl Config {
         }
 
         let mode = raw.mode.get_or_insert(Pick(Mode::Apply)).0;
-        let build = raw.build.get_or_insert(Pick(BuildMode::Git)).0;
+        let build = raw.build.get_or_insert(Pick(BuildMode::Checkout)).0;
         let toolchain = raw.toolchain.as_ref().map(|t| t.0.clone());
         let cargo = expand(&mut raw.cargo, None, home);
         let verify_tag = *raw.verify_tag.get_or_insert(false);
@@ -1113,10 +1113,22 @@ mod tests {
         let err = load(
             None,
             &[],
-            &["verify_tag=true", "allowed_signers=/etc/signers"],
+            &[
+                "verify_tag=true",
+                "allowed_signers=/etc/signers",
+                "build=git",
+            ],
         )
         .unwrap_err();
         assert!(err.to_string().contains("checkout"));
+        assert!(
+            load(
+                None,
+                &[],
+                &["verify_tag=true", "allowed_signers=/etc/signers"]
+            )
+            .is_ok()
+        );
         assert!(
             load(
                 None,
@@ -1361,12 +1373,9 @@ mod tests {
         );
         assert_eq!(c.default_note("repo"), None);
         assert_eq!(c.default_note("no_such_key"), None);
-        let err = load(None, &[], &["verify_tag=true", "allowed_signers=/etc/s"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("(the default; set `build` to change it)"),
-            "{err}"
+        assert_eq!(
+            c.default_note("build").as_deref(),
+            Some("(the default; set `build` to change it)")
         );
         let err = load(None, &[], &["repo=group/sub/name"])
             .unwrap_err()

@@ -37,11 +37,54 @@ pub fn parse_ls_remote(output: &str, tag: &str) -> Option<String> {
     direct
 }
 
+/// Where the persistent checkout lives in the cache dir.
+pub fn checkout_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("checkout")
+}
+
 /// The persistent checkout for `build = "checkout"`.
 #[derive(Debug, Clone)]
 pub struct Checkout {
     pub git: PathBuf,
     pub dir: PathBuf,
+}
+
+/// The file in the checkout's `.git` that says what the checkout was made for: the
+/// repository (without credentials) on its first line, the commit last checked out on
+/// the second.
+const MARKER: &str = "heph-selfupdate";
+
+/// The state of the persistent checkout, from its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// There is none yet.
+    Missing,
+    /// It must be made again; the reason, for the log.
+    Damaged(String),
+    /// Usable.
+    Sound,
+}
+
+/// Lock files a killed git leaves behind (`index.lock`, `HEAD.lock`, a ref's `.lock`).
+fn find_lock(dir: &Path, depth: usize) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = e.path();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir && path.extension().is_some_and(|x| x == "lock") {
+            return Some(path);
+        }
+        // Refs nest (refs/tags/v1.lock); objects do not hold locks worth the walk.
+        let name = e.file_name();
+        if is_dir
+            && depth > 0
+            && (depth < 8 || name == "refs")
+            && name != "objects"
+            && let Some(found) = find_lock(&path, depth - 1)
+        {
+            return Some(found);
+        }
+    }
+    None
 }
 
 impl Checkout {
@@ -55,6 +98,108 @@ impl Checkout {
     /// True when the directory already holds a repository.
     pub fn exists(&self) -> bool {
         self.dir.join(".git").exists()
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.dir.join(".git").join(MARKER)
+    }
+
+    /// Records that the checkout was made for `url` and, once checked out, is at `commit`.
+    pub fn write_marker(&self, url: &str, commit: Option<&str>) -> anyhow::Result<()> {
+        let text = format!(
+            "{}\n{}\n",
+            crate::redact::url(url),
+            commit.unwrap_or_default()
+        );
+        crate::fsutil::atomic_write(&self.marker(), text.as_bytes())
+    }
+
+    /// Forgets what the checkout was made for: the next run makes it again.
+    pub fn condemn(&self) {
+        let _ = std::fs::remove_file(self.marker());
+    }
+
+    /// Checks, from its files alone, that the checkout is a repository made for `url` by
+    /// us, with no lock a killed git left, and `HEAD` where the last build left it.
+    /// Uncommitted changes need git: see [`Checkout::status`].
+    pub fn health(&self, url: &str) -> Health {
+        let git_dir = self.dir.join(".git");
+        if !self.dir.exists() {
+            return Health::Missing;
+        }
+        let is_repo =
+            git_dir.is_dir() && git_dir.join("objects").is_dir() && git_dir.join("refs").is_dir();
+        let Some(head) = is_repo
+            .then(|| std::fs::read_to_string(git_dir.join("HEAD")).ok())
+            .flatten()
+        else {
+            if !git_dir.exists() && !self.dir.join("target").exists() {
+                let empty = std::fs::read_dir(&self.dir).is_ok_and(|mut d| d.next().is_none());
+                if empty {
+                    return Health::Missing;
+                }
+            }
+            return Health::Damaged("it is not a git repository".into());
+        };
+        if let Some(lock) = find_lock(&git_dir, 8) {
+            return Health::Damaged(format!(
+                "a killed git left {}",
+                lock.strip_prefix(&self.dir).unwrap_or(&lock).display()
+            ));
+        }
+        let Ok(marker) = std::fs::read_to_string(self.marker()) else {
+            return Health::Damaged(
+                "it was not made by this version, or a build step in it failed".into(),
+            );
+        };
+        let mut lines = marker.lines();
+        let made_for = lines.next().unwrap_or_default();
+        if made_for != crate::redact::url(url) {
+            return Health::Damaged(format!(
+                "it was made for {made_for}, and git_url is {}",
+                crate::redact::url(url)
+            ));
+        }
+        let expected = lines.next().unwrap_or_default().trim();
+        let head = head.trim();
+        match (expected.is_empty(), head.strip_prefix("ref: ")) {
+            // Never checked out: HEAD is still the unborn branch of `git init`.
+            (true, Some(_)) => Health::Sound,
+            (false, None) if head == expected => Health::Sound,
+            _ => Health::Damaged(format!(
+                "HEAD is at {head}, not at {} where the last build left it",
+                if expected.is_empty() {
+                    "(nothing)"
+                } else {
+                    expected
+                }
+            )),
+        }
+    }
+
+    /// `git status` of tracked files, without taking git's index lock: prints a line per
+    /// changed file.
+    pub fn status(&self) -> Cmd {
+        Cmd::new(&self.git, "look for changes in the build checkout")
+            .args(["--no-optional-locks", "-C"])
+            .arg(&self.dir)
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .env(NO_PROMPT.0, NO_PROMPT.1)
+    }
+
+    /// Removes everything of the checkout but its target dir (kept: a damaged checkout
+    /// does not make its build artefacts wrong, and a compile failure is retried from a
+    /// clean target dir anyway).
+    pub fn remove_keeping_target(&self) -> anyhow::Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for e in entries.filter_map(Result::ok) {
+            if e.file_name() != "target" {
+                crate::fsutil::remove_all(&e.path())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn init(&self) -> Cmd {
@@ -133,6 +278,92 @@ mod tests {
         let out = format!("{C1}\trefs/tags/xv1.0.0\n{C2}\trefs/tags/old/v1.0.0\n");
         assert_eq!(parse_ls_remote(&out, "v1.0.0"), None);
         assert_eq!(parse_ls_remote("garbage", "v1.0.0"), None);
+    }
+
+    fn sh_git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn tells_a_sound_checkout_from_a_damaged_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let co = Checkout {
+            git: "git".into(),
+            dir: tmp.path().join("checkout"),
+        };
+        let url = "https://u:secret@f/x.git";
+        assert_eq!(co.health(url), Health::Missing);
+        std::fs::create_dir_all(&co.dir).unwrap();
+        assert_eq!(co.health(url), Health::Missing, "an empty directory");
+        std::fs::write(co.dir.join("stray"), "x").unwrap();
+        assert!(matches!(co.health(url), Health::Damaged(r) if r.contains("not a git repository")));
+        std::fs::remove_file(co.dir.join("stray")).unwrap();
+
+        sh_git(&co.dir, &["init", "-q"]);
+        assert!(
+            matches!(co.health(url), Health::Damaged(r) if r.contains("not made by this version")),
+            "no marker"
+        );
+        co.write_marker(url, None).unwrap();
+        let marker = std::fs::read_to_string(co.dir.join(".git/heph-selfupdate")).unwrap();
+        assert!(!marker.contains("secret"), "{marker}");
+        assert_eq!(co.health(url), Health::Sound, "fresh, never checked out");
+        assert!(
+            matches!(co.health("https://f/other.git"), Health::Damaged(r) if r.contains("made for https://<redacted>@f/x.git")),
+            "another repository"
+        );
+
+        // Checked out at a commit, as a build leaves it.
+        std::fs::write(co.dir.join("a"), "a").unwrap();
+        sh_git(&co.dir, &["add", "a"]);
+        sh_git(
+            &co.dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "a",
+            ],
+        );
+        sh_git(&co.dir, &["checkout", "-q", "--detach"]);
+        let head = std::fs::read_to_string(co.dir.join(".git/HEAD")).unwrap();
+        co.write_marker(url, Some(head.trim())).unwrap();
+        assert_eq!(co.health(url), Health::Sound);
+        co.write_marker(url, Some(C1)).unwrap();
+        assert!(
+            matches!(co.health(url), Health::Damaged(r) if r.contains("where the last build left it"))
+        );
+        co.write_marker(url, Some(head.trim())).unwrap();
+
+        std::fs::write(co.dir.join(".git/index.lock"), "").unwrap();
+        assert!(matches!(co.health(url), Health::Damaged(r) if r.contains(".git/index.lock")));
+        std::fs::remove_file(co.dir.join(".git/index.lock")).unwrap();
+        std::fs::create_dir_all(co.dir.join(".git/refs/tags")).unwrap();
+        std::fs::write(co.dir.join(".git/refs/tags/v1.lock"), "").unwrap();
+        assert!(matches!(co.health(url), Health::Damaged(r) if r.contains("v1.lock")));
+        std::fs::remove_file(co.dir.join(".git/refs/tags/v1.lock")).unwrap();
+
+        // Recreating keeps only the target dir.
+        std::fs::create_dir_all(co.dir.join("target/release")).unwrap();
+        co.remove_keeping_target().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&co.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["target"]);
+        assert!(matches!(co.health(url), Health::Damaged(r) if r.contains("not a git repository")));
+        co.condemn();
     }
 
     #[test]

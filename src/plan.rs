@@ -353,7 +353,7 @@ impl Executor<'_> {
                         phases: progress
                             .phases
                             .iter()
-                            .map(|(name, d)| (name.clone(), d.as_secs_f64()))
+                            .map(|(name, d)| ((*name).to_owned(), d.as_secs_f64()))
                             .collect(),
                     });
                     self.keep(&progress).map(|name| root = Some(name))
@@ -489,7 +489,7 @@ impl Executor<'_> {
             return Ok(());
         };
         if !*prepared && !matches!(step, BuildStep::Resolve(_)) {
-            self.builder.prepare(target)?;
+            self.builder.prepare(target, progress)?;
             *prepared = true;
         }
         self.builder.run_step(step, target, progress, deadline)?;

@@ -86,6 +86,7 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             mode: cfg.build,
             toolchain: cfg.toolchain.clone(),
             cargo: cfg.cargo.clone(),
+            rustc: world.env.get("RUSTC").map(std::path::PathBuf::from),
             verify_tag: cfg.verify_tag,
             allowed_signers: cfg.allowed_signers.clone(),
             build_timeout: cfg.build_timeout,
@@ -93,6 +94,8 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             min_free_space: cfg.min_free_space,
             // One small answer: a hung server must not hold the run for build_timeout.
             resolve_timeout: (cfg.http_timeout * 2).max(std::time::Duration::from_secs(30)),
+            cache_max_size: cfg.cache_max_size,
+            ca_file: cfg.ca_file.clone(),
             cache_dir: cfg.cache_dir.clone(),
             data_dir: cfg.data_dir.clone(),
             home: cfg.home.clone(),

@@ -1,6 +1,6 @@
-//! End to end with the real `cargo install`: a tiny workspace (`heph`, `hephd`) in a
-//! local git repository with tags, served by the loopback forge. The stand-in service
-//! manager really runs the built daemon.
+//! End to end with the real `cargo install`: a tiny workspace (`heph-core`, `heph`,
+//! `hephd`) in a local git repository with tags, served by the loopback forge. The
+//! stand-in service manager really runs the built daemon.
 
 use std::path::Path;
 use std::process::Command;
@@ -56,7 +56,7 @@ fn daemon_log(e: &E2e) -> String {
 
 #[test]
 fn git_mode_builds_for_real_switches_and_rolls_back_a_daemon_that_dies() {
-    let e = e2e(
+    let mut e = e2e(
         &[
             ("v0.1.0", Daemon::Good),
             ("v0.2.0", Daemon::Good),
@@ -64,6 +64,7 @@ fn git_mode_builds_for_real_switches_and_rolls_back_a_daemon_that_dies() {
         ],
         &["v0.1.0", "v0.2.0"],
     );
+    e.env.var("HEPH_SELFUPDATE_BUILD", "git");
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
     assert_eq!(
@@ -129,8 +130,8 @@ fn git_mode_builds_for_real_switches_and_rolls_back_a_daemon_that_dies() {
 }
 
 #[test]
-fn checkout_mode_reuses_its_build_tree_and_never_installs_stale_code() {
-    let mut e = e2e(
+fn the_default_checkout_build_reuses_its_build_tree_and_never_installs_stale_code() {
+    let e = e2e(
         &[
             ("v0.1.0", Daemon::Good),
             ("v0.2.0", Daemon::Good),
@@ -138,10 +139,29 @@ fn checkout_mode_reuses_its_build_tree_and_never_installs_stale_code() {
         ],
         &["v0.1.0", "v0.2.0"],
     );
-    e.env.var("HEPH_SELFUPDATE_BUILD", "checkout");
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
-    e.env.run(&["check-and-apply"]).expect(0);
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    // In phases: the network first, then an offline compile.
+    for line in [
+        "fetch --locked",
+        "install --frozen --force --path=",
+        "built heph hephd v0.2.0 in",
+    ] {
+        assert!(run.stderr.contains(line), "{line}: {}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("resolve ") && run.stderr.contains("compile "),
+        "the phases and their times: {}",
+        run.stderr
+    );
+    let stats: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.env.home.join(".cache/heph-selfupdate/build-stats.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["last_build"]["tag"], "v0.2.0");
+    assert!(stats["last_build"]["target_bytes"].as_u64().unwrap() > 0);
     let bin = e.env.bin_dir.clone();
     assert_eq!(run_bin(&bin.join("hephd")), "hephd 0.2.0 (build of v0.2.0)");
     let target = e.env.home.join(".cache/heph-selfupdate/checkout/target");
@@ -239,5 +259,301 @@ fn checkout_mode_refuses_a_tag_without_a_good_signature() {
     assert_eq!(
         run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// Adds release `tag` to the fixture repository, its workspace changed by `edit`.
+fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
+    fixture::write_workspace(
+        &e.repo.dir,
+        tag.trim_start_matches('v'),
+        Daemon::Good,
+        &format!("build of {tag}"),
+    );
+    edit(&e.repo.dir);
+    e.repo.commit_and_tag(tag);
+}
+
+fn offer(e: &E2e, tags: &[&str]) {
+    e.forge
+        .set_releases(tags.iter().rev().map(|t| FakeRelease::new(t)).collect());
+}
+
+fn checkout_dir(e: &E2e) -> std::path::PathBuf {
+    e.env.home.join(".cache/heph-selfupdate/checkout")
+}
+
+#[test]
+fn a_damaged_checkout_is_made_again_with_one_log_line() {
+    let e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
+    );
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.run(&["check-and-apply"]).expect(0);
+    // A git killed in the middle of its work leaves its lock.
+    std::fs::write(checkout_dir(&e).join(".git/index.lock"), "").unwrap();
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    let said: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("is damaged"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", run.stderr);
+    assert!(
+        said[0].contains(".git/index.lock") && said[0].contains("making it again"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)"
+    );
+    assert!(!checkout_dir(&e).join(".git/index.lock").exists());
+
+    // A checkout that HEAD was moved away from is made again too.
+    add_release(&e, "v0.4.0", |_| {});
+    fixture::git(&checkout_dir(&e), &["checkout", "-q", "--detach", "HEAD~1"]);
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0", "v0.4.0"]);
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("is damaged (HEAD is at"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.4.0 (build of v0.4.0)"
+    );
+}
+
+#[test]
+fn stale_artefacts_are_retried_from_a_clean_target_dir_and_never_mark_a_good_release_bad() {
+    let e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
+    );
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.run(&["check-and-apply"]).expect(0);
+    // Corrupt the library's build output behind cargo's back: its fingerprint still says
+    // fresh, so the next incremental build links against garbage.
+    let deps = checkout_dir(&e).join("target/release/deps");
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&deps).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("libheph_core-") {
+            std::fs::write(&path, b"not an rlib").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(
+        corrupted > 0,
+        "no heph_core artefacts in {}",
+        deps.display()
+    );
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("attempt 1 of 2 (incremental")
+            && run
+                .stderr
+                .contains("attempt 2 of 2 (clean target dir) worked"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)"
+    );
+    assert!(e.env.backoff_of("0.3.0").is_null());
+    assert!(!e.env.is_bad("0.3.0"));
+}
+
+#[test]
+fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    add_release(&e, "v0.2.0", |dir| {
+        let manifest = dir.join("crates/hephd/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap().replace(
+            "edition = \"2021\"\n",
+            "edition = \"2021\"\nrust-version = \"1.999\"\n",
+        );
+        std::fs::write(manifest, text).unwrap();
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains(
+            "v0.2.0 needs Rust 1.999 (rust-version of hephd); this build would use rustc 1."
+        ) && run.stderr.contains("(toolchain: default)")
+            && run.stderr.contains("help: set `toolchain = \"stable\"`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("install --frozen") && !run.stderr.contains("fetch --locked"),
+        "nothing was fetched or compiled: {}",
+        run.stderr
+    );
+    assert!(!e.env.backoff_of("0.2.0").is_null(), "backed off");
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.1.0 (build of v0.1.0)"
+    );
+}
+
+#[test]
+fn a_compile_error_that_quotes_connection_refused_is_a_compile_failure() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    add_release(&e, "v0.2.0", |dir| {
+        let main = dir.join("crates/hephd/src/main.rs");
+        let text = std::fs::read_to_string(&main).unwrap().replace(
+            "fn main() {",
+            "fn main() {\n    let _status: u8 = \"fatal: Connection refused\";",
+        );
+        std::fs::write(main, text).unwrap();
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains("could not compile and install hephd v0.2.0 (failed): error[E0308]"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("attempt 2 of 2 (clean target dir) failed too"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("network"), "{}", run.stderr);
+    assert!(!e.env.backoff_of("0.2.0").is_null(), "backed off");
+}
+
+/// A stand-in that records its call (like the other stand-ins) and runs the real program.
+fn recording_wrapper(real: &Path, only_version: bool) -> String {
+    let guard = if only_version {
+        // cargo calls rustc itself (`-vV`, compiles): those calls are cargo's, not ours.
+        "if [ \"$#\" = 1 ] && [ \"$1\" = --version ]; then "
+    } else {
+        "if true; then "
+    };
+    format!(
+        "#!/bin/sh\n{guard}printf '%s' \"$(basename \"$0\")\" >> \"$FAKE_LOG\"; for a in \"$@\"; do printf ' %s' \"$a\" >> \"$FAKE_LOG\"; done; echo >> \"$FAKE_LOG\"; fi\nexec '{}' \"$@\"\n",
+        real.display()
+    )
+}
+
+#[test]
+fn the_dry_run_of_a_checkout_build_names_exactly_the_commands_the_run_then_runs() {
+    let mut e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
+    );
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.run(&["check-and-apply"]).expect(0);
+
+    e.env.record_everything();
+    let cargo = fixture::cargo();
+    let rustc = cargo.with_file_name("rustc");
+    e.env.fake_bin("cargo", &recording_wrapper(&cargo, false));
+    e.env.fake_bin("rustc", &recording_wrapper(&rustc, true));
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    e.env.clear_calls();
+    let plan = e.env.run(&["check-and-apply", "--dry-run", "--json"]);
+    plan.expect(0);
+    let ours = |line: &String| {
+        ["git ", "cargo ", "rustc ", "systemctl "]
+            .iter()
+            .any(|p| line.starts_with(p))
+    };
+    let planned: Vec<Vec<String>> =
+        serde_json::from_value(plan.json()["commands"].clone()).unwrap();
+    let planned: Vec<String> = planned
+        .iter()
+        .map(|argv| {
+            let program = Path::new(&argv[0]).file_name().unwrap().to_string_lossy();
+            std::iter::once(program.into_owned())
+                .chain(argv[1..].iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(ours)
+        .collect();
+    let looked = e.env.calls();
+    // Before the plan: the checkout's packages and its state, read-only.
+    assert_eq!(looked.len(), 2, "{looked:#?}");
+    assert!(
+        looked[0].starts_with("cargo metadata --no-deps"),
+        "{looked:#?}"
+    );
+    assert!(
+        looked[1].starts_with("git --no-optional-locks -C")
+            && looked[1].ends_with("status --porcelain --untracked-files=no"),
+        "{looked:#?}"
+    );
+    e.env.clear_calls();
+
+    e.env.run(&["check-and-apply"]).expect(0);
+    let ran: Vec<String> = e.env.calls().into_iter().filter(ours).collect();
+    assert_eq!(ran[..2], looked[..], "the same look before the plan");
+    let collapse = |lines: &[String]| {
+        let mut out: Vec<String> = Vec::new();
+        for l in lines {
+            if out.last() != Some(l) {
+                out.push(l.clone());
+            }
+        }
+        out
+    };
+    assert_eq!(
+        collapse(&ran[2..]),
+        collapse(&planned),
+        "the dry run and the run disagree"
+    );
+    for expected in [
+        "git ls-remote",
+        "git -C",
+        "cargo metadata",
+        "rustc --version",
+        "cargo fetch --locked",
+        "cargo install --frozen",
+        "systemctl --user restart hephd.service",
+    ] {
+        assert!(
+            planned.iter().any(|p| p.starts_with(expected)),
+            "{expected} is planned: {planned:#?}"
+        );
+    }
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)"
     );
 }

@@ -11,6 +11,7 @@ mod completions;
 mod config;
 mod e2e_cargo;
 mod faults;
+mod fetch_failures;
 mod fleet;
 mod recovery;
 mod respawn;

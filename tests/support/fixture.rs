@@ -140,6 +140,17 @@ pub fn cargo() -> PathBuf {
 /// heph hephd` into `root`, with `cargo_home` as CARGO_HOME (the caller adds the rest of
 /// the environment).
 pub fn plain_install(repo: &Repo, tag: &str, root: &Path, cargo_home: &Path) -> Command {
+    plain_install_of(repo, tag, root, cargo_home, &["heph", "hephd"])
+}
+
+/// [`plain_install`] of `packages`.
+pub fn plain_install_of(
+    repo: &Repo,
+    tag: &str,
+    root: &Path,
+    cargo_home: &Path,
+    packages: &[&str],
+) -> Command {
     let mut cmd = Command::new(cargo());
     cmd.args([
         "install",
@@ -153,7 +164,7 @@ pub fn plain_install(repo: &Repo, tag: &str, root: &Path, cargo_home: &Path) -> 
         "--root",
     ])
     .arg(root)
-    .args(["heph", "hephd"])
+    .args(packages)
     .env("CARGO_HOME", cargo_home)
     .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
     .env_remove("CARGO_TARGET_DIR");
@@ -190,7 +201,7 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
     w(
         "Cargo.toml",
         &format!(
-            "[workspace]\nmembers = [\"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n{profile}"
+            "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\"]\nresolver = \"2\"\n{profile}"
         ),
     );
     w(".gitignore", "/target\n");
@@ -210,20 +221,30 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
     } else {
         ""
     };
+    // A library both binaries use, the same in every release: its artefacts in a reused
+    // target dir are what a stale build would trip over.
+    w(
+        "crates/heph-core/Cargo.toml",
+        "[package]\nname = \"heph-core\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    w(
+        "crates/heph-core/src/lib.rs",
+        "/// The greeting both binaries share.\npub fn name() -> &'static str {\n    \"heph\"\n}\n",
+    );
     // `heph` keeps version 0.1.0 in every release while its code changes: the case where a
     // reused target dir would silently install stale code (rust-lang/cargo#13259).
     for (name, v) in [("heph", "0.1.0"), ("hephd", version)] {
         w(
             &format!("crates/{name}/Cargo.toml"),
             &format!(
-                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\n{dependencies}"
+                "[package]\nname = \"{name}\"\nversion = \"{v}\"\nedition = \"2021\"\n\n[dependencies]\nheph-core = {{ path = \"../heph-core\" }}\n{dependencies}"
             ),
         );
     }
     w(
         "crates/heph/src/main.rs",
         &format!(
-            "{uses}fn main() {{\n{check}    println!(\"heph {{}} ({note})\", env!(\"CARGO_PKG_VERSION\"));\n}}\n"
+            "{uses}fn main() {{\n{check}    println!(\"{{}} {{}} ({note})\", heph_core::name(), env!(\"CARGO_PKG_VERSION\"));\n}}\n"
         ),
     );
     let dies = daemon == Daemon::DiesAtStart;
@@ -233,7 +254,7 @@ pub fn write_workspace_with(dir: &Path, version: &str, daemon: Daemon, note: &st
             r#"{uses}fn main() {{
 {check}    let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--version") {{
-        println!("hephd {{}} ({note})", env!("CARGO_PKG_VERSION"));
+        println!("{{}}d {{}} ({note})", heph_core::name(), env!("CARGO_PKG_VERSION"));
         return;
     }}
     if {dies} {{
@@ -280,4 +301,154 @@ pub fn workspace_repo(dir: &Path, releases: &[(&str, Daemon)]) -> Repo {
         repo.commit_and_tag(tag);
     }
     repo
+}
+
+/// One release of the benchmark's workspace, shaped like hephaestus: a core library
+/// (serde, serde_json, regex, and SQLite compiled from C by `rusqlite` with `bundled`)
+/// used by three binaries (`heph`, `hephd`, `heph-tui`, with clap).
+#[derive(Debug, Clone, Copy)]
+pub struct HephdRelease<'a> {
+    /// `hephd`'s version (the other crates keep 0.1.0, as a workspace that versions its
+    /// daemon does).
+    pub version: &'a str,
+    /// Compiled into the core library: changing it is a code change there.
+    pub core: &'a str,
+    /// Compiled into `hephd`: changing it is a code change in one binary.
+    pub daemon: &'a str,
+    /// `rust-version` of `hephd`, if any.
+    pub rust_version: Option<&'a str>,
+}
+
+/// Writes the benchmark workspace for `release` (its lock file is the caller's: see
+/// [`hephd_lock`]).
+pub fn write_hephd_workspace(dir: &Path, release: &HephdRelease<'_>) {
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    w(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\", \"crates/heph-tui\"]\nresolver = \"2\"\n\n[workspace.dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nregex = \"1\"\nrusqlite = { version = \"0.43\", features = [\"bundled\"] }\nclap = { version = \"4\", features = [\"derive\"] }\nheph-core = { path = \"crates/heph-core\" }\n",
+    );
+    w(".gitignore", "/target\n");
+    w(
+        "crates/heph-core/Cargo.toml",
+        "[package]\nname = \"heph-core\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nserde.workspace = true\nserde_json.workspace = true\nregex.workspace = true\nrusqlite.workspace = true\n",
+    );
+    w(
+        "crates/heph-core/src/lib.rs",
+        &format!(
+            r#"//! The shared core: a task store in SQLite, JSON in and out.
+
+/// A task.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Task {{
+    pub id: i64,
+    pub title: String,
+}}
+
+/// What this build of the core is.
+pub fn note() -> &'static str {{
+    "{core}"
+}}
+
+/// Stores `titles` in an in-memory database and returns them as JSON.
+pub fn roundtrip(titles: &[&str]) -> String {{
+    let db = rusqlite::Connection::open_in_memory().expect("sqlite");
+    db.execute_batch("CREATE TABLE task (id INTEGER PRIMARY KEY, title TEXT NOT NULL)")
+        .expect("schema");
+    let valid = regex::Regex::new(r"^[\w ]+$").expect("regex");
+    for t in titles.iter().filter(|t| valid.is_match(t)) {{
+        db.execute("INSERT INTO task (title) VALUES (?1)", [t]).expect("insert");
+    }}
+    let mut q = db.prepare("SELECT id, title FROM task ORDER BY id").expect("query");
+    let tasks: Vec<Task> = q
+        .query_map([], |r| Ok(Task {{ id: r.get(0)?, title: r.get(1)? }}))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    serde_json::to_string(&tasks).expect("json")
+}}
+"#,
+            core = release.core
+        ),
+    );
+    let rust_version = release
+        .rust_version
+        .map(|v| format!("rust-version = \"{v}\"\n"))
+        .unwrap_or_default();
+    for (name, version, note) in [
+        ("heph", "0.1.0", "cli"),
+        ("hephd", release.version, release.daemon),
+        ("heph-tui", "0.1.0", "tui"),
+    ] {
+        let extra = if name == "hephd" {
+            rust_version.as_str()
+        } else {
+            ""
+        };
+        w(
+            &format!("crates/{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{extra}\n[dependencies]\nheph-core.workspace = true\nclap.workspace = true\n"
+            ),
+        );
+        w(
+            &format!("crates/{name}/src/main.rs"),
+            &format!(
+                r#"#[derive(clap::Parser)]
+#[command(version)]
+struct Options {{
+    /// Print the tasks as JSON.
+    #[arg(long)]
+    tasks: bool,
+}}
+
+fn main() {{
+    if std::env::args().any(|a| a == "--version") {{
+        println!("{name} {{}} (core {{}}, {note})", env!("CARGO_PKG_VERSION"), heph_core::note());
+        return;
+    }}
+    let o = <Options as clap::Parser>::parse();
+    if o.tasks {{
+        println!("{{}}", heph_core::roundtrip(&["write the benchmark", "run it"]));
+    }}
+}}
+"#
+            ),
+        );
+    }
+}
+
+/// Makes or changes the benchmark workspace's lock file: `None` resolves it afresh and
+/// then holds `itoa` (a leaf under serde_json) at 1.0.0; `Some("itoa")` bumps that one
+/// dependency to its newest version. Needs crates.io.
+pub fn hephd_lock(dir: &Path, bump: Option<&str>) {
+    let run = |args: &[&str]| {
+        let status = Command::new(cargo())
+            .args(args)
+            .arg("--quiet")
+            .current_dir(dir)
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "cargo {args:?} failed (needs crates.io)");
+    };
+    match bump {
+        None => {
+            run(&["generate-lockfile"]);
+            run(&["update", "--package=itoa", "--precise=1.0.0"]);
+        }
+        Some(package) => run(&["update", &format!("--package={package}")]),
+    }
+}
+
+/// Brings the lock file in line with the workspace's own versions (nothing else changes).
+pub fn hephd_lock_members(dir: &Path) {
+    let status = Command::new(cargo())
+        .args(["update", "--workspace", "--offline", "--quiet"])
+        .current_dir(dir)
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "cargo update --workspace failed");
 }

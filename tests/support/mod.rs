@@ -6,6 +6,7 @@ pub mod env;
 pub mod fakes;
 pub mod fixture;
 pub mod forge;
+pub mod git_http;
 pub mod sandbox;
 pub mod scenario;
 

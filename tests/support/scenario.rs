@@ -1,6 +1,6 @@
 //! The common scenario of the update tests: plain v`installed` binaries in ~/.cargo/bin,
 //! a daemon running under the stand-in service manager, a forge offering `tags`, a real git
-//! repository with those tags, and the recording stand-in cargo.
+//! repository with those tags, and the recording stand-in cargo (so `build = "git"`).
 
 use std::path::Path;
 
@@ -27,7 +27,10 @@ pub fn sandbox(installed: &str, tags: &[&str]) -> Sandbox {
         .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "15s")
         .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
         .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
-        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user")
+        // The stand-in cargo only knows `install --git`; the default checkout mode is
+        // tested with the real cargo (e2e_cargo).
+        .var("HEPH_SELFUPDATE_BUILD", "git");
     env.install_fakes();
     env.install_plain(installed, &["heph", "hephd"]);
     env.start_daemon();
