@@ -1040,10 +1040,10 @@ impl Builder<'_> {
 
     /// `git verify-tag`: only its exit code counts.
     fn verify_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
-        let out = self
-            .runner
-            .run(cmd)
-            .map_err(|e| fail(FailureKind::Verification, e.into()))?;
+        let out = self.runner.run(cmd).map_err(|e| match e {
+            RunError::Interrupted { .. } => fail(FailureKind::Interrupted, e.into()),
+            e => fail(FailureKind::Verification, e.into()),
+        })?;
         if !out.success() {
             return Err(fail(
                 FailureKind::Verification,
@@ -1115,8 +1115,13 @@ impl Builder<'_> {
                 }
             }
         }
+        // A signal while the new binary answers stops the build: no verdict on it.
+        let answered = self.runner.run(cmd).map_err(|e| match e {
+            RunError::Interrupted { .. } => fail(FailureKind::Interrupted, e.into()),
+            e => verification(e.into()),
+        })?;
         let reported =
-            crate::installed::ask(self.runner, cmd).map_err(|e| verification(anyhow!(e)))?;
+            crate::installed::answer(cmd, &answered).map_err(|e| verification(anyhow!(e)))?;
         if !same_version(&reported, &target.version) {
             return Err(verification(anyhow!(
                 "the new {} reports version {reported}, but {} is {}",

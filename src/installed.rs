@@ -63,9 +63,17 @@ pub fn ask_version(runner: &dyn Runner, binary: &Path) -> Result<Version, String
 
 /// Runs a [`version_cmd`] and parses its output; `Err` says why it could not tell.
 pub fn ask(runner: &dyn Runner, cmd: &Cmd) -> Result<Version, String> {
-    let binary = &cmd.program;
     match runner.run(cmd) {
-        Ok(out) if out.success() => parse_version_output(&out.stdout).ok_or_else(|| {
+        Ok(out) => answer(cmd, &out),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The version in the output of a [`version_cmd`] that ran; `Err` says why it tells none.
+pub fn answer(cmd: &Cmd, out: &crate::process::Output) -> Result<Version, String> {
+    let binary = &cmd.program;
+    match out {
+        out if out.success() => parse_version_output(&out.stdout).ok_or_else(|| {
             let first: String = out
                 .stdout
                 .lines()
@@ -79,13 +87,12 @@ pub fn ask(runner: &dyn Runner, cmd: &Cmd) -> Result<Version, String> {
                 binary.display()
             )
         }),
-        Ok(out) => Err(format!(
+        out => Err(format!(
             "`{} --version` failed ({})",
             binary.display(),
             out.code
                 .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"))
         )),
-        Err(e) => Err(e.to_string()),
     }
 }
 

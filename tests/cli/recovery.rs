@@ -89,7 +89,6 @@ fn a_second_signal_during_the_reverts_health_command_is_not_rollback_failed() {
 /// README: "during a build it stops the build's process group and exits 75, nothing
 /// changed", and never a backoff.
 #[test]
-#[ignore = "fixed with the merge of the checkout build (build.rs maps an interrupted verification)"]
 fn a_signal_during_the_verification_of_the_build_is_no_backoff() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     let marker = s.env.dir.path().join("fake-state/verifying");
