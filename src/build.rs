@@ -636,7 +636,7 @@ impl Builder<'_> {
         let ws = read_metadata(&meta.stdout)?;
         let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
         let problem = toolchain::check(
-            "the last release built",
+            "the release last checked out",
             &required,
             &rustc_out.stdout,
             self.settings.toolchain.as_deref(),

@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::build::{Tools, build_env};
+use crate::build::diagnose::{Reach, diagnose};
+use crate::build::{Builder, FailureKind, Tools, build_env};
 use crate::colour::{self, Stream, Style};
 use crate::config::Config;
 use crate::evaluate::fetch_releases;
@@ -118,6 +119,141 @@ fn probe(world: &World, cmd: &Cmd) -> Result<String, String> {
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `git ls-remote` in the build's environment; a failure is classified the way a build's
+/// fetch is (a refusal, or a network failure), with the program's own line first.
+fn git_access(world: &World, cmd: &Cmd, git_url: &str) -> Check {
+    let shown = crate::redact::url(git_url);
+    let hide = |text: &str| crate::redact::escape(&hide_url_secret(text, git_url));
+    let out = match world.runner.run(cmd) {
+        Ok(out) if out.success() => {
+            return check(
+                "git access",
+                Status::Ok,
+                format!("{shown} answers, with the environment cargo gets"),
+                None,
+            );
+        }
+        Ok(out) => out,
+        Err(e) => return check("git access", Status::Fail, hide(&e.to_string()), None),
+    };
+    let tail = out.tail_text();
+    let found = diagnose(Reach::Network, out.code, &tail);
+    let cause = found.cause.clone().unwrap_or_else(|| {
+        tail.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    });
+    let fix = found.help.map_or_else(
+        || "use an anonymous https:// git_url, or for ssh:// a deploy key via GIT_SSH_COMMAND in ~/.config/heph-selfupdate/env (services have no ssh-agent)".to_owned(),
+        |h| h.trim_start_matches("help: ").to_owned(),
+    );
+    match found.kind {
+        FailureKind::Network => check(
+            "git access",
+            Status::Fail,
+            format!("{shown} cannot be reached (a network failure): {}", hide(&cause)),
+            Some("check the host and port in git_url, and DNS, proxy and firewall from the service's environment; updates retry a network failure by themselves".into()),
+        ),
+        _ => check(
+            "git access",
+            Status::Fail,
+            format!("{shown} refused `git ls-remote`: {}", hide(&cause)),
+            Some(fix),
+        ),
+    }
+}
+
+/// `text` without the password of `git_url`'s `user:password@` part, should a program
+/// have echoed it.
+fn hide_url_secret(text: &str, git_url: &str) -> String {
+    let password = url::Url::parse(git_url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned));
+    let text = text.replace(git_url, &crate::redact::url(git_url));
+    crate::redact::secret(&text, password.as_deref())
+}
+
+/// The rustc a build would use, against the `rust-version` of the release last checked
+/// out (a release can need a newer Rust than the service's toolchain).
+fn toolchain_check(builder: &Builder<'_>, cfg: &Config) -> Check {
+    match builder.toolchain_report() {
+        Ok(Some(r)) if r.problem.is_none() => {
+            let needs = if r.required.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = r
+                    .required
+                    .iter()
+                    .map(|(p, v)| format!("{p} needs {v}"))
+                    .collect();
+                format!("; the last release checked out: {}", list.join(", "))
+            };
+            check(
+                "toolchain",
+                Status::Ok,
+                format!("builds would use rustc {}{needs}", r.rustc),
+                None,
+            )
+        }
+        Ok(Some(r)) => {
+            let problem = r.problem.unwrap_or_default();
+            let (detail, fix) = match problem.split_once("\nhelp: ") {
+                Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
+                None => (problem, None),
+            };
+            check("toolchain", Status::Fail, detail, fix)
+        }
+        Ok(None) => check(
+            "toolchain",
+            Status::Info,
+            "no release checked out yet".to_owned(),
+            None,
+        ),
+        Err(e) => {
+            let (detail, help) = crate::logger::split_help(&e);
+            let fix = help.first().map_or_else(
+                || {
+                    format!(
+                        "check `toolchain`{} and that rustc runs in the service's environment",
+                        cfg.toolchain
+                            .as_deref()
+                            .map(|t| format!(" (= {t})"))
+                            .unwrap_or_default()
+                    )
+                },
+                |h| h.trim_start_matches("help: ").to_owned(),
+            );
+            check(
+                "toolchain",
+                Status::Fail,
+                format!("could not ask the toolchain: {detail}"),
+                Some(fix),
+            )
+        }
+    }
+}
+
+/// The build checkout's target dir against `cache_max_size`.
+fn cache_check(cfg: &Config) -> Check {
+    let size = crate::build::cache::target_dir_size(&cfg.cache_dir);
+    check(
+        "build cache",
+        Status::Info,
+        format!(
+            "{} in {} (kept under cache_max_size = {})",
+            bytesize::ByteSize::b(size),
+            crate::git::checkout_dir(&cfg.cache_dir)
+                .join("target")
+                .display(),
+            bytesize::ByteSize::b(cfg.cache_max_size)
+        ),
+        None,
+    )
 }
 
 /// Whether we may write in `dir` — asked, not tried: doctor changes nothing. A directory
@@ -305,15 +441,17 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         &settings.build,
     )
     .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));
-    out.push(match probe(world, &ls_remote) {
-        Ok(_) => check("git access", Status::Ok, format!("{} answers, with the environment cargo gets", crate::redact::url(&cfg.git_url)), None),
-        Err(e) => check(
-            "git access",
-            Status::Fail,
-            e,
-            Some("use an anonymous https:// git_url, or for ssh:// a deploy key via GIT_SSH_COMMAND in ~/.config/heph-selfupdate/env (services have no ssh-agent)".into()),
-        ),
-    });
+    out.push(git_access(world, &ls_remote, &cfg.git_url));
+    let builder = Builder {
+        settings: &settings.build,
+        runner: world.runner.as_ref(),
+        clock: world.clock.as_ref(),
+        tools: tools.clone(),
+        layout: Layout::new(&cfg.data_dir, &cfg.bin_dir),
+        log_file: None,
+    };
+    out.push(toolchain_check(&builder, cfg));
+    out.push(cache_check(cfg));
 
     for (name, dir, ours) in [
         ("bin_dir", &cfg.bin_dir, false),

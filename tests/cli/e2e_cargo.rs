@@ -74,6 +74,7 @@ fn git_mode_builds_for_real_switches_and_rolls_back_a_daemon_that_dies() {
 
     let run = e.env.run(&["check-and-apply"]);
     run.expect(0);
+    assert!(!run.stderr.contains("to your PATH"), "{}", run.stderr);
     let bin = &e.env.bin_dir;
     assert_eq!(run_bin(&bin.join("hephd")), "hephd 0.2.0 (build of v0.2.0)");
     assert_eq!(
@@ -143,6 +144,8 @@ fn the_default_checkout_build_reuses_its_build_tree_and_never_installs_stale_cod
     e.env.start_daemon();
     let run = e.env.run(&["check-and-apply"]);
     run.expect(0);
+    // cargo's advice for a `--root` that is not on PATH is about the staging root: not shown.
+    assert!(!run.stderr.contains("to your PATH"), "{}", run.stderr);
     // In phases: the network first, then an offline compile.
     for line in [
         "fetch --locked",
@@ -417,6 +420,18 @@ fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles() {
     assert_eq!(
         run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.1.0 (build of v0.1.0)"
+    );
+    // doctor compares the toolchain with the release checked out.
+    let doctor = e.env.run(&["doctor"]);
+    let line = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("] toolchain:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("[FAIL]") && line.contains("checked out needs Rust 1.999"),
+        "{}",
+        doctor.stdout
     );
 }
 

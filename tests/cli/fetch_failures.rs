@@ -34,6 +34,23 @@ fn a_git_server_that_answers_403_is_a_refusal_not_a_network_failure() {
     assert!(!run.stderr.contains("try"), "{}", run.stderr);
     assert!(!s.env.backoff_of("0.2.0").is_null(), "backed off");
     assert_sound(&s.env, "0.1.0");
+    // doctor says the same, classified the same way.
+    let doctor = s.env.run(&["doctor"]);
+    let line = doctor
+        .stdout
+        .lines()
+        .find(|l| l.contains("git access"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("[FAIL]") && line.contains("refused") && line.contains("error: 403"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("may read the repository"),
+        "the fix for a refusal: {}",
+        doctor.stdout
+    );
 
     // The same server, allowing access: a real git server, and the update goes through
     // (git mode: the stand-in cargo asks the server too).

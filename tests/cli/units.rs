@@ -313,7 +313,12 @@ fn doctor_reports_each_check_with_a_fix() {
         );
     }
     assert_eq!(status("lingering").as_deref(), Some("warn"));
-    assert_eq!(j["ok"], true);
+    assert_eq!(
+        j["ok"],
+        true,
+        "{}",
+        serde_json::to_string_pretty(&j).unwrap()
+    );
     run.expect(0);
 
     // Break two things: cargo is gone and the git URL is unreachable.
@@ -322,7 +327,15 @@ fn doctor_reports_each_check_with_a_fix() {
     let run = env.run(&["doctor"]);
     run.expect(1);
     assert!(
-        run.stdout.contains("[FAIL] cargo:") && run.stdout.contains("[FAIL] git access:"),
+        run.stdout.contains("[FAIL] cargo:")
+            && run.stdout.contains("[FAIL] git access:")
+            && run
+                .stdout
+                .contains("cannot be reached (a network failure): ")
+            && run.stdout.contains("Failed to connect to 127.0.0.1 port 9")
+            && run
+                .stdout
+                .contains("fix: check the host and port in git_url"),
         "{}",
         run.stdout
     );

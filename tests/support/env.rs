@@ -123,7 +123,9 @@ impl TestEnv {
         );
         self.var("PATH", &path);
         self.var("CARGO_HOME", &cargo_home.display().to_string());
-        let _ = std::fs::remove_file(self.fakes.join("cargo"));
+        for stand_in in ["cargo", "rustc"] {
+            let _ = std::fs::remove_file(self.fakes.join(stand_in));
+        }
         self
     }
 
@@ -167,6 +169,11 @@ impl TestEnv {
     /// The recording `cargo`, `systemctl` and `launchctl` first on PATH.
     pub fn install_fakes(&self) {
         self.fake_bin("cargo", &super::fakes::cargo_script());
+        // cargo comes with its rustc; the one doctor asks for its version.
+        self.fake_bin(
+            "rustc",
+            "#!/bin/sh\necho 'rustc 1.95.0 (stand-in 2026-03-21)'\n",
+        );
         let manager = super::fakes::service_manager_script();
         self.fake_bin("systemctl", &manager);
         self.fake_bin("launchctl", &manager);
