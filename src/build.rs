@@ -492,16 +492,13 @@ impl Builder<'_> {
 
     /// `rustc --version` in the environment cargo gets: the rustc the build would use.
     pub fn rustc_cmd(&self) -> Cmd {
-        let rustc = self
-            .settings
-            .rustc
-            .clone()
-            .unwrap_or_else(|| self.tools.rustc.clone());
-        build_env(
-            Cmd::new(rustc, "read the version of the rustc the build will use").arg("--version"),
-            self.settings,
-        )
-        .timeout(Duration::from_secs(60))
+        rustc_cmd(self.settings, &self.tools)
+    }
+
+    /// What `rustc --version` says now, in the build's environment (`None`: it could not
+    /// tell).
+    pub fn rustc_now(&self) -> Option<String> {
+        rustc_now(self.settings, &self.tools, self.runner)
     }
 
     /// `cargo fetch --locked` of the checkout's workspace.
@@ -1253,6 +1250,26 @@ pub struct ToolchainReport {
     pub required: Vec<(String, String)>,
     /// Why that rustc is too old (with a `help:` line), if it is.
     pub problem: Option<String>,
+}
+
+/// `rustc --version` in the environment cargo gets: the rustc a build would use.
+pub fn rustc_cmd(settings: &BuildSettings, tools: &Tools) -> Cmd {
+    let rustc = settings
+        .rustc
+        .clone()
+        .unwrap_or_else(|| tools.rustc.clone());
+    build_env(
+        Cmd::new(rustc, "read the version of the rustc the build will use").arg("--version"),
+        settings,
+    )
+    .timeout(Duration::from_secs(60))
+}
+
+/// The first line of [`rustc_cmd`]'s answer; `None` when it could not tell.
+pub fn rustc_now(settings: &BuildSettings, tools: &Tools, runner: &dyn Runner) -> Option<String> {
+    let out = runner.run(&rustc_cmd(settings, tools)).ok()?;
+    let line = out.stdout.lines().next()?.trim();
+    (out.success() && !line.is_empty()).then(|| line.to_owned())
 }
 
 /// Free space needed before a build, per directory that will hold build output.

@@ -9,7 +9,7 @@ use crate::host_id;
 use crate::http::Fetcher;
 use crate::http_cache::HttpCache;
 use crate::installed::{self, Installed};
-use crate::policy::{self, Decision, HostRollout, Overrides, Policy};
+use crate::policy::{self, Decision, Holds, HostRollout, Overrides, Policy};
 use crate::release::Release;
 use crate::rollout::Rollout;
 use crate::state::State;
@@ -92,10 +92,33 @@ pub fn redecide(
         &installed.state(),
         releases,
         &host_policy(cfg, world)?,
-        &state.holds(),
+        &holds(cfg, world, state),
         overrides,
         world.clock.now(),
     ))
+}
+
+/// The state's holds; a release held back for a too-old toolchain is let go once
+/// `rustc --version` says another toolchain is there (asked only then: it is cheap, but
+/// not free).
+fn holds(cfg: &Config, world: &World, state: &State) -> Holds {
+    if !state.waits_for_a_toolchain() {
+        return state.holds();
+    }
+    let settings = crate::commands::run_settings(cfg, world);
+    let tools = crate::build::Tools::find(cfg.cargo.as_deref(), &cfg.home, world.path_var());
+    let now = crate::build::rustc_now(&settings.build, &tools, world.runner.as_ref());
+    let holds = state.holds_with_rustc(now.as_deref());
+    for (v, b) in &state.backoff {
+        if let (Some(then), Some(now)) = (&b.rustc, &now)
+            && then != now
+        {
+            log::debug!(
+                "{v} needed a newer Rust than {then}; the toolchain is {now} now: its backoff is over"
+            );
+        }
+    }
+    holds
 }
 
 /// The configured policy with this host's place in a phased rollout (when

@@ -632,6 +632,12 @@ impl Executor<'_> {
             && let Some(v) = &version
         {
             let until = state.note_build_failure(v, self.world.clock.now(), &first);
+            if kind == FailureKind::Toolchain
+                && let Some(b) = state.backoff.get_mut(v)
+            {
+                // Tried again as soon as the toolchain is another one.
+                b.rustc = self.builder.rustc_now();
+            }
             help.push(format!(
                 "help: {v} is not tried again before {} (backoff; --force skips it)",
                 crate::timefmt::rfc3339(until)

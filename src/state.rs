@@ -112,6 +112,10 @@ pub struct Backoff {
     #[serde(with = "time::serde::rfc3339")]
     pub until: OffsetDateTime,
     pub reason: String,
+    /// For a release refused because the toolchain was too old: what `rustc --version`
+    /// said then. The backoff ends early once the toolchain is another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rustc: Option<String>,
 }
 
 /// The last notification sent, so the same one is not sent again.
@@ -372,6 +376,7 @@ impl StateV1 {
                             failures: b.failures,
                             until: b.until,
                             reason: b.reason,
+                            rustc: None,
                         },
                     )
                 })
@@ -533,6 +538,18 @@ pub fn decode(bytes: &[u8]) -> Result<Result<State, String>> {
 impl State {
     /// The holds the decision must respect.
     pub fn holds(&self) -> Holds {
+        self.holds_with_rustc(None)
+    }
+
+    /// True when a backoff ends once the toolchain changes (see [`Self::holds_with_rustc`]).
+    pub fn waits_for_a_toolchain(&self) -> bool {
+        self.backoff.values().any(|b| b.rustc.is_some())
+    }
+
+    /// The holds, given what `rustc --version` says now (when asked): a backoff for a
+    /// too-old toolchain does not hold once the toolchain is another one.
+    pub fn holds_with_rustc(&self, rustc_now: Option<&str>) -> Holds {
+        let changed = |b: &Backoff| matches!((b.rustc.as_deref(), rustc_now), (Some(then), Some(now)) if then != now);
         Holds {
             bad: self
                 .bad
@@ -542,6 +559,7 @@ impl State {
             backoff: self
                 .backoff
                 .iter()
+                .filter(|(_, b)| !changed(b))
                 .filter_map(|(v, b)| Some((Version::parse(v).ok()?, b.until)))
                 .collect(),
         }
@@ -597,6 +615,7 @@ impl State {
                 failures,
                 until,
                 reason: reason.to_owned(),
+                rustc: None,
             },
         );
         bound(&mut self.backoff, |b| b.until);
@@ -752,5 +771,25 @@ mod tests {
         assert_eq!(h.backoff, vec![(v("1.2.0"), until)]);
         s.clear_holds_for("1.2.0");
         assert!(s.backoff.is_empty());
+    }
+
+    #[test]
+    fn a_toolchain_backoff_ends_when_the_toolchain_changes() {
+        let mut s = State::default();
+        let until = s.note_build_failure("1.2.0", T, "needs Rust 1.90");
+        s.note_build_failure("1.3.0", T, "does not compile");
+        s.backoff.get_mut("1.2.0").unwrap().rustc = Some("rustc 1.86.0".into());
+        assert!(s.waits_for_a_toolchain());
+        let held = |h: Holds| h.backoff.into_iter().map(|(v, _)| v).collect::<Vec<_>>();
+        assert_eq!(
+            held(s.holds_with_rustc(Some("rustc 1.86.0"))),
+            vec![v("1.2.0"), v("1.3.0")]
+        );
+        assert_eq!(
+            held(s.holds_with_rustc(Some("rustc 1.91.0"))),
+            vec![v("1.3.0")]
+        );
+        // Not knowing the toolchain now keeps the backoff.
+        assert_eq!(s.holds_with_rustc(None).backoff[0], (v("1.2.0"), until));
     }
 }

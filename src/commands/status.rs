@@ -113,6 +113,10 @@ pub struct StatusReport {
     pub timer: crate::schedule::Schedule,
     /// A release built outside the restart window, and when it restarts.
     pub staged: Option<serde_json::Value>,
+    /// How long the last build took, in total and per phase (seconds).
+    pub last_build: Option<serde_json::Value>,
+    /// The build checkout's target dir: its size and `cache_max_size` (bytes).
+    pub build_cache: Option<serde_json::Value>,
     pub state_file: std::path::PathBuf,
     #[serde(skip)]
     text: Vec<(String, String)>,
@@ -511,6 +515,28 @@ fn build(
             ),
         );
     }
+    let last_build = state.last_build.as_ref().map(|b| {
+        serde_json::json!({
+            "total_secs": b.total_secs,
+            "phases": b.phases.iter().map(|(n, s)| serde_json::json!({"phase": n, "secs": s})).collect::<Vec<_>>(),
+        })
+    });
+    let cache_dir = crate::git::checkout_dir(&cfg.cache_dir).join("target");
+    let build_cache = cache_dir.exists().then(|| {
+        let size = crate::build::cache::target_dir_size(&cfg.cache_dir);
+        line(
+            "build cache",
+            format!(
+                "{} in {} (kept under {})",
+                bytesize::ByteSize::b(size),
+                cache_dir.display(),
+                bytesize::ByteSize::b(cfg.cache_max_size)
+            ),
+        );
+        serde_json::json!({
+            "dir": cache_dir, "bytes": size, "limit_bytes": cfg.cache_max_size,
+        })
+    });
     let next = state
         .last_apply()
         .and_then(|r| next_step(cfg, world.uid, r));
@@ -580,6 +606,8 @@ fn build(
         daemon,
         timer,
         staged,
+        last_build,
+        build_cache,
         installed: serde_json::json!({
             "version": inst.version.as_ref().map(ToString::to_string),
             "source": inst.source,

@@ -169,6 +169,34 @@ fn the_default_checkout_build_reuses_its_build_tree_and_never_installs_stale_cod
     assert_eq!(run_bin(&bin.join("hephd")), "hephd 0.2.0 (build of v0.2.0)");
     let target = e.env.home.join(".cache/heph-selfupdate/checkout/target");
     assert!(target.is_dir(), "the checkout keeps its target dir");
+    // status shows the phases and the cache's size.
+    let status = e.env.run(&["status", "--json"]).json();
+    let phases: Vec<&str> = status["last_build"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "resolve",
+            "fetch",
+            "toolchain",
+            "dependencies",
+            "compile",
+            "verify"
+        ]
+    );
+    assert!(
+        status["build_cache"]["bytes"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    let text = e.env.run(&["status"]).stdout;
+    assert!(
+        text.contains("last build:") && text.contains("compile ") && text.contains("build cache:"),
+        "{text}"
+    );
 
     e.forge.set_releases(
         ["v0.3.0", "v0.2.0", "v0.1.0"]
@@ -388,8 +416,9 @@ fn stale_artefacts_are_retried_from_a_clean_target_dir_and_never_mark_a_good_rel
 }
 
 #[test]
-fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles() {
-    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles_and_waits_for_another_toolchain()
+ {
+    let mut e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
     add_release(&e, "v0.2.0", |dir| {
         let manifest = dir.join("crates/hephd/Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap().replace(
@@ -432,6 +461,32 @@ fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles() {
         line.contains("[FAIL]") && line.contains("checked out needs Rust 1.999"),
         "{}",
         doctor.stdout
+    );
+    // Held back while the toolchain is the same one...
+    let again = e.env.run(&["check-and-apply"]);
+    again.expect(0);
+    assert!(
+        again.stderr.contains("v0.2.0 is held: its build failed"),
+        "{}",
+        again.stderr
+    );
+    // ...and tried at once when it is another: a rustc (through RUSTC, which cargo uses
+    // too) that says it is 1.999 and compiles with the real one.
+    let cargo = crate::support::fixture::cargo();
+    let real = cargo.with_file_name("rustc").display().to_string();
+    let newer = e.env.fake_bin(
+        "rustc-1.999",
+        &format!(
+            "#!/bin/sh\nreal={}\ncase \"$*\" in\n  --version) echo 'rustc 1.999.0 (stand-in)';;\n  -vV) \"$real\" -vV | sed 's/^release: .*/release: 1.999.0/';;\n  *) exec \"$real\" \"$@\";;\nesac\n",
+            real.trim()
+        ),
+    );
+    e.env.var("RUSTC", &newer.display().to_string());
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
     );
 }
 
