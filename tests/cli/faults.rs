@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::env::{TestEnv, pid_alive};
 use crate::support::forge::{FakeForge, FakeRelease, Fault, Flavour};
 use crate::support::scenario::{assert_sound, calls_of, sandbox, version_of};
+use crate::support::tls::{Answer, TlsServer};
 
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
@@ -981,116 +982,10 @@ fn no_shell_runs_anywhere_in_the_tool() {
     }
 }
 
-/// `openssl s_server` with a certificate for `localhost` signed by a fresh CA.
-struct TlsServer {
-    child: std::process::Child,
-    port: u16,
-    ca: std::path::PathBuf,
-}
-
-impl TlsServer {
-    fn start(dir: &std::path::Path) -> Option<Self> {
-        let openssl = |args: &[&str]| {
-            Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-        let made = openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]) && openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ]) && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-        ]);
-        if !made {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-cert",
-                "leaf.pem",
-                "-key",
-                "leaf.key",
-                "-www",
-            ])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let up = eventually(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        up.then(|| Self {
-            child,
-            port,
-            ca: dir.join("ca.pem"),
-        })
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn an_untrusted_tls_certificate_fails_loudly_and_a_trusted_one_connects() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    let Some(tls) = TlsServer::start(s.env.dir.path()) else {
+    let Some(tls) = TlsServer::start(&s.env.dir.path().join("tls"), Answer::StatusPage) else {
         eprintln!("SKIPPED: openssl is not installed");
         return;
     };

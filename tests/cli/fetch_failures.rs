@@ -3,11 +3,9 @@
 //! certificate git does not trust. A refusal is exit 1 with the real cause first and a
 //! backoff — not "try later" (75) every hour forever.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use crate::support::git_http::GitHttp;
 use crate::support::scenario::{assert_sound, sandbox};
+use crate::support::tls::{Answer, TlsServer};
 
 #[test]
 fn a_git_server_that_answers_403_is_a_refusal_not_a_network_failure() {
@@ -60,118 +58,10 @@ fn a_git_server_that_answers_403_is_a_refusal_not_a_network_failure() {
     assert_sound(&s.env, "0.2.0");
 }
 
-/// `openssl s_server` for `localhost` with a certificate from a fresh private CA.
-struct TlsServer {
-    child: std::process::Child,
-    port: u16,
-    ca: std::path::PathBuf,
-}
-
-impl TlsServer {
-    fn start(dir: &std::path::Path) -> Option<Self> {
-        let openssl = |args: &[&str]| {
-            Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        std::fs::write(
-            dir.join("ext"),
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let made = openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Private CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]) && openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ]) && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-        ]);
-        if !made {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("openssl")
-            .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
-            .args(["-cert", "leaf.pem", "-key", "leaf.key", "-www"])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self {
-            child,
-            port,
-            ca: dir.join("ca.pem"),
-        })
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn an_untrusted_certificate_is_a_refusal_and_ca_file_reaches_git() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    let Some(tls) = TlsServer::start(s.env.dir.path()) else {
+    let Some(tls) = TlsServer::start(&s.env.dir.path().join("tls"), Answer::StatusPage) else {
         assert!(
             std::env::var_os("CI_REQUIRE_TOOLS").is_none(),
             "openssl is needed"

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::support::env::{Run, TestEnv};
 use crate::support::forge::{FakeForge, FakeRelease, Fault, Flavour, Seen};
 use crate::support::scenario::{assert_sound, calls_of, sandbox};
+use crate::support::tls::{Answer, TlsServer};
 
 const TOKEN: &str = "tok-7f3a9c-trust-boundary";
 
@@ -136,122 +137,20 @@ fn a_host_the_forge_redirected_to_gets_no_token_when_it_names_itself_as_the_next
 
 /// `openssl s_server -HTTP` for `localhost`, under a fresh CA: it answers each GET with the
 /// file of that name (query included), which holds a whole HTTP answer.
-struct HttpsForge {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
+struct HttpsForge(TlsServer);
 
 impl HttpsForge {
     fn start(dir: &Path) -> Option<Self> {
-        let openssl = |args: &[&str]| {
-            Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(
-            dir.join("ext"),
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let made = openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]) && openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ]) && openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-        ]);
-        if !made {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-cert",
-                "leaf.pem",
-                "-key",
-                "leaf.key",
-                "-HTTP",
-                "-quiet",
-            ])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        })
+        TlsServer::start(dir, Answer::Files).map(Self)
     }
 
     fn url(&self) -> String {
-        format!("https://localhost:{}", self.port)
+        self.0.url()
     }
 
     /// Answers GET `path_and_query` with 200, these extra headers and this body.
     fn serve(&self, path_and_query: &str, headers: &[(&str, &str)], body: &str) {
-        let file = self.dir.join(path_and_query.trim_start_matches('/'));
+        let file = self.0.dir.join(path_and_query.trim_start_matches('/'));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let mut answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -263,13 +162,6 @@ impl HttpsForge {
         answer.push_str("\r\n");
         answer.push_str(body);
         std::fs::write(file, answer).unwrap();
-    }
-}
-
-impl Drop for HttpsForge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -295,7 +187,7 @@ fn an_https_forge_cannot_send_the_listing_to_plain_http() {
         r#"[{"tag_name": "v0.2.0", "published_at": "2026-01-10T08:00:00Z"}]"#,
     );
     env.var("HEPH_SELFUPDATE_FORGE_URL", &tls.url())
-        .var("SSL_CERT_FILE", tls.dir.join("ca.pem").to_str().unwrap());
+        .var("SSL_CERT_FILE", tls.0.ca.to_str().unwrap());
     let run = env.run(&["check", "-vv"]);
     run.expect(1);
     assert!(
