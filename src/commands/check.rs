@@ -1,4 +1,5 @@
-//! `heph-selfupdate check`: is there an update? Changes nothing (the HTTP cache aside).
+//! `heph-selfupdate check`: is there an update? Changes nothing (the HTTP cache aside),
+//! except that a switch an earlier run left unfinished is finished first, as every run does.
 
 use anyhow::Result;
 use serde_json::json;
