@@ -1,10 +1,17 @@
 //! Fetch failures classified by what they are, with real servers on loopback: git's smart
-//! HTTP (the real `git http-backend`) answering 403, and an https server whose
-//! certificate git does not trust. A refusal is exit 1 with the real cause first and a
-//! backoff — not "try later" (75) every hour forever.
+//! HTTP (the real `git http-backend`) answering 403, an https server whose certificate
+//! git does not trust, and a real OpenSSH server that does not know the client's key, is
+//! not known to the client, or has stopped. A refusal is exit 1 with the real cause first
+//! and a backoff — not "try later" (75) every hour forever.
 
+use std::path::{Path, PathBuf};
+
+use crate::support::env::{Run, TestEnv};
+use crate::support::fixture::{Daemon, workspace_repo};
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
 use crate::support::git_http::GitHttp;
 use crate::support::scenario::{assert_sound, sandbox};
+use crate::support::sshd::Sshd;
 use crate::support::tls::{Answer, TlsServer};
 
 #[test]
@@ -152,4 +159,236 @@ fn a_network_failure_is_try_later_until_it_has_lasted_a_day() {
     );
     assert!(s.env.no_backoff(), "not the release's fault");
     assert_sound(&s.env, "0.1.0");
+}
+
+/// `repo` served by a real sshd, and `git_url` the `ssh://` URL of it; `None` (the test
+/// skips) when sshd is not installed or does not start.
+fn serve_over_ssh(env: &mut TestEnv, repo: &Path) -> Option<Sshd> {
+    let Some(sshd) = Sshd::start(&env.dir.path().join("sshd")) else {
+        assert!(
+            std::env::var_os("CI_REQUIRE_TOOLS").is_none(),
+            "sshd (openssh-server) is needed"
+        );
+        eprintln!("SKIPPED: sshd is not installed or did not start");
+        return None;
+    };
+    env.var("HEPH_SELFUPDATE_GIT_URL", &sshd.url(repo));
+    Some(sshd)
+}
+
+/// A deploy key as a service has it: `GIT_SSH_COMMAND` in its environment, with
+/// `known_hosts` knowing the server or not.
+fn deploy_key(env: &mut TestEnv, sshd: &Sshd, key: &Path, known: bool) -> PathBuf {
+    let known_hosts = sshd.write_known_hosts(&env.dir.path().join("known_hosts"), known);
+    env.var("GIT_SSH_COMMAND", &Sshd::git_ssh_command(key, &known_hosts));
+    known_hosts
+}
+
+/// The first error line: it must say the update failed, and why.
+#[track_caller]
+fn failure_line(run: &Run) -> &str {
+    let first = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        first.contains("could not update to 0.2.0"),
+        "{}",
+        run.stderr
+    );
+    first
+}
+
+/// doctor's `git access` line and the fix line after it.
+fn doctor_git_access(env: &TestEnv) -> (String, String) {
+    let doctor = env.run(&["doctor"]);
+    let mut lines = doctor
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("git access"));
+    let line = lines.next().unwrap_or_default().to_owned();
+    let fix = lines
+        .next()
+        .filter(|l| l.trim_start().starts_with("fix:"))
+        .unwrap_or_default()
+        .to_owned();
+    (line, fix)
+}
+
+#[test]
+fn an_ssh_server_whose_host_key_is_unknown_is_a_refusal_with_the_known_hosts_fix() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    // The default build: the refusal comes before anything is built.
+    s.env.unset("HEPH_SELFUPDATE_BUILD");
+    let Some(sshd) = serve_over_ssh(&mut s.env, &s.repo.dir) else {
+        return;
+    };
+    let known_hosts = deploy_key(&mut s.env, &sshd, &sshd.key, false);
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    let first = failure_line(&run);
+    assert!(
+        first.contains("(refused)")
+            && (first.contains("Host key verification failed")
+                || first.contains("host key is known for")),
+        "ssh's own words come first: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("help:") && l.contains("known_hosts")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("try"), "{}", run.stderr);
+    assert!(!s.env.backoff_of("0.2.0").is_null(), "backed off");
+    assert_sound(&s.env, "0.1.0");
+
+    // doctor runs `git ls-remote` with the build's environment and says the same.
+    let (line, fix) = doctor_git_access(&s.env);
+    assert!(
+        line.contains("[FAIL]")
+            && line.contains("refused")
+            && (line.contains("Host key verification failed")
+                || line.contains("host key is known for")),
+        "{line}"
+    );
+    assert!(fix.contains("known_hosts"), "the host-key fix: {fix}");
+
+    // That was all that was wrong: with the host key known, the same key gets in.
+    sshd.write_known_hosts(&known_hosts, true);
+    let (line, _) = doctor_git_access(&s.env);
+    assert!(line.contains("[ ok ]"), "{line}\n{}", sshd.log());
+}
+
+#[test]
+fn an_ssh_key_the_server_does_not_accept_is_a_refusal_with_the_deploy_key_fix() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.unset("HEPH_SELFUPDATE_BUILD");
+    let Some(sshd) = serve_over_ssh(&mut s.env, &s.repo.dir) else {
+        return;
+    };
+    deploy_key(&mut s.env, &sshd, &sshd.stranger, true);
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    let first = failure_line(&run);
+    assert!(
+        first.contains("(refused)") && first.contains("Permission denied (publickey"),
+        "ssh's own words come first: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("help:") && l.contains("deploy key")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("try"), "{}", run.stderr);
+    assert!(!s.env.backoff_of("0.2.0").is_null(), "backed off");
+    assert_sound(&s.env, "0.1.0");
+    assert!(
+        sshd.log()
+            .contains(&format!("Failed publickey for {}", sshd.user)),
+        "the server itself turned the key away: {}",
+        sshd.log()
+    );
+}
+
+#[test]
+fn a_stopped_ssh_server_is_a_network_failure_not_a_refusal() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.unset("HEPH_SELFUPDATE_BUILD");
+    let Some(mut sshd) = serve_over_ssh(&mut s.env, &s.repo.dir) else {
+        return;
+    };
+    let key = sshd.key.clone();
+    deploy_key(&mut s.env, &sshd, &key, true);
+    // While the server runs, this key and known_hosts get in.
+    let (line, _) = doctor_git_access(&s.env);
+    assert!(line.contains("[ ok ]"), "{line}\n{}", sshd.log());
+
+    // Nothing listens on the port any more: connection refused.
+    sshd.stop();
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(75);
+    let said = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("the next run tries again"))
+        .unwrap_or_default();
+    assert!(
+        said.contains("(network failure)") && said.contains("Connection refused"),
+        "try later, with ssh's own words: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("(refused)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("failed for a network reason (attempt 1 of"),
+        "retried at once: {}",
+        run.stderr
+    );
+    assert!(
+        s.env.backoff_of("0.2.0").is_null(),
+        "not the release's fault"
+    );
+    assert!(s.env.no_backoff());
+    assert_sound(&s.env, "0.1.0");
+    let (line, _) = doctor_git_access(&s.env);
+    assert!(
+        line.contains("[FAIL]") && line.contains("cannot be reached (a network failure)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn git_over_ssh_with_a_deploy_key_and_a_known_host_builds_and_switches_with_the_real_cargo() {
+    let mut env = TestEnv::new();
+    let repo = workspace_repo(
+        &env.dir.path().join("repo"),
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+    );
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")],
+    );
+    env.install_fakes();
+    let cargo_home = env.home.join(".cargo");
+    // The default build: a checkout fetched with git (over ssh), built with the real cargo.
+    env.use_real_toolchain(&cargo_home)
+        .forge(&forge)
+        .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s")
+        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "20s")
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "10MiB")
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
+    let Some(sshd) = serve_over_ssh(&mut env, &repo.dir) else {
+        return;
+    };
+    deploy_key(&mut env, &sshd, &sshd.key, true);
+    env.install_plain("0.1.0", &["heph", "hephd"]);
+    env.start_daemon();
+
+    let run = env.run(&["check-and-apply"]);
+    run.expect(0);
+    let version = std::process::Command::new(env.bin_dir.join("hephd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        "hephd 0.2.0 (build of v0.2.0)",
+        "{}",
+        run.stderr
+    );
+    assert!(env.daemon_alive(), "the new daemon runs");
+    assert!(env.no_backoff());
+    assert!(
+        sshd.log()
+            .contains(&format!("Accepted publickey for {}", sshd.user)),
+        "the source came over ssh with the deploy key: {}",
+        sshd.log()
+    );
 }

@@ -9,6 +9,7 @@ pub mod forge;
 pub mod git_http;
 pub mod sandbox;
 pub mod scenario;
+pub mod sshd;
 pub mod tls;
 
 use std::path::PathBuf;
