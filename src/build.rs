@@ -913,8 +913,7 @@ impl Builder<'_> {
                 Ok(out) => self.step_failed(step, cmd, out),
                 Err(e @ RunError::TimedOut { .. }) => fail(
                     FailureKind::Timeout,
-                    anyhow::Error::new(e)
-                        .context("help: raise build_timeout if the build is just slow"),
+                    anyhow!("{e}\nhelp: raise build_timeout if the build is just slow"),
                 ),
                 Err(e @ RunError::Interrupted { .. }) => fail(FailureKind::Interrupted, e.into()),
                 Err(e @ RunError::Spawn { .. }) => fail(FailureKind::Environment, e.into()),

@@ -422,12 +422,22 @@ impl Runner for SystemRunner {
         if let Some(dir) = &cmd.cwd {
             command.current_dir(dir);
         }
-        // Every child leads its own process group: a limit or a signal stops the whole
-        // group (git's remote helpers, a wrapper's `sleep &`), and a person's Ctrl-C at
-        // the terminal reaches us, not a `systemctl restart` in the middle of a switch.
+        // Every child leads its own session, and so its own process group: a limit or a
+        // signal stops the whole group (git's remote helpers, a wrapper's `sleep &`); a
+        // person's Ctrl-C at the terminal reaches us, not a `systemctl restart` in the
+        // middle of a switch; and no child has a terminal to ask on — ssh meeting an
+        // unknown host key fails at once instead of stopping on a prompt nobody sees.
         {
             use std::os::unix::process::CommandExt;
-            command.process_group(0);
+            // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::setsid() == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         if cmd.background {
             background(&mut command);
@@ -810,6 +820,19 @@ mod tests {
             err.contains("exit status 3") && err.contains("| one") && err.contains("| two"),
             "{err}"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_runs_in_its_own_session_without_a_terminal() {
+        // Field 6 of /proc/PID/stat is the session id; field 7 the controlling tty (0: none).
+        let cmd = Cmd::new("/bin/sh", "print the session")
+            .args(["-c", "echo $$; cut -d' ' -f6,7 /proc/$$/stat"]);
+        let out = run_checked(&SystemRunner::default(), &cmd).unwrap();
+        let mut lines = out.stdout.lines();
+        let pid = lines.next().unwrap().trim().to_owned();
+        let fields: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(fields, [pid.as_str(), "0"], "{}", out.stdout);
     }
 
     #[test]

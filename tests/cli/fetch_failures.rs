@@ -392,3 +392,35 @@ fn git_over_ssh_with_a_deploy_key_and_a_known_host_builds_and_switches_with_the_
         sshd.log()
     );
 }
+
+/// A person runs `check-and-apply` at a terminal, with a deploy key whose ssh command does
+/// not say `BatchMode`: ssh meets an unknown host key and would ask on the terminal — from
+/// a process group in the background, where it would stop until `build_timeout`. The build's
+/// children have no terminal, so ssh refuses at once and the run says why.
+#[test]
+fn at_a_terminal_an_unknown_host_key_is_refused_not_asked_about() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.unset("HEPH_SELFUPDATE_BUILD");
+    let Some(sshd) = serve_over_ssh(&mut s.env, &s.repo.dir) else {
+        return;
+    };
+    let known_hosts = deploy_key(&mut s.env, &sshd, &sshd.key, false);
+    let interactive =
+        Sshd::git_ssh_command(&sshd.key, &known_hosts).replace(" -o BatchMode=yes", "");
+    s.env
+        .var("GIT_SSH_COMMAND", &interactive)
+        // Were ssh stopped on a prompt, the run would end here, as a timeout.
+        .var("HEPH_SELFUPDATE_BUILD_TIMEOUT", "30s");
+    let (code, shown) = crate::support::pty::run_at_a_terminal(s.env.command(&["check-and-apply"]));
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("(refused)") && shown.contains("Host key verification failed"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Are you sure you want to continue connecting"),
+        "{shown}"
+    );
+    assert!(!shown.contains("build_timeout"), "{shown}");
+    assert_sound(&s.env, "0.1.0");
+}

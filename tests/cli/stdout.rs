@@ -2,7 +2,6 @@
 //! (`| head`, `| true`), a full disk, and colour only on a terminal.
 
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use crate::support::env::TestEnv;
@@ -107,26 +106,7 @@ fn a_full_disk_behind_stdout_is_an_error_not_a_silent_loss() {
 
 /// Runs the binary with stderr on a new pseudo-terminal; returns what the terminal got.
 fn stderr_on_a_terminal(mut cmd: Command) -> String {
-    let (mut master, slave) = {
-        let mut master = -1;
-        let mut slave = -1;
-        let rc = unsafe {
-            libc::openpty(
-                &raw mut master,
-                &raw mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        unsafe {
-            (
-                std::fs::File::from(OwnedFd::from_raw_fd(master)),
-                OwnedFd::from_raw_fd(slave),
-            )
-        }
-    };
+    let (mut master, slave) = crate::support::pty::open();
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::from(slave))

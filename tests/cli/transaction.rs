@@ -394,6 +394,24 @@ fn a_git_server_that_accepts_and_never_answers_is_cut_off_by_the_build_limit() {
     );
     assert!(calls_of(&s.env, "cargo").is_empty());
     assert_sound(&s.env, "0.1.0");
+    // The error line says what happened; the help line what to do.
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("stopped after the time limit of"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l == "help: raise build_timeout if the build is just slow"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod fakes;
 pub mod fixture;
 pub mod forge;
 pub mod git_http;
+pub mod pty;
 pub mod sandbox;
 pub mod scenario;
 pub mod sshd;
