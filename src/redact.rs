@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
-/// A URL with any `user:password@` part replaced by `<redacted>@`.
+/// A URL with any `user:password@` part replaced by `<redacted>@` — over http(s) a user
+/// name alone too (a token is often given as one); ssh's plain user (`git@`) is kept,
+/// since ssh never takes a secret there.
 pub fn url(u: &str) -> String {
     let Some((scheme, rest)) = u.split_once("://") else {
         return u.to_owned();
@@ -16,6 +18,9 @@ pub fn url(u: &str) -> String {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
+        Some((user, _)) if scheme.eq_ignore_ascii_case("ssh") && !user.contains(':') => {
+            u.to_owned()
+        }
         Some((_, host)) => format!("{scheme}://<redacted>@{host}{tail}"),
         None => u.to_owned(),
     }
@@ -114,6 +119,15 @@ mod tests {
         );
         assert_eq!(url("https://h.example/a@b"), "https://h.example/a@b");
         assert_eq!(url("not a url"), "not a url");
+        assert_eq!(
+            url("https://ghp_token@h.example/x"),
+            "https://<redacted>@h.example/x"
+        );
+        assert_eq!(url("ssh://git@h.example:22/x"), "ssh://git@h.example:22/x");
+        assert_eq!(
+            url("ssh://git:pw@h.example/x"),
+            "ssh://<redacted>@h.example/x"
+        );
     }
 
     #[test]
