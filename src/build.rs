@@ -248,6 +248,8 @@ pub enum BuildStep {
     Checkout(Cmd),
     /// Removes stray files from the checkout (keeping its target dir).
     Clean(Cmd),
+    /// Checks out the submodules the tag records.
+    Submodules(Cmd),
     /// Lists the workspace's packages (their directories and `rust-version`).
     Metadata(Cmd),
     /// `rustc --version` of the toolchain the build will use, against the `rust-version`
@@ -271,6 +273,7 @@ impl BuildStep {
             | Self::VerifyTag(c)
             | Self::Checkout(c)
             | Self::Clean(c)
+            | Self::Submodules(c)
             | Self::Metadata(c)
             | Self::Toolchain(c)
             | Self::Dependencies(c)
@@ -290,7 +293,8 @@ impl BuildStep {
             | Self::TagCommit(_)
             | Self::VerifyTag(_)
             | Self::Checkout(_)
-            | Self::Clean(_) => "fetch",
+            | Self::Clean(_)
+            | Self::Submodules(_) => "fetch",
             Self::Metadata(_) | Self::Toolchain(_) => "toolchain",
             Self::Dependencies(_) => "dependencies",
             Self::Install { package: None, .. } => "build",
@@ -302,7 +306,9 @@ impl BuildStep {
     /// Whether the step reaches the network (only those can fail for network reasons).
     pub fn reach(&self) -> Reach {
         match self {
-            Self::Resolve(_) | Self::Fetch(_) | Self::Dependencies(_) => Reach::Network,
+            Self::Resolve(_) | Self::Fetch(_) | Self::Submodules(_) | Self::Dependencies(_) => {
+                Reach::Network
+            }
             Self::Install { package: None, .. } => Reach::Mixed,
             _ => Reach::Offline,
         }
@@ -481,12 +487,20 @@ impl Builder<'_> {
         self.streamed(build_env(cmd, self.settings))
     }
 
+    /// The manifest of the workspace in the checkout as it is now.
+    fn manifest(&self) -> PathBuf {
+        git::workspace_manifest(&self.checkout().dir)
+    }
+
     /// `cargo metadata` of the checkout: package names, directories, `rust-version`.
     pub fn metadata_cmd(&self) -> Cmd {
-        let co = self.checkout();
+        self.metadata_of(&self.manifest())
+    }
+
+    fn metadata_of(&self, manifest: &Path) -> Cmd {
         let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
             .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
-            .arg(opt_path("--manifest-path=", &co.dir.join("Cargo.toml")));
+            .arg(opt_path("--manifest-path=", manifest));
         build_env(cmd, self.settings)
     }
 
@@ -501,15 +515,19 @@ impl Builder<'_> {
         rustc_now(self.settings, &self.tools, self.runner)
     }
 
-    /// `cargo fetch --locked` of the checkout's workspace.
-    fn fetch_dependencies_cmd(&self, tag: &str) -> Cmd {
-        let co = self.checkout();
-        let cmd = Cmd::new(
+    /// `cargo fetch --locked` of the workspace of `manifest`. Without a lock file in the
+    /// release (`locked` false), the dependencies are resolved now, as `cargo install
+    /// --locked --git` does for such a repository; the compile then uses that lock file.
+    fn fetch_dependencies_cmd(&self, tag: &str, manifest: &Path, locked: bool) -> Cmd {
+        let mut cmd = Cmd::new(
             &self.tools.cargo,
             format!("fetch the dependencies of {tag}"),
         )
-        .args(["fetch", "--locked"])
-        .arg(opt_path("--manifest-path=", &co.dir.join("Cargo.toml")));
+        .arg("fetch");
+        if locked {
+            cmd = cmd.arg("--locked");
+        }
+        let cmd = cmd.arg(opt_path("--manifest-path=", manifest));
         self.streamed(build_env(cmd, self.settings))
     }
 
@@ -583,9 +601,17 @@ impl Builder<'_> {
                 }
                 steps.push(BuildStep::Checkout(co.checkout(tag)));
                 steps.push(BuildStep::Clean(co.clean()));
-                steps.push(BuildStep::Metadata(self.metadata_cmd()));
+                steps.push(BuildStep::Submodules(build_env(
+                    co.submodules(git::is_local_url(&self.settings.git_url)),
+                    self.settings,
+                )));
+                // As the checkout is now; the run looks again once the tag is checked out.
+                let manifest = self.manifest();
+                steps.push(BuildStep::Metadata(self.metadata_of(&manifest)));
                 steps.push(BuildStep::Toolchain(self.rustc_cmd()));
-                steps.push(BuildStep::Dependencies(self.fetch_dependencies_cmd(tag)));
+                steps.push(BuildStep::Dependencies(
+                    self.fetch_dependencies_cmd(tag, &manifest, true),
+                ));
                 for p in &self.settings.packages {
                     steps.push(BuildStep::Install {
                         package: Some(p.clone()),
@@ -655,7 +681,17 @@ impl Builder<'_> {
         crate::fsutil::create_private_dir(&self.layout.tmp_dir()).map_err(env)?;
         crate::fsutil::create_private_dir(&self.settings.cache_dir).map_err(env)?;
         if self.settings.mode == BuildMode::Checkout {
-            progress.target_before = cache::dir_size(&self.checkout().target_dir());
+            let target_dir = self.checkout().target_dir();
+            let now = std::time::SystemTime::from(self.clock.now());
+            if let Some(record) = cache::future_dated(&target_dir, now) {
+                log::warn!(
+                    "the build cache holds records dated in the future ({}): the clock was ahead when they were written, and cargo would take newer sources for older ones; starting from a clean target dir",
+                    record.display()
+                );
+                crate::fsutil::remove_all(&target_dir)
+                    .map_err(|e| env(e.context("clearing the target dir")))?;
+            }
+            progress.target_before = cache::dir_size(&target_dir);
         }
         let stats = BuildStats::load(&self.settings.cache_dir);
         let expected = stats.expected_bytes(progress.target_before);
@@ -697,7 +733,9 @@ impl Builder<'_> {
                 step.phase(),
                 progress.phases_text()
             );
-            if step.local_git() {
+            if step.local_git()
+                || matches!((step, &result), (BuildStep::Fetch(_), Err(f)) if f.kind == FailureKind::Environment)
+            {
                 // A checkout git cannot work in is made again by the next run.
                 self.checkout().condemn();
             }
@@ -738,11 +776,32 @@ impl Builder<'_> {
                 }
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
+            BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, deadline),
             BuildStep::VerifyTag(cmd) => return self.verify_tag(cmd, target),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
             _ => {}
         }
-        let out = self.run_cmd(step, step.cmd(), deadline)?;
+        // The plan was made before the tag was checked out: the workspace may be
+        // elsewhere in this release, or the release may have no lock file.
+        let manifest = self.manifest();
+        let actual = match step {
+            BuildStep::Metadata(_) => Some(self.metadata_of(&manifest)),
+            BuildStep::Dependencies(_) => {
+                let locked = manifest.with_file_name("Cargo.lock").is_file();
+                if !locked {
+                    log::warn!(
+                        "{tag} has no Cargo.lock: its dependencies are resolved now, to the newest versions that match (as `cargo install --locked --git` does for such a repository)"
+                    );
+                }
+                Some(self.fetch_dependencies_cmd(tag, &manifest, locked))
+            }
+            _ => None,
+        }
+        .filter(|c| c.args != step.cmd().args);
+        if let Some(c) = &actual {
+            log::debug!("the workspace of {tag} is known now: {}", c.display());
+        }
+        let out = self.run_cmd(step, actual.as_ref().unwrap_or(step.cmd()), deadline)?;
         match step {
             BuildStep::Resolve(_) => {
                 let commit = git::parse_ls_remote(&out.stdout, tag).ok_or_else(|| {
@@ -821,6 +880,44 @@ impl Builder<'_> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Fetches the tag into the checkout. When git fails there although the server
+    /// answered (the resolve just before reached it), the checkout's own files are the
+    /// likely cause (a ref or object a crash left broken): it is made again at once (its
+    /// target dir kept) and the fetch tried once more.
+    fn fetch_healing(
+        &self,
+        step: &BuildStep,
+        cmd: &Cmd,
+        deadline: Instant,
+    ) -> Result<(), BuildFailure> {
+        let first = match self.run_cmd(step, cmd, deadline) {
+            Ok(_) => return Ok(()),
+            Err(f) if f.kind == FailureKind::Environment && f.error.is::<StepFailed>() => f,
+            Err(f) => return Err(f),
+        };
+        let co = self.checkout();
+        log::warn!(
+            "the build checkout {} is damaged ({}); making it again (its target dir is kept)",
+            co.dir.display(),
+            headline(&first.error)
+        );
+        let env = |e: anyhow::Error| {
+            fail(
+                FailureKind::Environment,
+                e.context("making the build checkout again"),
+            )
+        };
+        co.remove_keeping_target().map_err(env)?;
+        crate::fsutil::create_private_dir(&co.dir).map_err(env)?;
+        let init = BuildStep::InitCheckout {
+            cmd: co.init(),
+            damage: None,
+        };
+        self.run_cmd(&init, init.cmd(), deadline)?;
+        co.write_marker(&self.settings.git_url, None).map_err(env)?;
+        self.run_cmd(step, cmd, deadline).map(|_| ())
     }
 
     /// Installs `package` from the checkout; a compile failure is retried once from a
@@ -902,7 +999,10 @@ impl Builder<'_> {
                 ));
             }
             let mut run = cmd.clone();
-            run.timeout = Some(run.timeout.map_or(left, |t| t.min(left)));
+            // The step's own limit (a `git ls-remote` must not wait for build_timeout)
+            // binds when it is shorter than what is left of the build's.
+            let own_limit = cmd.timeout.filter(|t| *t < left);
+            run.timeout = Some(own_limit.unwrap_or(left));
             let failure = match self.runner.run(&run) {
                 Ok(out) if out.success() => {
                     if reach != Reach::Offline {
@@ -911,6 +1011,17 @@ impl Builder<'_> {
                     return Ok(out);
                 }
                 Ok(out) => self.step_failed(step, cmd, out),
+                // A server that accepts and never answers: connection-level, try later.
+                Err(e @ RunError::TimedOut { .. })
+                    if own_limit.is_some() && reach == Reach::Network =>
+                {
+                    let failure = fail(
+                        FailureKind::Network,
+                        anyhow!("{e} (network failure): the server did not answer in time"),
+                    );
+                    // Waiting the whole limit again at once would only hold the run.
+                    return Err(self.network_failure(step, failure));
+                }
                 Err(e @ RunError::TimedOut { .. }) => fail(
                     FailureKind::Timeout,
                     anyhow!("{e}\nhelp: raise build_timeout if the build is just slow"),
@@ -973,13 +1084,21 @@ impl Builder<'_> {
             cause,
             mut help,
         } = diagnose(step.reach(), code, &tail);
-        if step.local_git() && kind == FailureKind::Compile {
+        if matches!(step, BuildStep::Fetch(_)) && kind == FailureKind::Access && help.is_none() {
+            // Neither a refusal nor a connection failure, and the server answered the
+            // resolve a moment ago: git failed on the checkout's own files.
+            kind = FailureKind::Environment;
+            help = Some(
+                "help: git failed in the build checkout although the server answered; the checkout is made again",
+            );
+        } else if step.local_git() && kind == FailureKind::Compile {
             // git could not work in its own checkout: not the release's fault, and the
             // next run makes the checkout again.
             kind = FailureKind::Environment;
             help = Some("help: the next run makes the build checkout again");
-        } else if matches!(step, BuildStep::Toolchain(_)) {
-            // rustc itself could not run: a toolchain that is missing or broken.
+        } else if matches!(step, BuildStep::Toolchain(_)) || diagnose::is_missing_toolchain(&tail) {
+            // rustc itself could not run (or rustup's proxy said so for cargo): a
+            // toolchain that is missing or broken.
             kind = FailureKind::Toolchain;
             help = Some(
                 "help: install the toolchain the build uses (`rustup toolchain install stable`, or the one `toolchain` names) and run `make doctor`",

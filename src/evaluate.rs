@@ -113,9 +113,12 @@ fn holds(cfg: &Config, world: &World, state: &State) -> Holds {
         if let (Some(then), Some(now)) = (&b.rustc, &now)
             && then != now
         {
-            log::debug!(
-                "{v} needed a newer Rust than {then}; the toolchain is {now} now: its backoff is over"
-            );
+            let then = if then.is_empty() {
+                "a toolchain that could not run"
+            } else {
+                then.as_str()
+            };
+            log::debug!("{v} failed with {then}; the toolchain is {now} now: its backoff is over");
         }
     }
     holds

@@ -37,6 +37,60 @@ pub fn parse_ls_remote(output: &str, tag: &str) -> Option<String> {
     direct
 }
 
+/// True for a repository on this machine (a path or a `file://` URL).
+pub fn is_local_url(url: &str) -> bool {
+    url.starts_with('/')
+        || url.starts_with("file://")
+        || url.starts_with("./")
+        || url.starts_with("../")
+}
+
+/// The manifest of the Cargo workspace in a checked-out repository: `Cargo.toml` at its
+/// top, or else (a repository with more than Rust in it) the shallowest one below that
+/// declares a `[workspace]`, or else the shallowest one. Hidden directories and `target`
+/// are not searched.
+pub fn workspace_manifest(repo: &Path) -> PathBuf {
+    let top = repo.join("Cargo.toml");
+    if top.is_file() {
+        return top;
+    }
+    let mut level = vec![repo.to_path_buf()];
+    for _ in 0..4 {
+        let mut found: Vec<PathBuf> = Vec::new();
+        let mut next = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+            entries.sort_by_key(std::fs::DirEntry::file_name);
+            for e in entries {
+                let name = e.file_name();
+                let hidden = name.to_string_lossy().starts_with('.');
+                if hidden || name == "target" || !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let manifest = e.path().join("Cargo.toml");
+                if manifest.is_file() {
+                    found.push(manifest);
+                }
+                next.push(e.path());
+            }
+        }
+        let declares_workspace = |m: &&PathBuf| {
+            std::fs::read_to_string(m)
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .is_some_and(|t| t.contains_key("workspace"))
+        };
+        if let Some(m) = found.iter().find(declares_workspace).or(found.first()) {
+            return m.clone();
+        }
+        level = next;
+    }
+    top
+}
+
 /// Where the persistent checkout lives in the cache dir.
 pub fn checkout_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("checkout")
@@ -241,6 +295,24 @@ impl Checkout {
         self.git(format!("check out {tag}"))
             .args(["checkout", "--quiet", "--force", "--detach"])
             .arg(format!("refs/tags/{tag}"))
+    }
+
+    /// Checks out the submodules the tag records, as `cargo install --git` does (a no-op
+    /// without `.gitmodules`). `local`: the repository is on this machine, so its
+    /// submodules may be too (git refuses `file://` submodules unless told).
+    pub fn submodules(&self, local: bool) -> Cmd {
+        let mut cmd = self.git("check out the submodules".into());
+        if local {
+            cmd = cmd.args(["-c", "protocol.file.allow=always"]);
+        }
+        cmd.args([
+            "submodule",
+            "--quiet",
+            "update",
+            "--init",
+            "--recursive",
+            "--force",
+        ])
     }
 
     /// Removes stray files, keeping the target dir that makes rebuilds fast.

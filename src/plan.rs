@@ -635,8 +635,9 @@ impl Executor<'_> {
             if kind == FailureKind::Toolchain
                 && let Some(b) = state.backoff.get_mut(v)
             {
-                // Tried again as soon as the toolchain is another one.
-                b.rustc = self.builder.rustc_now();
+                // Tried again as soon as the toolchain is another one; "" when rustc
+                // could not run at all (a missing toolchain): any answer ends it.
+                b.rustc = Some(self.builder.rustc_now().unwrap_or_default());
             }
             help.push(format!(
                 "help: {v} is not tried again before {} (backoff; --force skips it)",

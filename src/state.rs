@@ -113,7 +113,8 @@ pub struct Backoff {
     pub until: OffsetDateTime,
     pub reason: String,
     /// For a release refused because the toolchain was too old: what `rustc --version`
-    /// said then. The backoff ends early once the toolchain is another one.
+    /// said then (empty: rustc could not run). The backoff ends early once the toolchain
+    /// is another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rustc: Option<String>,
 }

@@ -116,6 +116,19 @@ pub fn clear_network_failure(cache_dir: &Path, step: &str) {
     }
 }
 
+/// Forgets every step's network failures: a run that had nothing to build breaks the
+/// "failed in every run since" streak (changes nothing when there is none).
+pub fn clear_network_failures(cache_dir: &Path) {
+    let mut stats = BuildStats::load(cache_dir);
+    if stats.network_failures.is_empty() {
+        return;
+    }
+    stats.network_failures.clear();
+    if let Err(e) = stats.save(cache_dir) {
+        log::debug!("could not clear the network failures: {e:#}");
+    }
+}
+
 /// True when a step that first failed at `first` has failed for long enough to be a
 /// failure someone must look at.
 pub fn network_failure_persists(first: OffsetDateTime, now: OffsetDateTime) -> bool {
@@ -136,6 +149,49 @@ pub fn dir_size(path: &Path) -> u64 {
             .map(|e| dir_size(&e.path()))
             .sum()
     })
+}
+
+/// A record of a build in `target_dir` dated after `now`, if there is one. cargo decides
+/// what to rebuild by comparing the mtimes of sources with those records, so records
+/// written while the clock was ahead would make newer sources look older than the
+/// artefacts: stale code installed. Reads only cargo's fingerprint dirs
+/// (`<profile>/.fingerprint`, `<triple>/<profile>/.fingerprint`).
+pub fn future_dated(target_dir: &Path, now: std::time::SystemTime) -> Option<PathBuf> {
+    let subdirs = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map_or_else(
+            |_| Vec::new(),
+            |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            },
+        )
+    };
+    let later = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > now)
+    };
+    let mut fingerprint_dirs = Vec::new();
+    for top in subdirs(target_dir) {
+        fingerprint_dirs.push(top.join(".fingerprint"));
+        fingerprint_dirs.extend(subdirs(&top).into_iter().map(|d| d.join(".fingerprint")));
+    }
+    for unit in fingerprint_dirs.iter().flat_map(|d| subdirs(d)) {
+        if later(&unit) {
+            return Some(unit);
+        }
+        let files = std::fs::read_dir(&unit)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok);
+        if let Some(file) = files.map(|e| e.path()).find(|p| later(p)) {
+            return Some(file);
+        }
+    }
+    None
 }
 
 /// The size of the checkout's target dir in `cache_dir` (for `status` and `doctor`).
@@ -290,6 +346,31 @@ pub fn keep_under(target: &Path, max: u64) -> Result<Bounded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_build_records_dated_after_now_in_any_profile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        let unit = target.join("x86_64-unknown-linux-gnu/release/.fingerprint/heph-1");
+        std::fs::create_dir_all(&unit).unwrap();
+        let record = unit.join("dep-bin-heph");
+        std::fs::write(&record, "").unwrap();
+        let now = std::time::SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            future_dated(&target, now + hour),
+            None,
+            "written before then"
+        );
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .unwrap()
+            .set_modified(now + 2 * hour)
+            .unwrap();
+        assert_eq!(future_dated(&target, now + hour), Some(record));
+        assert_eq!(future_dated(&tmp.path().join("none"), now), None);
+    }
 
     #[test]
     fn decides_how_to_bound_the_target_dir() {

@@ -132,7 +132,27 @@ const NETWORK: &[&str] = &[
     "spurious network error",
     "the requested url returned error: 5",
     ", got 5",
+    // Too many requests / request timeout: the server is busy, not refusing.
+    "the requested url returned error: 429",
+    "the requested url returned error: 408",
+    ", got 429",
+    ", got 408",
 ];
+
+/// A compiler (or another program of the build) killed with SIGKILL: on a build machine
+/// almost always the kernel's out-of-memory killer. The machine's failure, not the
+/// release's (cargo: "process didn't exit successfully: `…` (signal: 9, SIGKILL: kill)").
+fn is_killed_by_the_system(lower: &str) -> bool {
+    lower.contains("(signal: 9, sigkill")
+}
+
+/// True when rustup says the toolchain a command needs is not installed.
+pub fn is_missing_toolchain(tail: &str) -> bool {
+    tail.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("toolchain '") && l.contains("is not installed")
+    })
+}
 
 /// Lines that only rustc and cargo's compile driver print.
 fn is_compile_diagnostic(lower: &str) -> bool {
@@ -170,6 +190,15 @@ pub fn diagnose(reach: Reach, code: Option<i32>, tail: &str) -> Diagnosis {
             FailureKind::Environment,
             Some(line),
             Some("help: free some space (or raise min_free_space so the check catches it first)"),
+        );
+    }
+    if let Some(line) = find(&is_killed_by_the_system) {
+        return Diagnosis::new(
+            FailureKind::Environment,
+            Some(line),
+            Some(
+                "help: a build process was killed by SIGKILL, usually the kernel's out-of-memory killer: free memory or add swap, or build with fewer jobs (CARGO_BUILD_JOBS=1 in the service's environment); the release is not blamed",
+            ),
         );
     }
     if reach != Reach::Network {
@@ -377,7 +406,33 @@ mod tests {
             Toolchain,
             "requires rustc",
         ),
+        (
+            Reach::Network,
+            "remote: rate limit: slow\nfatal: unable to access 'http://127.0.0.1:39921/repo.git/': The requested URL returned error: 429",
+            Network,
+            "returned error: 429",
+        ),
+        (
+            Offline,
+            "   Compiling hephd v0.2.0 (/c/crates/hephd)\nerror: could not compile `hephd` (bin \"hephd\")\n\nCaused by:\n  process didn't exit successfully: `/r/bin/rustc --crate-name hephd --edition=2021 crates/hephd/src/main.rs` (signal: 9, SIGKILL: kill)",
+            Environment,
+            "SIGKILL",
+        ),
+        (
+            Mixed,
+            "error: could not compile `rusqlite`\n\nCaused by:\n  process didn't exit successfully: `rustc --crate-name rusqlite` (signal: 9, SIGKILL: kill)",
+            Environment,
+            "SIGKILL",
+        ),
     ];
+
+    #[test]
+    fn rustup_naming_a_missing_toolchain_is_recognised() {
+        assert!(is_missing_toolchain(
+            "error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed"
+        ));
+        assert!(!is_missing_toolchain("error: could not compile `x`"));
+    }
 
     #[test]
     fn classifies_real_outputs_by_their_structure() {

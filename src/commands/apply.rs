@@ -53,6 +53,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     }
     if !eval.decision.due && peek.intent.is_none() && eval.decision.missing_target().is_none() {
         log::info!("nothing to do: {}", eval.decision.summary());
+        crate::build::cache::clear_network_failures(&settings.build.cache_dir);
         record_check_if_free(cfg, &state_file, &eval.decision, world.clock.now());
         let mut report = RunReport::quiet(Outcome::NothingDue, eval.decision.summary());
         describe(&mut report, &eval.decision);
@@ -105,6 +106,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     }
     let Some(chosen) = decision.chosen.clone().filter(|_| decision.due) else {
         log::info!("nothing to do: {}", decision.summary());
+        crate::build::cache::clear_network_failures(&settings.build.cache_dir);
         state.last_ok = Some(world.clock.now());
         drop_stale_staged(&mut state, &decision);
         state_file.save(&state, &lock)?;

@@ -7,6 +7,7 @@ mod support;
 
 mod apply;
 mod check;
+mod checkout_build;
 mod completions;
 mod config;
 mod e2e_cargo;

@@ -1,0 +1,529 @@
+//! The default build (`build = "checkout"`) against what real repositories, servers and
+//! machines do: a checkout a crash left broken, a rate-limiting or silent git server, a
+//! clock that went back, a repository without `Cargo.lock`, with submodules or with its
+//! workspace in a subdirectory, a missing toolchain, a compiler killed for memory. Each
+//! builds what `cargo install --git` builds, or fails with the class the README gives.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::env::TestEnv;
+use crate::support::fixture::{self, Daemon, Repo, workspace_repo};
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+use crate::support::scenario::{assert_sound, sandbox};
+
+/// A sandbox with the real cargo and git: a fixture workspace repository with `releases`,
+/// a forge offering `offered`, the default build (`checkout`).
+struct E2e {
+    env: TestEnv,
+    forge: FakeForge,
+    repo: Repo,
+}
+
+fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
+    let mut env = TestEnv::new();
+    let repo = workspace_repo(&env.dir.path().join("repo"), releases);
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        offered.iter().rev().map(|t| FakeRelease::new(t)).collect(),
+    );
+    env.install_fakes();
+    let cargo_home = env.home.join(".cargo");
+    env.use_real_toolchain(&cargo_home)
+        .forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s")
+        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "20s")
+        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "10MiB")
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
+    E2e { env, forge, repo }
+}
+
+/// v0.1.0 installed the way people do today (plain `cargo install --git`), its daemon
+/// running.
+fn installed_plainly(e: &E2e) {
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install(
+        &e.repo,
+        "v0.1.0",
+        &cargo_home,
+        &cargo_home,
+    ));
+    e.env.start_daemon();
+}
+
+fn offer(e: &E2e, tags: &[&str]) {
+    e.forge
+        .set_releases(tags.iter().rev().map(|t| FakeRelease::new(t)).collect());
+}
+
+/// Adds release `tag` to the fixture repository (its daemon good), its workspace changed
+/// by `edit` before the commit.
+fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
+    fixture::write_workspace(
+        &e.repo.dir,
+        tag.trim_start_matches('v'),
+        Daemon::Good,
+        &format!("build of {tag}"),
+    );
+    edit(&e.repo.dir);
+    e.repo.commit_and_tag(tag);
+}
+
+fn checkout_dir(env: &TestEnv) -> PathBuf {
+    env.home.join(".cache/heph-selfupdate/checkout")
+}
+
+fn version_line(path: &Path) -> String {
+    let out = Command::new(path).arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A loopback HTTP server that answers every request with `answer` (None: accepts the
+/// connection, reads the request and never answers). Returns its port.
+fn http_server(answer: Option<&'static str>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            match answer {
+                Some(text) => {
+                    let _ = conn.write_all(text.as_bytes());
+                }
+                None => held.push(conn),
+            }
+        }
+    });
+    port
+}
+
+const TOO_MANY_REQUESTS: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrate limit: slow\r\n";
+
+/// A tag ref in the build checkout left empty (a crash before git's write reached the
+/// disk): `git fetch` of the next tag fails on the checkout's own files although the
+/// server answered. The checkout is made again at once (its target dir kept) and the
+/// update goes through; no release is blamed and nothing says "refused".
+#[test]
+fn a_broken_tag_ref_in_the_build_checkout_is_repaired_instead_of_failing_every_release() {
+    let e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
+    );
+    installed_plainly(&e);
+    e.env.run(&["check-and-apply"]).expect(0);
+    let tag_ref = checkout_dir(&e.env).join(".git/refs/tags/v0.2.0");
+    assert!(tag_ref.is_file(), "the fetched tag is a loose ref");
+    std::fs::write(&tag_ref, "").unwrap();
+
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    let first = e.env.run(&["check-and-apply"]);
+    // The next run may at worst have to make the checkout again.
+    let second = e.env.run(&["check-and-apply", "--force"]);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)",
+        "still not updated after two runs\nfirst run:\n{}\nsecond run (--force):\n{}",
+        first.stderr,
+        second.stderr
+    );
+    assert!(
+        !first.stderr.contains("(refused)"),
+        "a local git failure is no refusal: {}",
+        first.stderr
+    );
+    assert!(e.env.backoff_of("0.3.0").is_null(), "v0.3.0 was blamed");
+}
+
+/// A git server answering HTTP 429 (rate limited) is busy, not refusing: exit 75, no
+/// backoff, nothing changed.
+#[test]
+fn a_git_server_that_rate_limits_is_try_later_not_a_refusal() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let port = http_server(Some(TOO_MANY_REQUESTS));
+    s.env
+        .var(
+            "HEPH_SELFUPDATE_GIT_URL",
+            &format!("http://127.0.0.1:{port}/repo.git"),
+        )
+        .unset("HEPH_SELFUPDATE_BUILD");
+    let run = s.env.run(&["check-and-apply"]);
+    assert!(
+        run.stderr.contains("error: 429"),
+        "git met the rate limit: {}",
+        run.stderr
+    );
+    assert!(
+        s.env.backoff_of("0.2.0").is_null(),
+        "0.2.0 was backed off: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("(refused)"),
+        "a rate limit is no refusal: {}",
+        run.stderr
+    );
+    run.expect(75);
+    assert_sound(&s.env, "0.1.0");
+}
+
+/// A git server that accepts the connection and never answers: `git ls-remote` is
+/// stopped at its own limit (`resolve_timeout`, at least 30 s, not `build_timeout`) and
+/// that is a network failure: exit 75, no backoff, no "raise build_timeout". (About 30 s.)
+#[test]
+fn a_git_server_that_never_answers_is_try_later_not_a_backed_off_release() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let port = http_server(None);
+    s.env
+        .var(
+            "HEPH_SELFUPDATE_GIT_URL",
+            &format!("http://127.0.0.1:{port}/repo.git"),
+        )
+        .var("HEPH_SELFUPDATE_HTTP_TIMEOUT", "1s")
+        .unset("HEPH_SELFUPDATE_BUILD");
+    let run = s.env.run(&["check-and-apply"]);
+    assert!(
+        s.env.backoff_of("0.2.0").is_null(),
+        "0.2.0 was backed off: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("raise build_timeout"),
+        "the resolve has its own limit: {}",
+        run.stderr
+    );
+    run.expect(75);
+    assert_sound(&s.env, "0.1.0");
+}
+
+/// The clock was a day ahead while v0.2.0 was built and has been corrected since. cargo
+/// compares mtimes, so the artefacts dated tomorrow would make v0.3.0's changed sources
+/// look older: the build sees records dated in the future and starts from a clean target
+/// dir, so the new `heph` code (same crate version) is what gets installed.
+#[test]
+fn a_clock_that_went_back_since_the_last_build_never_installs_stale_code() {
+    let e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
+    );
+    installed_plainly(&e);
+    e.env.run(&["check-and-apply"]).expect(0);
+    // What a clock a day ahead left: every artefact dated tomorrow.
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(26 * 3600);
+    let mut dated = 0;
+    let mut stack = vec![checkout_dir(&e.env).join("target")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::File::open(entry.path())
+                    .unwrap()
+                    .set_modified(tomorrow)
+                    .unwrap();
+                dated += 1;
+            }
+        }
+    }
+    assert!(dated > 0);
+
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    e.env.run(&["check-and-apply"]).expect(0);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)"
+    );
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("heph")),
+        "heph 0.1.0 (build of v0.3.0)",
+        "heph's code changed in v0.3.0: the installed heph is stale"
+    );
+}
+
+/// A release without `Cargo.lock` (ignored by the repository): the plain `cargo install
+/// --locked --git` warns and builds it, and so does the checkout build (its dependencies
+/// resolved at fetch time, the compile still offline); nothing says "refused".
+#[test]
+fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_cargo_install_git() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    add_release(&e, "v0.2.0", |dir| {
+        std::fs::remove_file(dir.join("Cargo.lock")).unwrap();
+        std::fs::write(dir.join(".gitignore"), "/target\nCargo.lock\n").unwrap();
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    installed_plainly(&e);
+    // What `build = "git"` (and the plain command) does with this release: it builds.
+    let plain_root = e.env.dir.path().join("plain-root");
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install_of(
+        &e.repo,
+        "v0.2.0",
+        &plain_root,
+        &cargo_home,
+        &["hephd"],
+    ));
+    assert_eq!(
+        version_line(&plain_root.join("bin/hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(
+        !run.stderr.contains("(refused)"),
+        "nothing refused anything: {}",
+        run.stderr
+    );
+    run.expect(0);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// A missing toolchain (`rustc --version` fails) backs the release off until rustc
+/// answers: once the toolchain is installed, the next run builds at once.
+#[test]
+fn installing_the_missing_toolchain_ends_the_backoff_at_once() {
+    let mut e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    installed_plainly(&e);
+    let missing = e.env.fake_bin(
+        "rustc-missing",
+        "#!/bin/sh\necho \"error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed\" >&2\nexit 1\n",
+    );
+    e.env.var("RUSTC", &missing.display().to_string());
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("rustup toolchain install"),
+        "{}",
+        run.stderr
+    );
+    assert!(!e.env.backoff_of("0.2.0").is_null());
+
+    // The toolchain is installed now: rustc answers.
+    e.env.unset("RUSTC");
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(
+        !run.stderr.contains("is held"),
+        "still held after the toolchain was installed: {}",
+        run.stderr
+    );
+    run.expect(0);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// The "failed for network reasons in every run since" escalation counts only runs that
+/// failed: a run with nothing to build in between breaks the streak, so one outage after
+/// days of quiet runs is still exit 75.
+#[test]
+fn one_network_failure_after_days_of_quiet_runs_is_still_try_later() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    // Nothing listens there: connection refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.env.var(
+        "HEPH_SELFUPDATE_GIT_URL",
+        &format!("http://127.0.0.1:{port}/repo.git"),
+    );
+    s.env.run(&["check-and-apply"]).expect(75);
+    // That failure was three days ago.
+    let stats_file = s.env.home.join(".cache/heph-selfupdate/build-stats.json");
+    let mut stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats_file).unwrap()).unwrap();
+    let then = time::OffsetDateTime::now_utc() - time::Duration::days(3);
+    stats["network_failures"]["resolve"] = then
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .into();
+    std::fs::write(&stats_file, stats.to_string()).unwrap();
+
+    // The release was withdrawn then: every hourly run since found nothing due.
+    s.forge.set_releases(vec![FakeRelease::new("v0.1.0")]);
+    s.env.run(&["check-and-apply"]).expect(0);
+
+    s.forge
+        .set_releases(vec![FakeRelease::new("v0.3.0"), FakeRelease::new("v0.1.0")]);
+    let run = s.env.run(&["check-and-apply"]);
+    assert!(!run.stderr.contains("in every run since"), "{}", run.stderr);
+    run.expect(75);
+}
+
+/// A release whose code includes a file from a git submodule: the checkout build checks
+/// submodules out as `cargo install --git` does, and the release builds.
+#[test]
+fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    let sub = Repo::init(&e.env.dir.path().join("assets"));
+    std::fs::write(sub.dir.join("note.txt"), "from the submodule").unwrap();
+    sub.commit_and_tag("assets-1");
+    add_release(&e, "v0.2.0", |dir| {
+        fixture::git(
+            dir,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                &sub.url(),
+                "crates/hephd/assets",
+            ],
+        );
+        let main = dir.join("crates/hephd/src/main.rs");
+        let text = std::fs::read_to_string(&main).unwrap().replace(
+            "fn main() {",
+            "fn main() {\n    let _note: &str = include_str!(\"../assets/note.txt\");",
+        );
+        std::fs::write(main, text).unwrap();
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    installed_plainly(&e);
+    // The plain command builds this release.
+    let plain_root = e.env.dir.path().join("plain-root");
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install_of(
+        &e.repo,
+        "v0.2.0",
+        &plain_root,
+        &cargo_home,
+        &["hephd"],
+    ));
+    assert_eq!(
+        version_line(&plain_root.join("bin/hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
+    run.expect(0);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// rustc killed by SIGKILL (what the kernel's out-of-memory killer does) is the
+/// machine's failure: exit 1 naming the signal, no clean retry, no backoff of the release.
+#[test]
+fn a_rustc_killed_by_the_oom_killer_does_not_back_off_the_release() {
+    let mut e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    installed_plainly(&e);
+    // Stands for the OOM killer: rustc dies of SIGKILL whenever it compiles hephd.
+    let wrapper = e.env.fake_bin(
+        "oom-wrapper",
+        "#!/bin/sh\ncase \" $* \" in *\" --crate-name hephd \"*) kill -9 $$;; esac\nexec \"$@\"\n",
+    );
+    e.env.var("RUSTC_WRAPPER", &wrapper.display().to_string());
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("SIGKILL") || run.stderr.contains("signal: 9"),
+        "rustc was killed: {}",
+        run.stderr
+    );
+    assert!(
+        e.env.backoff_of("0.2.0").is_null(),
+        "a good release was backed off: {}",
+        run.stderr
+    );
+}
+
+/// A repository whose Cargo workspace is in a subdirectory (`rust/`): `cargo install
+/// --git` finds the packages there, and so does the checkout build.
+#[test]
+fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    for old in ["Cargo.toml", "Cargo.lock", "crates"] {
+        let p = e.repo.dir.join(old);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    fixture::write_workspace(
+        &e.repo.dir.join("rust"),
+        "0.2.0",
+        Daemon::Good,
+        "build of v0.2.0",
+    );
+    e.repo.commit_and_tag("v0.2.0");
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    installed_plainly(&e);
+    // The plain command builds this release.
+    let plain_root = e.env.dir.path().join("plain-root");
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install_of(
+        &e.repo,
+        "v0.2.0",
+        &plain_root,
+        &cargo_home,
+        &["heph", "hephd"],
+    ));
+    assert_eq!(
+        version_line(&plain_root.join("bin/hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
+    run.expect(0);
+    assert_eq!(
+        version_line(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// A build stopped at `build_timeout` says so on its `error:` line, not only in a help.
+#[test]
+fn a_build_past_build_timeout_says_so_on_its_error_line() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "hang");
+    s.env.var("HEPH_SELFUPDATE_BUILD_TIMEOUT", "2s");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("time limit") || error.contains("build_timeout"),
+        "the error line does not say what happened: {error:?}\n{}",
+        run.stderr
+    );
+    assert_sound(&s.env, "0.1.0");
+}
