@@ -6,6 +6,7 @@
 mod support;
 
 mod apply;
+mod audit_a;
 mod check;
 mod checkout_build;
 mod completions;
