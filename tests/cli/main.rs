@@ -6,6 +6,7 @@
 mod support;
 
 mod apply;
+mod audit_b;
 mod check;
 mod completions;
 mod config;
