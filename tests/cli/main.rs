@@ -7,6 +7,7 @@ mod support;
 
 mod apply;
 mod audit_a;
+mod audit_b;
 mod check;
 mod checkout_build;
 mod completions;
