@@ -48,9 +48,18 @@ pub fn fetch_releases(cfg: &Config, world: &World, store: bool) -> Result<Vec<Re
     };
     let target = forge_target(cfg);
     forge::list_releases(&fetcher, &target, world.clock.now()).with_context(|| {
+        // Say which of these nobody set: a default is often what is wrong.
+        let note = |key: &str| {
+            cfg.default_note(key)
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default()
+        };
         format!(
-            "could not list the releases of {} on {}",
-            cfg.repo, cfg.forge_url
+            "could not list the releases of {}{} on {}{}",
+            cfg.repo,
+            note("repo"),
+            cfg.forge_url,
+            note("forge_url")
         )
     })
 }

@@ -56,17 +56,60 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
+/// The JSON object for a usage error of a command given `--json` (`None` without it).
+fn usage_error_json(args: &[OsString], e: &clap::Error) -> Option<serde_json::Value> {
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    if !words.iter().any(|a| a == "--json") {
+        return None;
+    }
+    let known = <cli::Cli as clap::CommandFactory>::command();
+    let command = words
+        .iter()
+        .find(|w| known.get_subcommands().any(|c| c.get_name() == w.as_str()));
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let mut help: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .map(|t| format!("help: {t}"))
+        .collect();
+    help.push(match command {
+        Some(c) => format!("help: `heph-selfupdate {c} --help` lists what it takes"),
+        None => "help: `heph-selfupdate --help` lists the commands".to_owned(),
+    });
+    Some(serde_json::json!({
+        "command": command,
+        "error": message,
+        "exit_code": exit::USAGE,
+        "help": help,
+    }))
+}
+
 /// Runs the program with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            if !e.use_stderr() {
+                return exit::OK;
+            }
+            // `--json` promises one object on stdout, a usage error included.
+            if let Some(out) = usage_error_json(&args, &e) {
+                output::Out::line(&output::StdOut, &out.to_string());
+            }
+            return exit::USAGE;
         }
     };
     if let cli::Command::ReapGroup { pgid, parent } = cli.command {

@@ -478,8 +478,8 @@ fn nearest(skipped: &[Skipped], target: &Version) -> Vec<Version> {
 /// The reason a newer release was held: the hold on the best release this channel could
 /// get (not a pre-release on the stable channel, not one outside `version_req`), above the
 /// installed version (any version when nothing is installed). Only when no such release
-/// is held, the highest one the channel or `version_req` leaves out is named. Drafts, bad
-/// tags and upcoming releases are never candidates.
+/// is held, the highest one `version_req` leaves out is named, else the highest one the
+/// channel leaves out. Drafts, bad tags and upcoming releases are never candidates.
 fn held_reason(skipped: &[Skipped], installed: Option<&Version>) -> Option<Reason> {
     let above = |s: &&Skipped| {
         s.version
@@ -510,7 +510,11 @@ fn held_reason(skipped: &[Skipped], installed: Option<&Version>) -> Option<Reaso
     };
     let not_for_this_channel =
         |r: &SkipReason| matches!(r, SkipReason::Prerelease | SkipReason::Requirement(_));
-    best(&|r| !never(r) && !not_for_this_channel(r)).or_else(|| best(&|r| !never(r)))
+    // Then the release `version_req` leaves out (a setting one may change) before a
+    // pre-release the stable channel never takes.
+    best(&|r| !never(r) && !not_for_this_channel(r))
+        .or_else(|| best(&|r| matches!(r, SkipReason::Requirement(_))))
+        .or_else(|| best(&|r| !never(r)))
 }
 
 fn filter(
@@ -953,6 +957,16 @@ mod tests {
             &policy,
         );
         assert_eq!(d.reason.code(), "version_req");
+        // A newer pre-release on the stable channel does not hide it.
+        let d = run(
+            &installed("1.0.0"),
+            &[rel("v3.0.0-rc.1"), rel("v2.0.0"), rel("v1.0.0")],
+            &policy,
+        );
+        let Reason::Held(s) = &d.reason else {
+            panic!("{:?}", d.reason)
+        };
+        assert_eq!((s.tag.as_str(), s.reason.code()), ("v2.0.0", "version_req"));
     }
 
     fn rollout(spread_hours: u64, wave: Option<f64>) -> Policy {

@@ -98,16 +98,21 @@ impl Cmd {
         self
     }
 
+    /// Sets a variable for the child; setting one again replaces its value.
     #[must_use]
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
-        self.env
-            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        let (k, v) = (k.as_ref().to_owned(), v.as_ref().to_owned());
+        self.env.retain(|(old, _)| *old != k);
+        self.env_remove.retain(|old| *old != k);
+        self.env.push((k, v));
         self
     }
 
     #[must_use]
     pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Self {
-        self.env_remove.push(k.as_ref().to_owned());
+        let k = k.as_ref().to_owned();
+        self.env.retain(|(old, _)| *old != k);
+        self.env_remove.push(k);
         self
     }
 
@@ -257,12 +262,16 @@ impl fmt::Display for CmdFailed {
             .next()
             .map_or("the command", |p| p.rsplit('/').next().unwrap_or(p));
         if self.output.streamed {
-            // Its output is in the log already: the first errors say what went wrong.
             write!(
                 f,
                 "could not {}: {program} failed with {status}",
                 self.summary
             )?;
+            // Its output was shown as it came (and is in the build log): not again.
+            if log::log_enabled!(log::Level::Info) {
+                return f.write_str(" (its output is above)");
+            }
+            // Not shown (`-q`): the first errors say what went wrong.
             let errors: Vec<&str> = self
                 .output
                 .errors

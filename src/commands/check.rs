@@ -56,8 +56,10 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
         (None, true) => exit::UPDATE_AVAILABLE,
         (None, false) => exit::OK,
     };
+    let staged = super::status::staged_view(cfg, &state, world.clock.now())?;
     if json {
         let mut out = to_json(&eval);
+        out["staged"] = staged.as_ref().map(|(_, j)| j.clone()).into();
         if let Some((message, help)) = &missing {
             out["error"] = message.clone().into();
             out["help"] = serde_json::json!([help]);
@@ -68,6 +70,9 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
         world
             .out
             .text(&to_text(&eval, log::max_level() >= log::LevelFilter::Debug));
+        if let Some((text, _)) = &staged {
+            world.out.line(&format!("staged:    {text}"));
+        }
     }
     if let Some((message, help)) = missing {
         log::error!("{message}\n{help}");

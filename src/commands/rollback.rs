@@ -26,7 +26,7 @@ use crate::world::World;
 fn choose(cfg: &Config, layout: &Layout, state: &State, to: Option<&str>) -> Result<Root> {
     let Some(current) = layout.current() else {
         bail!(
-            "nothing to roll back: {} is not managed by heph-selfupdate yet (no version roots)",
+            "nothing to roll back: {} is not managed by heph-selfupdate yet (no version roots)\nhelp: version roots are kept from the first update on: run `heph-selfupdate check-and-apply` (or `check-and-apply --to <version>` to install a chosen release)",
             cfg.bin_dir.display()
         );
     };

@@ -26,6 +26,61 @@ use crate::timefmt::rfc3339;
 use crate::window::WindowNow;
 use crate::world::World;
 
+/// The first error lines of a failed run: from its build log (what the compiler said),
+/// else those its message quotes (`| error…`, a run at `-q`).
+fn first_errors(r: &RunRecord) -> Vec<String> {
+    let from_log = r
+        .log
+        .as_deref()
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .take(3)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if !from_log.is_empty() {
+        return from_log;
+    }
+    r.reason
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("| "))
+        .take(3)
+        .map(String::from)
+        .collect()
+}
+
+/// The staged release (built, verified, waiting for a restart window) for people and
+/// for `--json`: `0.4.0 (version root 0.4.0); restarts in the window at …`.
+pub fn staged_view(
+    cfg: &Config,
+    state: &crate::state::State,
+    now: time::OffsetDateTime,
+) -> Result<Option<(String, serde_json::Value)>> {
+    let Some(st) = &state.staged else {
+        return Ok(None);
+    };
+    let windows = super::restart_windows(cfg)?;
+    let opens = match WindowNow::at(windows.as_ref(), now, false) {
+        WindowNow::Open => "the next run switches to it".to_owned(),
+        WindowNow::Closed(Some(t)) => format!(
+            "restarts in the window at {} ({})",
+            rfc3339(t),
+            crate::timefmt::ago(now, t)
+        ),
+        WindowNow::Closed(None) => "waits for a restart window".to_owned(),
+    };
+    Ok(Some((
+        format!("{} (version root {}); {opens}", st.version, st.root),
+        serde_json::json!({
+            "version": st.version, "root": st.root, "at": rfc3339(st.at), "when": opens,
+        }),
+    )))
+}
+
 /// One version root, as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RootView {
@@ -473,13 +528,8 @@ fn build(
     }
     // A failed build: the compiler's first errors, not cargo's command line again.
     if let Some(r) = state.last_apply().filter(|r| r.outcome == Outcome::Failed) {
-        for l in r
-            .reason
-            .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("| "))
-            .take(3)
-        {
-            line("error", crate::redact::escape(l));
+        for l in first_errors(r) {
+            line("error", crate::redact::escape(&l));
         }
     }
     if let Some(log) = state
@@ -572,25 +622,10 @@ fn build(
             format!("update to {p} available (mode = notify)"),
         );
     }
-    let staged = match &state.staged {
-        Some(st) => {
-            let windows = super::restart_windows(cfg)?;
-            let opens = match WindowNow::at(windows.as_ref(), now, false) {
-                WindowNow::Open => "the next run switches to it".to_owned(),
-                WindowNow::Closed(Some(t)) => format!(
-                    "restarts in the window at {} ({})",
-                    rfc3339(t),
-                    crate::timefmt::ago(now, t)
-                ),
-                WindowNow::Closed(None) => "waits for a restart window".to_owned(),
-            };
-            line(
-                "staged",
-                format!("{} (version root {}); {opens}", st.version, st.root),
-            );
-            Some(serde_json::json!({
-                "version": st.version, "root": st.root, "at": rfc3339(st.at), "when": opens,
-            }))
+    let staged = match staged_view(cfg, state, now)? {
+        Some((text, json)) => {
+            line("staged", text);
+            Some(json)
         }
         None => None,
     };

@@ -81,8 +81,24 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
+    deserialize_list_or_text(d, sep, expecting, None)
+}
+
+/// As [`deserialize_list`]; `text`: a TOML string is taken too, split at this separator
+/// (for keys whose documented value is one string, like `restart_window`).
+fn deserialize_list_or_text<'de, D, T>(
+    d: D,
+    sep: Sep,
+    expecting: &'static str,
+    text: Option<Sep>,
+) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
     struct ListVisitor<T> {
         expecting: &'static str,
+        text: Option<Sep>,
         item: PhantomData<T>,
     }
     impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
@@ -91,7 +107,20 @@ where
             f.write_str(self.expecting)
         }
         fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-            d.deserialize_seq(self)
+            if self.text.is_some() {
+                d.deserialize_any(self)
+            } else {
+                d.deserialize_seq(self)
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<T>, E> {
+            let Some(sep) = self.text else {
+                return Err(E::invalid_type(Unexpected::Str(v), &self));
+            };
+            sep.split(v)
+                .into_iter()
+                .map(|item| T::deserialize(de::value::StrDeserializer::<E>::new(item)))
+                .collect()
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut out = Vec::new();
@@ -105,6 +134,7 @@ where
         sep.marker(),
         ListVisitor {
             expecting,
+            text,
             item: PhantomData,
         },
     )
@@ -129,7 +159,13 @@ impl<'de> Deserialize<'de> for Argv {
 
 impl<'de> Deserialize<'de> for Windows {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_list(d, Sep::Semicolon, "a list of strings").map(Self)
+        deserialize_list_or_text(
+            d,
+            Sep::Semicolon,
+            "a list of strings, or one string of windows separated by `;`",
+            Some(Sep::Semicolon),
+        )
+        .map(Self)
     }
 }
 

@@ -398,7 +398,7 @@ fn new_keys_have_defaults_and_are_checked() {
         );
     }
     let env2 = TestEnv::new();
-    env2.config_file("restart_window = \"Mon 02:00-03:00\"\n");
+    env2.config_file("restart_window = 3\n");
     let run = env2.run(&["config"]);
     run.expect(2);
     assert!(

@@ -309,8 +309,11 @@ fn json_commands_print_one_object_with_the_error_when_they_fail() {
         (Some("failed"), Some(1))
     );
     assert!(
-        j["error"].as_str().unwrap().contains("could not compile"),
-        "{j}"
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("error[E0425]: cannot find value `x` in this scope"),
+        "the compiler's first error: {j}"
     );
     // A configuration error too.
     let run = s.env.run(&["status", "--json", "--set", "keep_versions=0"]);

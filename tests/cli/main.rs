@@ -6,8 +6,6 @@
 mod support;
 
 mod apply;
-mod audit_a;
-mod audit_b;
 mod check;
 mod checkout_build;
 mod completions;
@@ -16,6 +14,8 @@ mod e2e_cargo;
 mod faults;
 mod fetch_failures;
 mod fleet;
+mod promises_transaction;
+mod promises_ux;
 mod recovery;
 mod respawn;
 mod stdout;

@@ -1,6 +1,7 @@
-//! Audit of issues 9 and 10 (helper audit_a). No item of either issue failed when tried;
-//! these tests cover items that were built but had no test of their own (each passes on
-//! main and names the issue item it covers).
+//! Promises of the transaction and trust issues that had no test of their own: the
+//! rollback's dry run, `check` and `rollback` finishing an open intent, notification of
+//! a release that died during an interrupted watch, the group watcher's environment, and
+//! a reused PID in the lock file.
 
 use crate::apply::{assert_same_commands, collapsed, recorded_form};
 use crate::support::scenario::{assert_sound, sandbox};
