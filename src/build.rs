@@ -672,6 +672,64 @@ impl Builder<'_> {
         }))
     }
 
+    /// The `rust-version` release `tag` needs and the rustc a build would use now,
+    /// compared: for `doctor`, about the newest release. Changes nothing: the tag's files
+    /// are read from the build checkout's objects when it has the tag, else fetched alone
+    /// (`--depth=1`) into a scratch repository that is removed afterwards.
+    pub fn toolchain_report_for(&self, tag: &str) -> Result<ToolchainReport> {
+        let rustc_out = crate::process::run_checked(self.runner, &self.rustc_cmd())?;
+        let rustc = toolchain::parse_rustc_version(&rustc_out.stdout)
+            .with_context(|| format!("rustc printed {:?}", rustc_out.stdout.trim()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("heph-selfupdate-doctor-")
+            .tempdir()
+            .context("making a scratch directory to read the release's manifests in")?;
+        let checkout = git::Peek {
+            git: self.tools.git.clone(),
+            git_dir: self.checkout().dir.join(".git"),
+        };
+        let has_tag = self.checkout().exists()
+            && self
+                .runner
+                .run(&checkout.has_tag(tag))
+                .is_ok_and(|o| o.success());
+        let peek = if has_tag {
+            checkout
+        } else {
+            let peek = git::Peek {
+                git: self.tools.git.clone(),
+                git_dir: scratch.path().join("repo.git"),
+            };
+            crate::process::run_checked(self.runner, &peek.init())?;
+            let fetch = build_env(peek.fetch(&self.settings.git_url, tag), self.settings)
+                .timeout(self.settings.resolve_timeout);
+            crate::process::run_checked(self.runner, &fetch)?;
+            peek
+        };
+        let tree = scratch.path().join("tree");
+        crate::fsutil::create_private_dir(&tree)?;
+        let write = peek.write_tree(tag, &tree, &scratch.path().join("index"));
+        crate::process::run_checked(self.runner, &write)?;
+        let meta = crate::process::run_checked(
+            self.runner,
+            &self.metadata_of(&git::workspace_manifest(&tree)),
+        )?;
+        let ws = read_metadata(&meta.stdout)?;
+        let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
+        let problem = toolchain::check(
+            tag,
+            &required,
+            &rustc_out.stdout,
+            self.settings.toolchain.as_deref(),
+        )
+        .err();
+        Ok(ToolchainReport {
+            rustc,
+            required,
+            problem,
+        })
+    }
+
     /// Prepares the staging root of `target` and the cache dir; checks that the disk has
     /// room for what the last build needed on top of `min_free_space`.
     pub fn prepare(&self, target: &Target, progress: &mut Progress) -> Result<(), BuildFailure> {

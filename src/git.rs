@@ -91,6 +91,60 @@ pub fn workspace_manifest(repo: &Path) -> PathBuf {
     top
 }
 
+/// Reading one tag's files without a checkout of our own, and without changing one:
+/// `doctor` reads the newest release's manifests this way.
+#[derive(Debug, Clone)]
+pub struct Peek {
+    pub git: PathBuf,
+    /// A git dir that has the tag (the build checkout's), or a scratch one to fetch into.
+    pub git_dir: PathBuf,
+}
+
+impl Peek {
+    fn git(&self, summary: String) -> Cmd {
+        let mut dir = std::ffi::OsString::from("--git-dir=");
+        dir.push(&self.git_dir);
+        Cmd::new(&self.git, summary)
+            .arg(dir)
+            .env(NO_PROMPT.0, NO_PROMPT.1)
+    }
+
+    /// Succeeds when the git dir has the tag.
+    pub fn has_tag(&self, tag: &str) -> Cmd {
+        self.git(format!("look for {tag} in the build checkout"))
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(format!("refs/tags/{tag}^{{commit}}"))
+    }
+
+    /// Makes the scratch git dir.
+    pub fn init(&self) -> Cmd {
+        Cmd::new(&self.git, "create a scratch repository")
+            .args(["init", "--quiet", "--bare"])
+            .arg(&self.git_dir)
+            .env(NO_PROMPT.0, NO_PROMPT.1)
+    }
+
+    /// Fetches the tag's commit alone (no history) into the scratch git dir.
+    pub fn fetch(&self, url: &str, tag: &str) -> Cmd {
+        self.git(format!("fetch {tag} (its files only)"))
+            .args(["fetch", "--quiet", "--depth=1", "--no-tags", "--", url])
+            .arg(format!("+refs/tags/{tag}:refs/tags/{tag}"))
+    }
+
+    /// Writes the tag's files to `tree`, keeping git's index in `index` (never the
+    /// checkout's own: its files and index stay as they are).
+    pub fn write_tree(&self, tag: &str, tree: &Path, index: &Path) -> Cmd {
+        let mut work_tree = std::ffi::OsString::from("--work-tree=");
+        work_tree.push(tree);
+        self.git(format!("write the files of {tag}"))
+            .arg(work_tree)
+            .args(["checkout", "--quiet"])
+            .arg(format!("refs/tags/{tag}"))
+            .args(["--", "."])
+            .env("GIT_INDEX_FILE", index)
+    }
+}
+
 /// Where the persistent checkout lives in the cache dir.
 pub fn checkout_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("checkout")

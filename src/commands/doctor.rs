@@ -178,10 +178,54 @@ fn hide_url_secret(text: &str, git_url: &str) -> String {
     crate::redact::secret(&text, password.as_deref())
 }
 
-/// The rustc a build would use, against the `rust-version` of the release last checked
-/// out (a release can need a newer Rust than the service's toolchain).
-fn toolchain_check(builder: &Builder<'_>, cfg: &Config) -> Check {
-    match builder.toolchain_report() {
+/// The newest release a build could target on this host's channel and `version_req` (or
+/// its pin), whether or not it is due yet (age, rollout and holds aside): the one whose
+/// toolchain needs matter next.
+fn newest_release(
+    cfg: &Config,
+    releases: &[crate::release::Release],
+    world: &World,
+) -> Option<String> {
+    let mut policy = cfg.policy.clone();
+    policy.min_release_age = std::time::Duration::ZERO;
+    policy.rollout = None;
+    crate::policy::decide(
+        &crate::policy::InstalledState::default(),
+        releases,
+        &policy,
+        &crate::policy::Holds::default(),
+        &crate::policy::Overrides::default(),
+        world.clock.now(),
+    )
+    .chosen
+    .map(|c| c.tag)
+}
+
+/// The rustc a build would use, against the `rust-version` of the newest release (read
+/// without changing anything), or of the release last checked out when the newest is not
+/// known (a release can need a newer Rust than the service's toolchain).
+fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) -> Check {
+    let (report, about) = match newest {
+        Some(tag) => match builder.toolchain_report_for(tag) {
+            Ok(r) => (Ok(Some(r)), format!("{tag} (the newest release)")),
+            Err(e) => {
+                let why =
+                    hide_url_secret(format!("{e:#}").lines().next().unwrap_or(""), &cfg.git_url);
+                log::info!("could not read the rust-version of {tag}: {why}");
+                (
+                    builder.toolchain_report(),
+                    format!(
+                        "the release last checked out (the newest, {tag}, could not be read: {why})"
+                    ),
+                )
+            }
+        },
+        None => (
+            builder.toolchain_report(),
+            "the release last checked out".to_owned(),
+        ),
+    };
+    match report {
         Ok(Some(r)) if r.problem.is_none() => {
             let needs = if r.required.is_empty() {
                 String::new()
@@ -191,7 +235,7 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config) -> Check {
                     .iter()
                     .map(|(p, v)| format!("{p} needs {v}"))
                     .collect();
-                format!("; the last release checked out: {}", list.join(", "))
+                format!("; {about}: {}", list.join(", "))
             };
             check(
                 "toolchain",
@@ -405,7 +449,8 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
     );
 
     // The cache is read, not written: doctor changes nothing.
-    out.push(match fetch_releases(cfg, world, false) {
+    let listed = fetch_releases(cfg, world, false);
+    out.push(match &listed {
         Ok(releases) => {
             let auth = if cfg.token.is_some() {
                 "; the token was accepted"
@@ -450,7 +495,11 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         layout: Layout::new(&cfg.data_dir, &cfg.bin_dir),
         log_file: None,
     };
-    out.push(toolchain_check(&builder, cfg));
+    let newest = listed
+        .as_ref()
+        .ok()
+        .and_then(|releases| newest_release(cfg, releases, world));
+    out.push(toolchain_check(&builder, cfg, newest.as_deref()));
     out.push(cache_check(cfg));
 
     for (name, dir, ours) in [

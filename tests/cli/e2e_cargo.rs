@@ -430,6 +430,25 @@ fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles_and_waits_fo
     offer(&e, &["v0.1.0", "v0.2.0"]);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
+    // doctor reads the newest release's manifests before anything was built, and
+    // changes nothing doing it (no checkout, no cache).
+    let doctor_line = |e: &E2e| {
+        let doctor = e.env.run(&["doctor"]);
+        doctor
+            .stdout
+            .lines()
+            .find(|l| l.contains("] toolchain:"))
+            .map_or_else(|| doctor.stdout.clone(), str::to_owned)
+    };
+    let line = doctor_line(&e);
+    assert!(
+        line.contains("[FAIL]") && line.contains("v0.2.0 needs Rust 1.999"),
+        "{line}"
+    );
+    assert!(
+        !e.env.home.join(".cache/heph-selfupdate").exists(),
+        "doctor made the cache dir"
+    );
     let run = e.env.run(&["check-and-apply"]);
     run.expect(1);
     assert!(
@@ -450,17 +469,11 @@ fn a_release_that_needs_a_newer_rust_fails_before_anything_compiles_and_waits_fo
         run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.1.0 (build of v0.1.0)"
     );
-    // doctor compares the toolchain with the release checked out.
-    let doctor = e.env.run(&["doctor"]);
-    let line = doctor
-        .stdout
-        .lines()
-        .find(|l| l.contains("] toolchain:"))
-        .unwrap_or_default();
+    // Now the build checkout has the tag: doctor reads it from there.
+    let line = doctor_line(&e);
     assert!(
-        line.contains("[FAIL]") && line.contains("checked out needs Rust 1.999"),
-        "{}",
-        doctor.stdout
+        line.contains("[FAIL]") && line.contains("v0.2.0 needs Rust 1.999"),
+        "{line}"
     );
     // Held back while the toolchain is the same one...
     let again = e.env.run(&["check-and-apply"]);
