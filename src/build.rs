@@ -187,6 +187,17 @@ fn fail(kind: FailureKind, error: anyhow::Error) -> BuildFailure {
     BuildFailure { kind, error }
 }
 
+/// The help of a fetch that failed on the checkout's own files (see `fetch_healing`).
+const HELP_LOCAL_GIT: &str = "help: git failed in the build checkout although the server answered; the checkout is made again";
+
+/// True when `failure` is a fetch that failed on the checkout's own files.
+fn failed_locally(failure: &BuildFailure) -> bool {
+    failure
+        .error
+        .downcast_ref::<StepFailed>()
+        .is_some_and(|s| s.help.iter().any(|h| h == HELP_LOCAL_GIT))
+}
+
 /// A step's command that ran and failed: the cause first (the line of its output that
 /// says what went wrong), then the command with its output, then what to do.
 #[derive(Debug)]
@@ -792,7 +803,7 @@ impl Builder<'_> {
                 progress.phases_text()
             );
             if step.local_git()
-                || matches!((step, &result), (BuildStep::Fetch(_), Err(f)) if f.kind == FailureKind::Environment)
+                || matches!((step, &result), (BuildStep::Fetch(_), Err(f)) if failed_locally(f))
             {
                 // A checkout git cannot work in is made again by the next run.
                 self.checkout().condemn();
@@ -952,7 +963,7 @@ impl Builder<'_> {
     ) -> Result<(), BuildFailure> {
         let first = match self.run_cmd(step, cmd, deadline) {
             Ok(_) => return Ok(()),
-            Err(f) if f.kind == FailureKind::Environment && f.error.is::<StepFailed>() => f,
+            Err(f) if failed_locally(&f) => f,
             Err(f) => return Err(f),
         };
         let co = self.checkout();
@@ -1146,9 +1157,7 @@ impl Builder<'_> {
             // Neither a refusal nor a connection failure, and the server answered the
             // resolve a moment ago: git failed on the checkout's own files.
             kind = FailureKind::Environment;
-            help = Some(
-                "help: git failed in the build checkout although the server answered; the checkout is made again",
-            );
+            help = Some(HELP_LOCAL_GIT);
         } else if step.local_git() && kind == FailureKind::Compile {
             // git could not work in its own checkout: not the release's fault, and the
             // next run makes the checkout again.
@@ -1581,13 +1590,21 @@ mod tests {
         pick: impl Fn(&[BuildStep]) -> BuildStep,
         answer: impl Fn(usize) -> Output,
     ) -> (Result<(), BuildFailure>, Vec<String>) {
+        run_one_seeing(pick, |n, _| answer(n))
+    }
+
+    /// As [`run_one`], the answer seeing the command too.
+    fn run_one_seeing(
+        pick: impl Fn(&[BuildStep]) -> BuildStep,
+        answer: impl Fn(usize, &Cmd) -> Output,
+    ) -> (Result<(), BuildFailure>, Vec<String>) {
         use crate::process::fake::Recorder;
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let calls = std::cell::Cell::new(0);
-        let runner = Recorder::new(|_: &Cmd| {
+        let runner = Recorder::new(|cmd: &Cmd| {
             calls.set(calls.get() + 1);
-            answer(calls.get())
+            answer(calls.get(), cmd)
         });
         let builder = Builder {
             settings: &s,
@@ -1658,6 +1675,54 @@ mod tests {
         });
         assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
         assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn a_fetch_failing_on_the_checkouts_own_files_remakes_it_once_and_a_full_disk_does_not() {
+        let fetch = find(|s| matches!(s, BuildStep::Fetch(_)));
+        // The first fetch fails on a broken ref; `git init` and the second fetch work.
+        // (`git init` makes the repository, as the real one does.)
+        let init = |cmd: &Cmd| {
+            if let Some(dir) = cmd.args.last().filter(|_| cmd.summary.contains("create")) {
+                std::fs::create_dir_all(std::path::Path::new(dir).join(".git")).unwrap();
+            }
+        };
+        let (result, calls) = run_one_seeing(&fetch, |n, cmd| {
+            init(cmd);
+            if n == 1 {
+                failing("fatal: bad object refs/tags/v0.9.0")
+            } else {
+                Output {
+                    code: Some(0),
+                    ..Output::default()
+                }
+            }
+        });
+        assert!(result.is_ok(), "{:?}", result.err());
+        assert_eq!(calls.len(), 3, "fetch, init, fetch: {calls:?}");
+        assert!(calls[1].contains("init"), "{calls:?}");
+
+        // Still failing after the checkout was made again: the machine's, not refused.
+        let (result, calls) = run_one_seeing(&fetch, |n, cmd| {
+            init(cmd);
+            if n == 2 {
+                Output {
+                    code: Some(0),
+                    ..Output::default()
+                }
+            } else {
+                failing("fatal: bad object refs/tags/v0.9.0")
+            }
+        });
+        assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
+        assert_eq!(calls.len(), 3, "made again once, not in a loop: {calls:?}");
+
+        // A full disk is not the checkout's fault: it is not thrown away.
+        let (result, calls) = run_one(&fetch, |_| {
+            failing("error: unable to write file: No space left on device")
+        });
+        assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
+        assert_eq!(calls.len(), 1, "{calls:?}");
     }
 
     #[test]
