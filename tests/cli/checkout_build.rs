@@ -6,81 +6,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::support::env::TestEnv;
-use crate::support::fixture::{self, Daemon, Repo, workspace_repo};
-use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+use crate::e2e_cargo::{add_release, checkout_dir, e2e, offer, plain_install, run_bin};
+use crate::support::fixture::{self, Daemon, Repo};
+use crate::support::forge::FakeRelease;
 use crate::support::scenario::{assert_sound, sandbox};
-
-/// A sandbox with the real cargo and git: a fixture workspace repository with `releases`,
-/// a forge offering `offered`, the default build (`checkout`).
-struct E2e {
-    env: TestEnv,
-    forge: FakeForge,
-    repo: Repo,
-}
-
-fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
-    let mut env = TestEnv::new();
-    let repo = workspace_repo(&env.dir.path().join("repo"), releases);
-    let forge = FakeForge::start(
-        Flavour::Forgejo,
-        offered.iter().rev().map(|t| FakeRelease::new(t)).collect(),
-    );
-    env.install_fakes();
-    let cargo_home = env.home.join(".cargo");
-    env.use_real_toolchain(&cargo_home)
-        .forge(&forge)
-        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
-        .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s")
-        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "20s")
-        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
-        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "10MiB")
-        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-user");
-    E2e { env, forge, repo }
-}
-
-/// v0.1.0 installed the way people do today (plain `cargo install --git`), its daemon
-/// running.
-fn installed_plainly(e: &E2e) {
-    let cargo_home = e.env.home.join(".cargo");
-    e.env.run_other(&mut fixture::plain_install(
-        &e.repo,
-        "v0.1.0",
-        &cargo_home,
-        &cargo_home,
-    ));
-    e.env.start_daemon();
-}
-
-fn offer(e: &E2e, tags: &[&str]) {
-    e.forge
-        .set_releases(tags.iter().rev().map(|t| FakeRelease::new(t)).collect());
-}
-
-/// Adds release `tag` to the fixture repository (its daemon good), its workspace changed
-/// by `edit` before the commit.
-fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
-    fixture::write_workspace(
-        &e.repo.dir,
-        tag.trim_start_matches('v'),
-        Daemon::Good,
-        &format!("build of {tag}"),
-    );
-    edit(&e.repo.dir);
-    e.repo.commit_and_tag(tag);
-}
-
-fn checkout_dir(env: &TestEnv) -> PathBuf {
-    env.home.join(".cache/heph-selfupdate/checkout")
-}
-
-fn version_line(path: &Path) -> String {
-    let out = Command::new(path).arg("--version").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A loopback HTTP server that answers every request with `answer` (None: accepts the
 /// connection, reads the request and never answers). Returns its port.
@@ -125,9 +55,10 @@ fn a_broken_tag_ref_in_the_build_checkout_is_repaired_instead_of_failing_every_r
         ],
         &["v0.1.0", "v0.2.0"],
     );
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     e.env.run(&["check-and-apply"]).expect(0);
-    let tag_ref = checkout_dir(&e.env).join(".git/refs/tags/v0.2.0");
+    let tag_ref = checkout_dir(&e).join(".git/refs/tags/v0.2.0");
     assert!(tag_ref.is_file(), "the fetched tag is a loose ref");
     std::fs::write(&tag_ref, "").unwrap();
 
@@ -136,7 +67,7 @@ fn a_broken_tag_ref_in_the_build_checkout_is_repaired_instead_of_failing_every_r
     // The next run may at worst have to make the checkout again.
     let second = e.env.run(&["check-and-apply", "--force"]);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.3.0 (build of v0.3.0)",
         "still not updated after two runs\nfirst run:\n{}\nsecond run (--force):\n{}",
         first.stderr,
@@ -225,12 +156,13 @@ fn a_clock_that_went_back_since_the_last_build_never_installs_stale_code() {
         ],
         &["v0.1.0", "v0.2.0"],
     );
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     e.env.run(&["check-and-apply"]).expect(0);
     // What a clock a day ahead left: every artefact dated tomorrow.
     let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(26 * 3600);
     let mut dated = 0;
-    let mut stack = vec![checkout_dir(&e.env).join("target")];
+    let mut stack = vec![checkout_dir(&e).join("target")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
@@ -251,11 +183,11 @@ fn a_clock_that_went_back_since_the_last_build_never_installs_stale_code() {
     offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
     e.env.run(&["check-and-apply"]).expect(0);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.3.0 (build of v0.3.0)"
     );
     assert_eq!(
-        version_line(&e.env.bin_dir.join("heph")),
+        run_bin(&e.env.bin_dir.join("heph")),
         "heph 0.1.0 (build of v0.3.0)",
         "heph's code changed in v0.3.0: the installed heph is stale"
     );
@@ -272,7 +204,8 @@ fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_carg
         std::fs::write(dir.join(".gitignore"), "/target\nCargo.lock\n").unwrap();
     });
     offer(&e, &["v0.1.0", "v0.2.0"]);
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     // What `build = "git"` (and the plain command) does with this release: it builds.
     let plain_root = e.env.dir.path().join("plain-root");
     let cargo_home = e.env.home.join(".cargo");
@@ -284,7 +217,7 @@ fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_carg
         &["hephd"],
     ));
     assert_eq!(
-        version_line(&plain_root.join("bin/hephd")),
+        run_bin(&plain_root.join("bin/hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 
@@ -296,7 +229,7 @@ fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_carg
     );
     run.expect(0);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 }
@@ -309,7 +242,8 @@ fn installing_the_missing_toolchain_ends_the_backoff_at_once() {
         &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
         &["v0.1.0", "v0.2.0"],
     );
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     let missing = e.env.fake_bin(
         "rustc-missing",
         "#!/bin/sh\necho \"error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed\" >&2\nexit 1\n",
@@ -334,7 +268,7 @@ fn installing_the_missing_toolchain_ends_the_backoff_at_once() {
     );
     run.expect(0);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 }
@@ -407,7 +341,8 @@ fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
         std::fs::write(main, text).unwrap();
     });
     offer(&e, &["v0.1.0", "v0.2.0"]);
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     // The plain command builds this release.
     let plain_root = e.env.dir.path().join("plain-root");
     let cargo_home = e.env.home.join(".cargo");
@@ -419,7 +354,7 @@ fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
         &["hephd"],
     ));
     assert_eq!(
-        version_line(&plain_root.join("bin/hephd")),
+        run_bin(&plain_root.join("bin/hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 
@@ -427,7 +362,7 @@ fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
     run.expect(0);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 }
@@ -440,7 +375,8 @@ fn a_rustc_killed_by_the_oom_killer_does_not_back_off_the_release() {
         &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
         &["v0.1.0", "v0.2.0"],
     );
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     // Stands for the OOM killer: rustc dies of SIGKILL whenever it compiles hephd.
     let wrapper = e.env.fake_bin(
         "oom-wrapper",
@@ -482,7 +418,8 @@ fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
     );
     e.repo.commit_and_tag("v0.2.0");
     offer(&e, &["v0.1.0", "v0.2.0"]);
-    installed_plainly(&e);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
     // The plain command builds this release.
     let plain_root = e.env.dir.path().join("plain-root");
     let cargo_home = e.env.home.join(".cargo");
@@ -494,7 +431,7 @@ fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
         &["heph", "hephd"],
     ));
     assert_eq!(
-        version_line(&plain_root.join("bin/hephd")),
+        run_bin(&plain_root.join("bin/hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 
@@ -502,7 +439,7 @@ fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
     run.expect(0);
     assert_eq!(
-        version_line(&e.env.bin_dir.join("hephd")),
+        run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
 }

@@ -9,13 +9,15 @@ use crate::support::env::TestEnv;
 use crate::support::fixture::{self, Daemon, Repo, workspace_repo};
 use crate::support::forge::{FakeForge, FakeRelease, Flavour};
 
-struct E2e {
-    env: TestEnv,
-    forge: FakeForge,
-    repo: Repo,
+/// A sandbox with the real cargo and git: a fixture workspace repository with its
+/// releases, a loopback forge offering some of them.
+pub(crate) struct E2e {
+    pub(crate) env: TestEnv,
+    pub(crate) forge: FakeForge,
+    pub(crate) repo: Repo,
 }
 
-fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
+pub(crate) fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
     let mut env = TestEnv::new();
     let repo = workspace_repo(&env.dir.path().join("repo"), releases);
     let forge = FakeForge::start(
@@ -35,7 +37,7 @@ fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
 }
 
 /// Installs `tag` the way people do today: a plain `cargo install` into ~/.cargo.
-fn plain_install(e: &E2e, tag: &str) {
+pub(crate) fn plain_install(e: &E2e, tag: &str) {
     let cargo_home = e.env.home.join(".cargo");
     e.env.run_other(&mut fixture::plain_install(
         &e.repo,
@@ -45,7 +47,7 @@ fn plain_install(e: &E2e, tag: &str) {
     ));
 }
 
-fn run_bin(path: &Path) -> String {
+pub(crate) fn run_bin(path: &Path) -> String {
     let out = Command::new(path).arg("--version").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -294,7 +296,7 @@ fn checkout_mode_refuses_a_tag_without_a_good_signature() {
 }
 
 /// Adds release `tag` to the fixture repository, its workspace changed by `edit`.
-fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
+pub(crate) fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
     fixture::write_workspace(
         &e.repo.dir,
         tag.trim_start_matches('v'),
@@ -305,12 +307,12 @@ fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
     e.repo.commit_and_tag(tag);
 }
 
-fn offer(e: &E2e, tags: &[&str]) {
+pub(crate) fn offer(e: &E2e, tags: &[&str]) {
     e.forge
         .set_releases(tags.iter().rev().map(|t| FakeRelease::new(t)).collect());
 }
 
-fn checkout_dir(e: &E2e) -> std::path::PathBuf {
+pub(crate) fn checkout_dir(e: &E2e) -> std::path::PathBuf {
     e.env.home.join(".cache/heph-selfupdate/checkout")
 }
 

@@ -41,51 +41,40 @@ fn the_rollback_dry_run_names_exactly_the_commands_the_rollback_then_runs() {
     assert_same_commands(&collapsed(&ran), &collapsed(&planned));
 }
 
-/// Issue 9: `check` first finishes a switch a killed run left (here: rolls back a dying release).
+/// Issue 9: `check` and `rollback` first finish a switch a killed run left (here: roll
+/// back a dying release), before they decide anything.
 #[test]
-fn check_finishes_a_switch_a_killed_run_left_before_deciding() {
-    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
-    s.env.fake_mode("bad-0.2.0", "3");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
-    let next = s.env.run(&["check"]);
-    next.expect(1);
-    assert!(
-        next.stderr.contains("finishing that switch first")
-            && next.stderr.contains("rolled back to 0.1.0"),
-        "{}",
-        next.stderr
-    );
-    assert_eq!(s.env.state()["intent"], serde_json::Value::Null);
-    assert!(s.env.is_bad("0.2.0"));
-    let history = outcomes(&s.env);
-    assert_eq!(history, ["interrupted", "rolled-back"], "{history:?}");
-    assert_sound(&s.env, "0.1.0");
-}
-
-/// Issue 9: `rollback` first finishes a switch a killed run left.
-#[test]
-fn rollback_finishes_a_switch_a_killed_run_left_before_choosing() {
-    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
-    s.env.fake_mode("bad-0.2.0", "3");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
-    let next = s.env.run(&["rollback"]);
-    next.expect(1);
-    assert!(
-        next.stderr.contains("finishing that switch first")
-            && next.stderr.contains("rolled back to 0.1.0"),
-        "{}",
-        next.stderr
-    );
-    assert_eq!(s.env.state()["intent"], serde_json::Value::Null);
-    assert_sound(&s.env, "0.1.0");
+fn check_and_rollback_finish_a_switch_a_killed_run_left_before_deciding() {
+    for command in ["check", "rollback"] {
+        let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+        s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
+        s.env.fake_mode("bad-0.2.0", "3");
+        let mut run = spawn(&s.env, &["check-and-apply"]);
+        assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+        run.kill().unwrap();
+        run.wait().unwrap();
+        let next = s.env.run(&[command]);
+        next.expect(1);
+        assert!(
+            next.stderr.contains("finishing that switch first")
+                && next.stderr.contains("rolled back to 0.1.0"),
+            "{command}: {}",
+            next.stderr
+        );
+        assert_eq!(
+            s.env.state()["intent"],
+            serde_json::Value::Null,
+            "{command}"
+        );
+        assert!(s.env.is_bad("0.2.0"), "{command}");
+        let history = outcomes(&s.env);
+        assert_eq!(
+            history,
+            ["interrupted", "rolled-back"],
+            "{command}: {history:?}"
+        );
+        assert_sound(&s.env, "0.1.0");
+    }
 }
 
 /// Issue 9 item 2: a SIGTERM during the watch of a dying release still notifies and marks it bad.
