@@ -7,10 +7,29 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 
-use crate::e2e_cargo::{add_release, checkout_dir, e2e, offer, plain_install, run_bin};
+use crate::e2e_cargo::{E2e, add_release, checkout_dir, e2e, offer, plain_install, run_bin};
 use crate::support::fixture::{self, Daemon, Repo};
 use crate::support::forge::FakeRelease;
 use crate::support::scenario::{assert_sound, sandbox};
+
+/// v0.1.0 installed plainly with its daemon running; v0.1.0 and v0.2.0 released.
+fn updating_to_v020() -> E2e {
+    let e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e
+}
+
+/// The installed hephd is the build of `tag`.
+fn assert_installed(e: &E2e, tag: &str) {
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        format!("hephd {} (build of {tag})", tag.trim_start_matches('v'))
+    );
+}
 
 /// A loopback HTTP server that answers every request with `answer` (None: accepts the
 /// connection, reads the request and never answers). Returns its port.
@@ -182,10 +201,7 @@ fn a_clock_that_went_back_since_the_last_build_never_installs_stale_code() {
 
     offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
     e.env.run(&["check-and-apply"]).expect(0);
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.3.0 (build of v0.3.0)"
-    );
+    assert_installed(&e, "v0.3.0");
     assert_eq!(
         run_bin(&e.env.bin_dir.join("heph")),
         "heph 0.1.0 (build of v0.3.0)",
@@ -228,22 +244,14 @@ fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_carg
         run.stderr
     );
     run.expect(0);
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    assert_installed(&e, "v0.2.0");
 }
 
 /// A missing toolchain (`rustc --version` fails) backs the release off until rustc
 /// answers: once the toolchain is installed, the next run builds at once.
 #[test]
 fn installing_the_missing_toolchain_ends_the_backoff_at_once() {
-    let mut e = e2e(
-        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
-        &["v0.1.0", "v0.2.0"],
-    );
-    plain_install(&e, "v0.1.0");
-    e.env.start_daemon();
+    let mut e = updating_to_v020();
     let missing = e.env.fake_bin(
         "rustc-missing",
         "#!/bin/sh\necho \"error: toolchain 'stable-x86_64-unknown-linux-gnu' is not installed\" >&2\nexit 1\n",
@@ -267,10 +275,7 @@ fn installing_the_missing_toolchain_ends_the_backoff_at_once() {
         run.stderr
     );
     run.expect(0);
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    assert_installed(&e, "v0.2.0");
 }
 
 /// The "failed for network reasons in every run since" escalation counts only runs that
@@ -361,22 +366,14 @@ fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
     let run = e.env.run(&["check-and-apply"]);
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
     run.expect(0);
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    assert_installed(&e, "v0.2.0");
 }
 
 /// rustc killed by SIGKILL (what the kernel's out-of-memory killer does) is the
 /// machine's failure: exit 1 naming the signal, no clean retry, no backoff of the release.
 #[test]
 fn a_rustc_killed_by_the_oom_killer_does_not_back_off_the_release() {
-    let mut e = e2e(
-        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
-        &["v0.1.0", "v0.2.0"],
-    );
-    plain_install(&e, "v0.1.0");
-    e.env.start_daemon();
+    let mut e = updating_to_v020();
     // Stands for the OOM killer: rustc dies of SIGKILL whenever it compiles hephd.
     let wrapper = e.env.fake_bin(
         "oom-wrapper",
@@ -438,10 +435,7 @@ fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
     let run = e.env.run(&["check-and-apply"]);
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
     run.expect(0);
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    assert_installed(&e, "v0.2.0");
 }
 
 /// A build stopped at `build_timeout` says so on its `error:` line, not only in a help.
