@@ -23,4 +23,5 @@ mod systemd;
 mod transaction;
 mod trust;
 mod units;
+mod untested;
 mod version;

@@ -188,18 +188,28 @@ fn a_second_sigterm_leaves_the_switch_to_the_next_run_and_says_so() {
     assert_sound(&s.env, "0.2.0");
 }
 
+/// health_timeout bounds only the coming up, counted from when the restart command
+/// returned: a restart that blocks 4 s (the old daemon drains) followed by a daemon that
+/// takes 1 s more to come up passes a 3 s health_timeout. Counted from before the restart,
+/// the new daemon would still be starting when 3 s had passed, and be called bad.
 #[test]
 fn a_slow_restart_does_not_count_against_health_timeout() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env
-        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "2s")
+        .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "3s")
         .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s");
-    // The old daemon takes longer to stop than health_timeout allows for coming up.
+    // The old daemon takes longer to stop than health_timeout allows for coming up…
     s.env.fake_mode("restart-delay", "4");
+    // …and the new one is still starting for a while after the restart returned.
+    s.env.fake_mode("come-up-delay", "1");
     let run = s.env.run(&["check-and-apply"]);
     run.expect(0);
     assert!(!s.env.is_bad("0.2.0"), "{}", run.stderr);
     assert_sound(&s.env, "0.2.0");
+    // The stand-in's delays were in effect: from the restart to the daemon up, at least
+    // the 4 s restart and the 1 s come-up (a lower bound the stand-in guarantees).
+    let downtime = s.env.state()["last_downtime_secs"].as_f64().unwrap();
+    assert!(downtime >= 4.99, "downtime {downtime} s\n{}", run.stderr);
 }
 
 #[test]

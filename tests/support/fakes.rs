@@ -103,7 +103,9 @@ pub fn kill_script() -> String {
 /// it fails as if the manager could not be reached; with `$FAKE_STATE/stuck-<version>`
 /// `show` says that version is forever starting; with `$FAKE_STATE/restart-fails-once`
 /// the next restart is refused; with `$FAKE_STATE/restart-delay` holding seconds, a
-/// restart blocks that long first (a daemon that drains slowly).
+/// restart blocks that long first (a daemon that drains slowly); with
+/// `$FAKE_STATE/come-up-delay` holding seconds, `show` says the daemon is still starting
+/// for that long after a restart returns (a daemon slow to come up).
 ///
 /// With `$FAKE_STATE/keepalive` the daemon runs under a supervisor, as with systemd's
 /// `Restart=always` or launchd's `KeepAlive`: whenever it exits (or is killed), the
@@ -111,7 +113,8 @@ pub fn kill_script() -> String {
 /// meanwhile `show` says `activating (auto-restart)`. `show` also answers what `doctor`
 /// asks of a unit: `Restart=` (`always` with keepalive, else `no`, or the contents of
 /// `unit-restart`), `User=` (this user, or `unit-user`), `ExecStart=` (`~/.cargo/bin/hephd`,
-/// or `unit-exec`).
+/// or `unit-exec`), and `ActiveEnterTimestamp=` (when the running daemon was started, as
+/// systemd writes it).
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -136,6 +139,7 @@ count() {{
 spawn() {{
   "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 9>&- &
   echo $! > "$S/pid"
+  date '+%a %Y-%m-%d %H:%M:%S %Z' > "$S/since"
   count invocations
 }}
 supervise() {{
@@ -171,6 +175,12 @@ restart() {{
   else
     spawn
   fi
+  # A daemon slow to come up: starting (no main PID) until `up-at` (Unix ms).
+  if [ -f "$S/come-up-delay" ]; then
+    awk -v n="$(date +%s%3N)" -v d="$(cat "$S/come-up-delay")" 'BEGIN {{ printf "%.0f\n", n + d * 1000 }}' > "$S/up-at"
+  else
+    rm -f "$S/up-at"
+  fi
 }}
 verb=""
 for a in "$@"; do case "$a" in -*) ;; *) if [ -z "$verb" ]; then verb="$a"; fi;; esac; done
@@ -186,8 +196,9 @@ case "$me:$verb" in
     esac
     exec 9>>"$S/state.lock"; flock 9
     v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
+    if [ -f "$S/up-at" ] && [ "$(date +%s%3N)" -lt "$(cat "$S/up-at")" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
-    if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")";
+    if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")"; echo "ActiveEnterTimestamp=$(cat "$S/since" 2>/dev/null)";
     elif supervised; then echo "ActiveState=activating"; echo "SubState=auto-restart"; echo "MainPID=0";
     else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi
     echo "NRestarts=$(cat "$S/restarts" 2>/dev/null || echo 0)"

@@ -1,0 +1,158 @@
+//! Behaviours that were built but not yet shown by a test of the real binary: `status`
+//! saying since when the daemon runs, a staged root surviving pruning and giving way to a
+//! newer release, and the free-space check that counts what the last build took.
+
+use time::OffsetDateTime;
+
+use crate::support::scenario::{assert_sound, calls_of, sandbox};
+
+/// A window of local time (the tests run with TZ=UTC) that is closed now: it opens in
+/// three hours and lasts one.
+fn closed_window() -> String {
+    let start = OffsetDateTime::now_utc() + time::Duration::hours(3);
+    let end = start + time::Duration::hours(1);
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start.hour(),
+        start.minute(),
+        end.hour(),
+        end.minute()
+    )
+}
+
+/// `status` relays since when the manager says the daemon runs (systemd's
+/// `ActiveEnterTimestamp`), in the daemon line and in `--json`.
+#[test]
+fn status_says_since_when_the_daemon_runs() {
+    let s = sandbox("0.1.0", &["v0.1.0"]);
+    let since = std::fs::read_to_string(s.env.dir.path().join("fake-state/since")).unwrap();
+    let since = since.trim();
+    assert!(!since.is_empty(), "the stand-in noted when it started");
+    let pid = s.env.daemon_pid().unwrap();
+    let run = s.env.run(&["status"]);
+    run.expect(0);
+    let expected =
+        format!("daemon:      hephd.service: active (running), pid {pid}, since {since}");
+    assert!(
+        run.stdout.contains(&expected),
+        "{expected}:\n{}",
+        run.stdout
+    );
+    let j = s.env.run(&["status", "--json"]).json();
+    assert_eq!(j["daemon"]["since"], since, "{j}");
+    assert_eq!(j["daemon"]["running"], true, "{j}");
+}
+
+/// A root staged for the restart window is kept when pruning runs, even with
+/// `keep_versions = 1` and two other roots protected (`current` and the way back). A newer
+/// release outside the window is built and staged in its place; the root it replaced is
+/// no longer protected and goes, and `status` and `check` name the new one.
+#[test]
+fn a_staged_root_survives_pruning_until_a_newer_release_replaces_it() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env
+        .var("TZ", "UTC")
+        .var("HEPH_SELFUPDATE_KEEP_VERSIONS", "1");
+    s.env.run(&["check-and-apply"]).expect(0);
+    assert_sound(&s.env, "0.2.0");
+    let versions = s.env.data_dir().join("versions");
+    assert!(versions.join("0.1.0").is_dir(), "the way back is kept");
+
+    // Outside the window: 0.3.0 is built and staged; pruning (keep_versions = 1) runs.
+    s.env
+        .var("HEPH_SELFUPDATE_RESTART_WINDOW", &closed_window());
+    s.release("v0.3.0");
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("staged it as version root 0.3.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        versions.join("0.3.0").is_dir(),
+        "the staged root was pruned:\n{}",
+        run.stderr
+    );
+    assert_eq!(s.env.state()["staged"]["root"], "0.3.0");
+    assert_sound(&s.env, "0.2.0");
+
+    // A newer release, still outside the window: built and staged instead.
+    s.release("v0.4.0");
+    s.env.clear_calls();
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert_eq!(calls_of(&s.env, "cargo").len(), 1, "0.4.0 was built");
+    assert!(
+        run.stderr.contains("staged it as version root 0.4.0"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.env.state()["staged"]["version"], "0.4.0");
+    assert!(
+        versions.join("0.4.0").is_dir(),
+        "the new staged root is kept"
+    );
+    assert!(
+        !versions.join("0.3.0").exists(),
+        "the replaced staged root is pruned:\n{}",
+        run.stderr
+    );
+    assert_sound(&s.env, "0.2.0");
+    let status = s.env.run(&["status"]).stdout;
+    assert!(
+        status.contains("staged:      0.4.0 (version root 0.4.0); restarts in the window at"),
+        "{status}"
+    );
+    let check = s.env.run(&["check"]);
+    assert!(
+        check
+            .stdout
+            .contains("staged:    0.4.0 (version root 0.4.0); restarts in the window at"),
+        "{}",
+        check.stdout
+    );
+    let j = s.env.run(&["check", "--json"]).json();
+    assert_eq!(j["staged"]["root"], "0.4.0", "{j}");
+}
+
+/// Before building, the free-space check asks for `min_free_space` plus what the last
+/// build took (from `build-stats.json` in the cache dir): with a last build that took
+/// 1 PiB, no disk here has room, so the run stops before cargo runs, with the documented
+/// message and exit code 1 (failed), and without blaming the release (no backoff).
+#[test]
+fn a_build_stops_before_it_starts_when_the_disk_cannot_hold_what_the_last_build_took() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let cache = s.env.home.join(".cache/heph-selfupdate");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pib: u64 = 1 << 50;
+    let stats = serde_json::json!({
+        "last_build": {
+            "at": "2026-01-01T00:00:00Z",
+            "tag": "v0.1.0",
+            "mode": "git",
+            "phases": [],
+            "root_bytes": pib,
+            "target_bytes": 0,
+            "target_growth": 0,
+        },
+    });
+    std::fs::write(cache.join("build-stats.json"), stats.to_string()).unwrap();
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("the build is expected to take 1.0 PiB (as much as the last one did) and min_free_space = 1.0 MiB must stay free")
+            && run.stderr.contains("help: free some space, lower cache_max_size, or lower min_free_space"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        calls_of(&s.env, "cargo").is_empty(),
+        "stopped before building"
+    );
+    assert!(s.env.no_backoff(), "a full disk is not the release's fault");
+    assert!(!s.env.is_bad("0.2.0"));
+    assert_sound(&s.env, "0.1.0");
+}
