@@ -1,6 +1,7 @@
 //! Behaviours that were built but not yet shown by a test of the real binary: `status`
 //! saying since when the daemon runs, a staged root surviving pruning and giving way to a
-//! newer release, and the free-space check that counts what the last build took.
+//! newer release, the free-space check that counts what the last build took, and a long
+//! build saying it is alive at a terminal.
 
 use time::OffsetDateTime;
 
@@ -155,4 +156,19 @@ fn a_build_stops_before_it_starts_when_the_disk_cannot_hold_what_the_last_build_
     assert!(s.env.no_backoff(), "a full disk is not the release's fault");
     assert!(!s.env.is_bad("0.2.0"));
     assert_sound(&s.env, "0.1.0");
+}
+
+/// At a terminal, a build that takes longer than 30 s says every 30 s that it is still
+/// running and for how long, so a 15-minute build does not look hung. (Takes 33 s.)
+#[test]
+fn a_long_build_at_a_terminal_says_every_30_s_that_it_is_still_running() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.fake_mode("cargo-mode", "long");
+    let (code, shown) = crate::support::pty::run_at_a_terminal(s.env.command(&["check-and-apply"]));
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("build heph hephd v0.2.0: 30s"),
+        "no progress line: {shown}"
+    );
+    assert_sound(&s.env, "0.2.0");
 }

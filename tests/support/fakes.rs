@@ -37,7 +37,7 @@ if [ -n "$HEPH_SELFUPDATE_TOKEN" ]; then echo "TOKEN-IN-ENVIRONMENT $(basename "
 
 /// `cargo install` stand-in. Modes (file `$FAKE_STATE/cargo-mode`): `ok`, `fail` (a
 /// compile error), `network` (a fetch error), `rustc` (needs a newer rustc), `slow` (sleeps
-/// 5 s first), `hang` (never finishes), `lie` (installs binaries reporting 0.0.1),
+/// 5 s first), `long` (33 s), `hang` (never finishes), `lie` (installs binaries reporting 0.0.1),
 /// `wrong-commit` (records another commit). Writes `.crates2.json` with the tag's commit.
 pub fn cargo_script() -> String {
     format!(
@@ -62,6 +62,7 @@ case "$mode" in
   network) echo "error: failed to clone into: /tmp/x" >&2; echo "Caused by: network failure seems to have happened" >&2; exit 101;;
   rustc) echo "error: rustc 1.70.0 is not supported by the following package:" >&2; echo "  hephd@0.2.0 requires rustc 1.85" >&2; exit 101;;
   slow) sleep 5;;
+  long) sleep 33;;
   hang) mkdir -p "$root/bin"; echo partial > "$root/bin/partial"; echo $$ > "$FAKE_STATE/cargo.pid"
         sleep 100000 & echo $! > "$FAKE_STATE/cargo-child.pid"; wait; exit 1;;
   fill) mkdir -p "$root/bin"; dd if=/dev/zero of="$root/bin/filler" bs=1M count=4096 2>&1 | tail -n 1 >&2

@@ -21,6 +21,12 @@ pub fn open() -> (File, OwnedFd) {
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Not inherited past the program's stdio: a daemon it starts must not hold the
+    // terminal open (the reader would wait for it for ever).
+    for fd in [master, slave] {
+        // SAFETY: fcntl on a descriptor we own.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }, 0);
+    }
     // SAFETY: both are open descriptors that nothing else owns.
     unsafe {
         (
