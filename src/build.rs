@@ -190,6 +190,20 @@ fn fail(kind: FailureKind, error: anyhow::Error) -> BuildFailure {
 /// The help of a fetch that failed on the checkout's own files (see `fetch_healing`).
 const HELP_LOCAL_GIT: &str = "help: git failed in the build checkout although the server answered; the checkout is made again";
 
+/// The help of a fetch the server could not serve.
+const HELP_SERVER_FAILED: &str = "help: the server lists the tag but could not send it (into the build checkout, nor into a new repository when tried): ask the forge's admins, its repository may be corrupt; the release is tried again after the backoff";
+
+/// True when git says the failure was the server's (`remote: fatal: …`, "remote error",
+/// "corruption on the remote side").
+fn server_side(tail: &str) -> bool {
+    tail.lines().any(|l| {
+        let l = l.trim_start().to_ascii_lowercase();
+        (l.starts_with("remote: fatal") || l.starts_with("remote: error"))
+            || l.contains("remote error")
+            || l.contains("on the remote side")
+    })
+}
+
 /// True when `failure` is a fetch that failed on the checkout's own files.
 fn failed_locally(failure: &BuildFailure) -> bool {
     failure
@@ -259,6 +273,10 @@ pub enum BuildStep {
     Checkout(Cmd),
     /// Removes stray files from the checkout (keeping its target dir).
     Clean(Cmd),
+    /// Records `git_url` as the checkout's `origin` (relative submodule URLs need it).
+    Origin(Cmd),
+    /// Points initialised submodules at the URLs the tag's `.gitmodules` names.
+    SyncSubmodules(Cmd),
     /// Checks out the submodules the tag records.
     Submodules(Cmd),
     /// Lists the workspace's packages (their directories and `rust-version`).
@@ -284,6 +302,8 @@ impl BuildStep {
             | Self::VerifyTag(c)
             | Self::Checkout(c)
             | Self::Clean(c)
+            | Self::Origin(c)
+            | Self::SyncSubmodules(c)
             | Self::Submodules(c)
             | Self::Metadata(c)
             | Self::Toolchain(c)
@@ -305,6 +325,8 @@ impl BuildStep {
             | Self::VerifyTag(_)
             | Self::Checkout(_)
             | Self::Clean(_)
+            | Self::Origin(_)
+            | Self::SyncSubmodules(_)
             | Self::Submodules(_) => "fetch",
             Self::Metadata(_) | Self::Toolchain(_) => "toolchain",
             Self::Dependencies(_) => "dependencies",
@@ -329,7 +351,12 @@ impl BuildStep {
     fn local_git(&self) -> bool {
         matches!(
             self,
-            Self::InitCheckout { .. } | Self::TagCommit(_) | Self::Checkout(_) | Self::Clean(_)
+            Self::InitCheckout { .. }
+                | Self::TagCommit(_)
+                | Self::Checkout(_)
+                | Self::Clean(_)
+                | Self::Origin(_)
+                | Self::SyncSubmodules(_)
         )
     }
 }
@@ -500,7 +527,7 @@ impl Builder<'_> {
 
     /// The manifest of the workspace in the checkout as it is now.
     fn manifest(&self) -> PathBuf {
-        git::workspace_manifest(&self.checkout().dir)
+        git::workspace_manifest(&self.checkout().dir, &self.settings.packages)
     }
 
     /// `cargo metadata` of the checkout: package names, directories, `rust-version`.
@@ -612,6 +639,8 @@ impl Builder<'_> {
                 }
                 steps.push(BuildStep::Checkout(co.checkout(tag)));
                 steps.push(BuildStep::Clean(co.clean()));
+                steps.push(BuildStep::Origin(co.set_origin(&self.settings.git_url)));
+                steps.push(BuildStep::SyncSubmodules(co.sync_submodules()));
                 steps.push(BuildStep::Submodules(build_env(
                     co.submodules(git::is_local_url(&self.settings.git_url)),
                     self.settings,
@@ -699,7 +728,8 @@ impl Builder<'_> {
             git: self.tools.git.clone(),
             git_dir: self.checkout().dir.join(".git"),
         };
-        let has_tag = self.checkout().exists()
+        // Only a checkout made for this git_url speaks for its tags.
+        let has_tag = self.checkout().health(&self.settings.git_url) == Health::Sound
             && self
                 .runner
                 .run(&checkout.has_tag(tag))
@@ -723,7 +753,7 @@ impl Builder<'_> {
         crate::process::run_checked(self.runner, &write)?;
         let meta = crate::process::run_checked(
             self.runner,
-            &self.metadata_of(&git::workspace_manifest(&tree)),
+            &self.metadata_of(&git::workspace_manifest(&tree, &self.settings.packages)),
         )?;
         let ws = read_metadata(&meta.stdout)?;
         let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
@@ -802,9 +832,7 @@ impl Builder<'_> {
                 step.phase(),
                 progress.phases_text()
             );
-            if step.local_git()
-                || matches!((step, &result), (BuildStep::Fetch(_), Err(f)) if failed_locally(f))
-            {
+            if step.local_git() {
                 // A checkout git cannot work in is made again by the next run.
                 self.checkout().condemn();
             }
@@ -845,7 +873,7 @@ impl Builder<'_> {
                 }
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
-            BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, deadline),
+            BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, tag, deadline),
             BuildStep::VerifyTag(cmd) => return self.verify_tag(cmd, target),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
             _ => {}
@@ -952,13 +980,16 @@ impl Builder<'_> {
     }
 
     /// Fetches the tag into the checkout. When git fails there although the server
-    /// answered (the resolve just before reached it), the checkout's own files are the
-    /// likely cause (a ref or object a crash left broken): it is made again at once (its
-    /// target dir kept) and the fetch tried once more.
+    /// answered (the resolve just before reached it) and neither refused nor dropped the
+    /// connection, the checkout's own files may be the cause (a ref or object a crash left
+    /// broken): the tag is fetched into a new repository beside it. When that works, the
+    /// new one (with the old target dir) replaces the checkout; when it fails the same
+    /// way, the server is at fault and the checkout is kept as it was.
     fn fetch_healing(
         &self,
         step: &BuildStep,
         cmd: &Cmd,
+        tag: &str,
         deadline: Instant,
     ) -> Result<(), BuildFailure> {
         let first = match self.run_cmd(step, cmd, deadline) {
@@ -967,26 +998,61 @@ impl Builder<'_> {
             Err(f) => return Err(f),
         };
         let co = self.checkout();
-        log::warn!(
-            "the build checkout {} is damaged ({}); making it again (its target dir is kept)",
-            co.dir.display(),
-            headline(&first.error)
-        );
+        let fresh = Checkout {
+            git: co.git.clone(),
+            dir: co.dir.with_file_name("checkout.new"),
+        };
         let env = |e: anyhow::Error| {
             fail(
                 FailureKind::Environment,
-                e.context("making the build checkout again"),
+                e.context("fetching into a new build checkout"),
             )
         };
-        co.remove_keeping_target().map_err(env)?;
-        crate::fsutil::create_private_dir(&co.dir).map_err(env)?;
+        crate::fsutil::remove_all(&fresh.dir).map_err(env)?;
+        crate::fsutil::create_private_dir(&fresh.dir).map_err(env)?;
         let init = BuildStep::InitCheckout {
-            cmd: co.init(),
+            cmd: fresh.init(),
             damage: None,
         };
-        self.run_cmd(&init, init.cmd(), deadline)?;
-        co.write_marker(&self.settings.git_url, None).map_err(env)?;
-        self.run_cmd(step, cmd, deadline).map(|_| ())
+        let fetched = self.run_cmd(&init, init.cmd(), deadline).and_then(|_| {
+            let fetch = build_env(fresh.fetch_tag(&self.settings.git_url, tag), self.settings);
+            self.run_cmd(step, &fetch, deadline)
+        });
+        match fetched {
+            Ok(_) => {
+                log::warn!(
+                    "the build checkout {} is damaged ({}): fetched {tag} into a new one, which replaces it (the target dir is kept)",
+                    co.dir.display(),
+                    headline(&first.error)
+                );
+                let target = co.target_dir();
+                if target.exists() {
+                    std::fs::rename(&target, fresh.target_dir())
+                        .map_err(|e| env(anyhow::Error::new(e).context("moving the target dir")))?;
+                }
+                crate::fsutil::remove_all(&co.dir).map_err(env)?;
+                std::fs::rename(&fresh.dir, &co.dir).map_err(|e| {
+                    env(anyhow::Error::new(e).context("putting the new checkout in place"))
+                })?;
+                co.write_marker(&self.settings.git_url, None).map_err(env)
+            }
+            Err(second) => {
+                crate::fsutil::remove_all(&fresh.dir).map_err(env)?;
+                if !failed_locally(&second) {
+                    return Err(second);
+                }
+                // A new repository fails the same way: the server cannot send the tag.
+                let error = match first.error.downcast::<StepFailed>() {
+                    Ok(mut s) => {
+                        s.headline = s.headline.replacen("(the machine)", "(the server)", 1);
+                        s.help = vec![HELP_SERVER_FAILED.to_owned()];
+                        anyhow::Error::new(s)
+                    }
+                    Err(e) => e,
+                };
+                Err(fail(FailureKind::Access, error))
+            }
+        }
     }
 
     /// Installs `package` from the checkout; a compile failure is retried once from a
@@ -1154,10 +1220,15 @@ impl Builder<'_> {
             mut help,
         } = diagnose(step.reach(), code, &tail);
         if matches!(step, BuildStep::Fetch(_)) && kind == FailureKind::Access && help.is_none() {
-            // Neither a refusal nor a connection failure, and the server answered the
-            // resolve a moment ago: git failed on the checkout's own files.
-            kind = FailureKind::Environment;
-            help = Some(HELP_LOCAL_GIT);
+            if server_side(&tail) {
+                // The server said it failed (`remote: …`): its fault, not the checkout's.
+                help = Some(HELP_SERVER_FAILED);
+            } else {
+                // Neither a refusal nor a connection failure, and the server answered the
+                // resolve a moment ago: git may have failed on the checkout's own files.
+                kind = FailureKind::Environment;
+                help = Some(HELP_LOCAL_GIT);
+            }
         } else if step.local_git() && kind == FailureKind::Compile {
             // git could not work in its own checkout: not the release's fault, and the
             // next run makes the checkout again.
@@ -1172,6 +1243,7 @@ impl Builder<'_> {
             );
         }
         let what = match kind {
+            FailureKind::Access if help == Some(HELP_SERVER_FAILED) => "the server",
             FailureKind::Access => "refused",
             FailureKind::Network => "network failure",
             FailureKind::Toolchain => "toolchain too old",
@@ -1678,7 +1750,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fetch_failing_on_the_checkouts_own_files_remakes_it_once_and_a_full_disk_does_not() {
+    fn a_fetch_failing_on_the_checkouts_own_files_is_tried_once_into_a_new_repository() {
         let fetch = find(|s| matches!(s, BuildStep::Fetch(_)));
         // The first fetch fails on a broken ref; `git init` and the second fetch work.
         // (`git init` makes the repository, as the real one does.)
@@ -1702,7 +1774,8 @@ mod tests {
         assert_eq!(calls.len(), 3, "fetch, init, fetch: {calls:?}");
         assert!(calls[1].contains("init"), "{calls:?}");
 
-        // Still failing after the checkout was made again: the machine's, not refused.
+        // Failing the same way into a new repository: the server cannot send it (a
+        // refusal, backed off), and the checkout is kept.
         let (result, calls) = run_one_seeing(&fetch, |n, cmd| {
             init(cmd);
             if n == 2 {
@@ -1714,8 +1787,10 @@ mod tests {
                 failing("fatal: bad object refs/tags/v0.9.0")
             }
         });
-        assert_eq!(result.unwrap_err().kind, FailureKind::Environment);
-        assert_eq!(calls.len(), 3, "made again once, not in a loop: {calls:?}");
+        let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Access);
+        assert!(f.to_string().contains("(the server)"), "{f}");
+        assert_eq!(calls.len(), 3, "tried once more, not in a loop: {calls:?}");
 
         // A full disk is not the checkout's fault: it is not thrown away.
         let (result, calls) = run_one(&fetch, |_| {

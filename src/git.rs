@@ -45,18 +45,61 @@ pub fn is_local_url(url: &str) -> bool {
         || url.starts_with("../")
 }
 
-/// The manifest of the Cargo workspace in a checked-out repository: `Cargo.toml` at its
-/// top, or else (a repository with more than Rust in it) the shallowest one below that
-/// declares a `[workspace]`, or else the shallowest one. Hidden directories and `target`
-/// are not searched.
-pub fn workspace_manifest(repo: &Path) -> PathBuf {
+/// The manifest of the Cargo workspace in a checked-out repository that holds
+/// `packages`: `Cargo.toml` at its top, or else (a repository with more than Rust in it)
+/// the shallowest one below whose directory holds every package, one that declares a
+/// `[workspace]` first (a `fuzz/` workspace beside the real one is passed over), as
+/// `cargo install --git` finds packages anywhere in the repository. Hidden directories
+/// and `target` are not searched; at most four levels deep.
+pub fn workspace_manifest(repo: &Path, packages: &[String]) -> PathBuf {
     let top = repo.join("Cargo.toml");
     if top.is_file() {
         return top;
     }
+    let manifests = manifests_below(repo, 4);
+    let package_of = |m: &Path| -> Option<(String, bool)> {
+        let table = std::fs::read_to_string(m)
+            .ok()?
+            .parse::<toml::Table>()
+            .ok()?;
+        let name = table
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Some((name, table.contains_key("workspace")))
+    };
+    let read: Vec<(PathBuf, String, bool)> = manifests
+        .into_iter()
+        .filter_map(|m| package_of(&m).map(|(name, ws)| (m, name, ws)))
+        .collect();
+    let holds_all = |m: &Path| {
+        let dir = m.parent().unwrap_or(repo);
+        packages.iter().all(|p| {
+            read.iter()
+                .any(|(other, name, _)| name == p && other.starts_with(dir))
+        })
+    };
+    // Shallowest first (the walk is breadth-first), workspaces before plain packages.
+    let pick = read
+        .iter()
+        .filter(|(_, _, ws)| *ws)
+        .chain(read.iter().filter(|(_, _, ws)| !*ws))
+        .map(|(m, _, _)| m)
+        .filter(|m| holds_all(m))
+        .min_by_key(|m| m.components().count());
+    pick.cloned()
+        .or_else(|| read.first().map(|(m, _, _)| m.clone()))
+        .unwrap_or(top)
+}
+
+/// Every `Cargo.toml` below `repo` (not its own), breadth-first, in name order within a
+/// level; hidden directories and `target` skipped.
+fn manifests_below(repo: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
     let mut level = vec![repo.to_path_buf()];
-    for _ in 0..4 {
-        let mut found: Vec<PathBuf> = Vec::new();
+    for _ in 0..depth {
         let mut next = Vec::new();
         for dir in &level {
             let Ok(entries) = std::fs::read_dir(dir) else {
@@ -77,18 +120,9 @@ pub fn workspace_manifest(repo: &Path) -> PathBuf {
                 next.push(e.path());
             }
         }
-        let declares_workspace = |m: &&PathBuf| {
-            std::fs::read_to_string(m)
-                .ok()
-                .and_then(|t| t.parse::<toml::Table>().ok())
-                .is_some_and(|t| t.contains_key("workspace"))
-        };
-        if let Some(m) = found.iter().find(declares_workspace).or(found.first()) {
-            return m.clone();
-        }
         level = next;
     }
-    top
+    found
 }
 
 /// Reading one tag's files without a checkout of our own, and without changing one:
@@ -319,8 +353,35 @@ impl Checkout {
     /// Fetches exactly the tag (and its history) from `url`.
     pub fn fetch_tag(&self, url: &str, tag: &str) -> Cmd {
         self.git(format!("fetch {tag}"))
-            .args(["fetch", "--quiet", "--force", "--no-tags", "--", url])
+            .args([
+                "fetch",
+                "--quiet",
+                "--force",
+                "--no-tags",
+                // Submodules are updated (and synced to moved URLs) by their own steps.
+                "--no-recurse-submodules",
+                "--",
+                url,
+            ])
             .arg(format!("+refs/tags/{tag}:refs/tags/{tag}"))
+    }
+
+    /// Records `url` as the checkout's `origin`: git resolves relative submodule URLs
+    /// (`../assets`) against it, as `cargo install --git` does against the repository.
+    pub fn set_origin(&self, url: &str) -> Cmd {
+        self.git("note where the build checkout comes from".into())
+            .args(["config", "remote.origin.url", url])
+    }
+
+    /// Points the submodules at the URLs the checked-out `.gitmodules` names (a release
+    /// may have moved one).
+    pub fn sync_submodules(&self) -> Cmd {
+        self.git("follow moved submodules".into()).args([
+            "submodule",
+            "--quiet",
+            "sync",
+            "--recursive",
+        ])
     }
 
     /// Prints the commit the fetched tag names.
@@ -386,6 +447,45 @@ mod tests {
 
     const C1: &str = "1111111111111111111111111111111111111111";
     const C2: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn finds_the_workspace_that_holds_the_packages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path();
+        let write = |path: &str, text: &str| {
+            let p = repo.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let packages = vec!["heph".to_owned(), "hephd".to_owned()];
+        write(
+            "fuzz/Cargo.toml",
+            "[package]\nname = \"fuzz\"\n[workspace]\n",
+        );
+        write("rust/Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\n");
+        write(
+            "rust/crates/heph/Cargo.toml",
+            "[package]\nname = \"heph\"\n",
+        );
+        write(
+            "rust/crates/hephd/Cargo.toml",
+            "[package]\nname = \"hephd\"\n",
+        );
+        write(".hidden/Cargo.toml", "[workspace]\n");
+        assert_eq!(
+            workspace_manifest(repo, &packages),
+            repo.join("rust/Cargo.toml")
+        );
+        // Nothing holds them all: the shallowest manifest, for cargo to explain.
+        let other = vec!["nowhere".to_owned()];
+        assert_eq!(
+            workspace_manifest(repo, &other),
+            repo.join("fuzz/Cargo.toml")
+        );
+        // A manifest at the top is the workspace.
+        write("Cargo.toml", "[workspace]\n");
+        assert_eq!(workspace_manifest(repo, &packages), repo.join("Cargo.toml"));
+    }
 
     #[test]
     fn peels_annotated_tags() {
@@ -505,7 +605,7 @@ mod tests {
         };
         assert_eq!(
             co.fetch_tag("https://f/x.git", "v1.0.0").display(),
-            "git -C /c fetch --quiet --force --no-tags -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
+            "git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
         );
         assert_eq!(
             co.verify_tag("v1.0.0", Path::new("/s")).display(),

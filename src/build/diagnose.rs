@@ -143,7 +143,7 @@ const NETWORK: &[&str] = &[
 /// almost always the kernel's out-of-memory killer. The machine's failure, not the
 /// release's (cargo: "process didn't exit successfully: `…` (signal: 9, SIGKILL: kill)").
 fn is_killed_by_the_system(lower: &str) -> bool {
-    lower.contains("(signal: 9, sigkill")
+    lower.starts_with("process didn't exit successfully") && lower.contains("(signal: 9, sigkill")
 }
 
 /// True when rustup says the toolchain a command needs is not installed.

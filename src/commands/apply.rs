@@ -53,7 +53,6 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     }
     if !eval.decision.due && peek.intent.is_none() && eval.decision.missing_target().is_none() {
         log::info!("nothing to do: {}", eval.decision.summary());
-        crate::build::cache::clear_network_failures(&settings.build.cache_dir);
         record_check_if_free(cfg, &state_file, &eval.decision, world.clock.now());
         let mut report = RunReport::quiet(Outcome::NothingDue, eval.decision.summary());
         describe(&mut report, &eval.decision);
@@ -521,6 +520,8 @@ fn record_check_if_free(
     let Ok(lock) = RunLock::acquire(&cfg.state_dir) else {
         return;
     };
+    // Under the lock: a build of another run may be noting a failure now.
+    crate::build::cache::clear_network_failures(&cfg.cache_dir);
     let result = state_file.load().and_then(|mut state| {
         state.last_check = Some(check_record(decision, now));
         state.last_ok = Some(now);

@@ -209,8 +209,18 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) ->
         Some(tag) => match builder.toolchain_report_for(tag) {
             Ok(r) => (Ok(Some(r)), format!("{tag} (the newest release)")),
             Err(e) => {
-                let why =
-                    hide_url_secret(format!("{e:#}").lines().next().unwrap_or(""), &cfg.git_url);
+                log::debug!("could not read the rust-version of {tag}: {e:#}");
+                // What failed and the program's last word, without the scratch paths
+                // of the command line.
+                let why = match e.downcast_ref::<crate::process::CmdFailed>() {
+                    Some(f) => format!(
+                        "could not {}: {}",
+                        f.summary,
+                        f.output.tail.last().map_or("", |l| l.trim())
+                    ),
+                    None => format!("{e:#}").lines().next().unwrap_or("").to_owned(),
+                };
+                let why = hide_url_secret(&why, &cfg.git_url);
                 log::info!("could not read the rust-version of {tag}: {why}");
                 (
                     builder.toolchain_report(),

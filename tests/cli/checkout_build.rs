@@ -1,11 +1,15 @@
 //! The default build (`build = "checkout"`) against what real repositories, servers and
 //! machines do: a checkout a crash left broken, a rate-limiting or silent git server, a
 //! clock that went back, a repository without `Cargo.lock`, with submodules or with its
-//! workspace in a subdirectory, a missing toolchain, a compiler killed for memory. Each
-//! builds what `cargo install --git` builds, or fails with the class the README gives.
+//! workspace in a subdirectory (beside another), submodules with relative or moved URLs,
+//! a server that lists a tag it cannot send, a missing toolchain, a compiler killed for
+//! memory. Each builds what `cargo install --git` builds, or fails with the class the
+//! README gives.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
 
 use crate::e2e_cargo::{E2e, add_release, checkout_dir, e2e, offer, plain_install, run_bin};
 use crate::support::fixture::{self, Daemon, Repo};
@@ -56,6 +60,56 @@ fn http_server(answer: Option<&'static str>) -> u16 {
         }
     });
     port
+}
+
+/// What the plain `cargo install --locked --git … --tag <tag> <packages>` does with this
+/// release: it must build it (the promise is "builds as `cargo install --git` does").
+fn plain_install_builds(e: &E2e, tag: &str, packages: &[&str]) {
+    let plain_root = e.env.dir.path().join(format!("plain-root-{tag}"));
+    let cargo_home = e.env.home.join(".cargo");
+    e.env.run_other(&mut fixture::plain_install_of(
+        &e.repo,
+        tag,
+        &plain_root,
+        &cargo_home,
+        packages,
+    ));
+    assert_eq!(
+        run_bin(&plain_root.join("bin/hephd")),
+        format!("hephd {} (build of {tag})", tag.trim_start_matches('v')),
+        "the plain cargo install --git does not build {tag}"
+    );
+}
+
+/// A small repository next to the release repository: `note.txt` = `text`, committed.
+fn assets_repo(e: &E2e, name: &str, text: &str) -> Repo {
+    let sub = Repo::init(&e.env.dir.path().join(name));
+    std::fs::write(sub.dir.join("note.txt"), text).unwrap();
+    sub.commit_and_tag(&format!("{name}-1"));
+    sub
+}
+
+/// Adds `url` as the submodule `crates/hephd/assets` of the repository in `dir`, and makes
+/// hephd include a file from it.
+fn add_submodule(dir: &Path, url: &str) {
+    fixture::git(
+        dir,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            url,
+            "crates/hephd/assets",
+        ],
+    );
+    let main = dir.join("crates/hephd/src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap().replace(
+        "fn main() {",
+        "fn main() {\n    let _note: &str = include_str!(\"../assets/note.txt\");",
+    );
+    std::fs::write(main, text).unwrap();
 }
 
 const TOO_MANY_REQUESTS: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrate limit: slow\r\n";
@@ -457,4 +511,207 @@ fn a_build_past_build_timeout_says_so_on_its_error_line() {
         run.stderr
     );
     assert_sound(&s.env, "0.1.0");
+}
+
+/// A submodule named with a relative URL (`../assets`, common on forges so one
+/// `.gitmodules` serves https and ssh): resolved against `git_url` (the checkout's
+/// `origin`), as `cargo install --git` resolves it; the release builds.
+#[test]
+fn a_release_whose_submodule_url_is_relative_builds_as_cargo_install_git_does() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    // `../assets` from `<dir>/repo` is `<dir>/assets`.
+    assets_repo(&e, "assets", "from the submodule");
+    add_release(&e, "v0.2.0", |dir| add_submodule(dir, "../assets"));
+    assert!(
+        std::fs::read_to_string(e.repo.dir.join(".gitmodules"))
+            .unwrap()
+            .contains("url = ../assets"),
+        "the fixture names its submodule relatively"
+    );
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    plain_install_builds(&e, "v0.2.0", &["hephd"]);
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(
+        e.env.backoff_of("0.2.0").is_null(),
+        "a release cargo install --git builds was backed off:\n{}",
+        run.stderr
+    );
+    run.expect(0);
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
+/// A release that moves its submodule to another repository (a new URL, a commit only
+/// the new one has): the fetch does not recurse into the old submodule, `submodule sync`
+/// follows the move, and the release builds in one run.
+#[test]
+fn a_release_that_moves_its_submodule_to_another_repository_builds_at_once() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    let old = assets_repo(&e, "assets", "from the old host");
+    add_release(&e, "v0.2.0", |dir| add_submodule(dir, &old.url()));
+    // The new host has the history and one more commit; the old one never gets it.
+    let new_dir = e.env.dir.path().join("assets-moved");
+    fixture::git(
+        e.env.dir.path(),
+        &[
+            "clone",
+            "-q",
+            &old.dir.display().to_string(),
+            &new_dir.display().to_string(),
+        ],
+    );
+    let moved = Repo { dir: new_dir };
+    std::fs::write(moved.dir.join("note.txt"), "from the new host").unwrap();
+    moved.commit_and_tag("moved-1");
+    add_release(&e, "v0.3.0", |dir| {
+        let sub = "crates/hephd/assets";
+        fixture::git(
+            dir,
+            &[
+                "config",
+                "-f",
+                ".gitmodules",
+                &format!("submodule.{sub}.url"),
+                &moved.url(),
+            ],
+        );
+        let sub_dir = dir.join(sub);
+        fixture::git(&sub_dir, &["fetch", "-q", &moved.url(), "moved-1"]);
+        fixture::git(&sub_dir, &["checkout", "-q", "--detach", "FETCH_HEAD"]);
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.run(&["check-and-apply"]).expect(0);
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+    plain_install_builds(&e, "v0.3.0", &["hephd"]);
+
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(
+        e.env.backoff_of("0.3.0").is_null(),
+        "a release cargo install --git builds was backed off:\n{}",
+        run.stderr
+    );
+    run.expect(0);
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.3.0 (build of v0.3.0)"
+    );
+}
+
+/// The server lists a tag but cannot send its commit (its repository is corrupt): the
+/// failure is the server's (exit 1, "(the server)", backoff), and the checkout keeps
+/// its history; nothing is blamed on this machine's checkout.
+#[test]
+fn a_tag_the_git_server_cannot_send_keeps_the_checkout_and_is_not_blamed_on_this_machine() {
+    let e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.run(&["check-and-apply"]).expect(0);
+    let checkout = checkout_dir(&e);
+    let has_v2 = || {
+        Command::new("git")
+            .arg("-C")
+            .arg(&checkout)
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "refs/tags/v0.2.0^{commit}",
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(has_v2(), "the checkout holds v0.2.0 after building it");
+
+    // v0.3.0 is published, then the server loses its commit object.
+    add_release(&e, "v0.3.0", |_| {});
+    let commit = e.repo.commit_of("v0.3.0");
+    let object = e
+        .repo
+        .dir
+        .join(".git/objects")
+        .join(&commit[..2])
+        .join(&commit[2..]);
+    std::fs::remove_file(&object).unwrap();
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert_ne!(run.code, 0, "v0.3.0 cannot be fetched:\n{}", run.stderr);
+    assert!(
+        has_v2(),
+        "the server failed, and the checkout's history was thrown away:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("(the machine)") && !run.stderr.contains("damaged"),
+        "the server's fault is blamed on this machine's checkout:\n{}",
+        run.stderr
+    );
+}
+
+/// No `Cargo.toml` at the top; the real workspace in `rust/` and a `fuzz/` package with
+/// its own `[workspace]` (what `cargo fuzz init` makes) beside it: the workspace that
+/// holds the packages is built, as `cargo install --git` builds it.
+#[test]
+fn a_second_workspace_beside_the_real_one_does_not_hide_the_packages() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    for old in ["Cargo.toml", "Cargo.lock", "crates"] {
+        let p = e.repo.dir.join(old);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    fixture::write_workspace(
+        &e.repo.dir.join("rust"),
+        "0.2.0",
+        Daemon::Good,
+        "build of v0.2.0",
+    );
+    let fuzz = e.repo.dir.join("fuzz");
+    std::fs::create_dir_all(fuzz.join("src")).unwrap();
+    std::fs::write(
+        fuzz.join("Cargo.toml"),
+        "[package]\nname = \"heph-fuzz\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[package.metadata]\ncargo-fuzz = true\n\n# Use a separate workspace for fuzzing.\n[workspace]\nmembers = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(fuzz.join("src/lib.rs"), "").unwrap();
+    std::fs::write(
+        fuzz.join("Cargo.lock"),
+        "# This file is automatically @generated by Cargo.\n# It is not intended for manual editing.\nversion = 4\n\n[[package]]\nname = \"heph-fuzz\"\nversion = \"0.0.0\"\n",
+    )
+    .unwrap();
+    e.repo.commit_and_tag("v0.2.0");
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    plain_install_builds(&e, "v0.2.0", &["heph", "hephd"]);
+
+    let run = e.env.run(&["check-and-apply"]);
+    assert!(
+        e.env.backoff_of("0.2.0").is_null(),
+        "a release cargo install --git builds was backed off:\n{}",
+        run.stderr
+    );
+    run.expect(0);
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
 }

@@ -25,7 +25,10 @@ pub fn open() -> (File, OwnedFd) {
     // terminal open (the reader would wait for it for ever).
     for fd in [master, slave] {
         // SAFETY: fcntl on a descriptor we own.
-        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }, 0);
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            0
+        );
     }
     // SAFETY: both are open descriptors that nothing else owns.
     unsafe {
