@@ -187,6 +187,9 @@ fn fail(kind: FailureKind, error: anyhow::Error) -> BuildFailure {
     BuildFailure { kind, error }
 }
 
+/// Where a new checkout is made beside the old one before it replaces it.
+const CHECKOUT_NEW: &str = "checkout.new";
+
 /// The help of a fetch that failed on the checkout's own files (see `fetch_healing`).
 const HELP_LOCAL_GIT: &str = "help: git failed in the build checkout although the server answered; the checkout is made again";
 
@@ -780,6 +783,7 @@ impl Builder<'_> {
         crate::fsutil::create_private_dir(&self.layout.tmp_dir()).map_err(env)?;
         crate::fsutil::create_private_dir(&self.settings.cache_dir).map_err(env)?;
         if self.settings.mode == BuildMode::Checkout {
+            self.clear_unfinished_replacement().map_err(env)?;
             let target_dir = self.checkout().target_dir();
             let now = std::time::SystemTime::from(self.clock.now());
             if let Some(record) = cache::future_dated(&target_dir, now) {
@@ -979,6 +983,28 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// A new checkout a killed run left half put in place (see `fetch_healing`): its
+    /// target dir goes back to the checkout when that has none, and the rest is removed.
+    fn clear_unfinished_replacement(&self) -> Result<()> {
+        let co = self.checkout();
+        let fresh = co.dir.with_file_name(CHECKOUT_NEW);
+        if !fresh.exists() {
+            return Ok(());
+        }
+        let target = fresh.join("target");
+        if target.is_dir() && !co.target_dir().exists() {
+            // (The checkout itself may be gone too: the next step makes it.)
+            crate::fsutil::create_private_dir(&co.dir)?;
+            std::fs::rename(&target, co.target_dir())
+                .context("taking back the target dir of an unfinished new checkout")?;
+        }
+        log::info!(
+            "removing {}, a new build checkout an interrupted run left",
+            fresh.display()
+        );
+        crate::fsutil::remove_all(&fresh)
+    }
+
     /// Fetches the tag into the checkout. When git fails there although the server
     /// answered (the resolve just before reached it) and neither refused nor dropped the
     /// connection, the checkout's own files may be the cause (a ref or object a crash left
@@ -1000,7 +1026,7 @@ impl Builder<'_> {
         let co = self.checkout();
         let fresh = Checkout {
             git: co.git.clone(),
-            dir: co.dir.with_file_name("checkout.new"),
+            dir: co.dir.with_file_name(CHECKOUT_NEW),
         };
         let env = |e: anyhow::Error| {
             fail(
@@ -1646,6 +1672,39 @@ mod tests {
             data_dir: dir.join("data"),
             home: dir.to_path_buf(),
         }
+    }
+
+    #[test]
+    fn a_new_checkout_a_killed_run_left_gives_its_target_dir_back_and_goes() {
+        use crate::process::fake::Recorder;
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let runner = Recorder::new(|_: &Cmd| Output::default());
+        let builder = Builder {
+            settings: &s,
+            runner: &runner,
+            clock: &NoSleep,
+            tools: Tools {
+                cargo: "cargo".into(),
+                git: "git".into(),
+                rustc: "rustc".into(),
+            },
+            layout: Layout::new(&dir.path().join("data"), &dir.path().join("bin")),
+            log_file: None,
+        };
+        let fresh = s.cache_dir.join(CHECKOUT_NEW);
+        // Killed after the old checkout was removed, before the new one took its place.
+        std::fs::create_dir_all(fresh.join("target/release")).unwrap();
+        std::fs::create_dir_all(fresh.join(".git")).unwrap();
+        builder.clear_unfinished_replacement().unwrap();
+        assert!(!fresh.exists());
+        assert!(builder.checkout().target_dir().join("release").is_dir());
+        // With a target dir of its own, the checkout keeps it; the leftover just goes.
+        std::fs::create_dir_all(fresh.join("target/other")).unwrap();
+        builder.clear_unfinished_replacement().unwrap();
+        assert!(!fresh.exists());
+        assert!(builder.checkout().target_dir().join("release").is_dir());
+        assert!(!builder.checkout().target_dir().join("other").exists());
     }
 
     fn failing(tail: &str) -> Output {
