@@ -193,8 +193,12 @@ const CHECKOUT_NEW: &str = "checkout.new";
 /// The help of a fetch that failed on the checkout's own files (see `fetch_healing`).
 const HELP_LOCAL_GIT: &str = "help: git failed in the build checkout although the server answered; the checkout is made again";
 
-/// The help of a fetch the server could not serve.
-const HELP_SERVER_FAILED: &str = "help: the server lists the tag but could not send it (into the build checkout, nor into a new repository when tried): ask the forge's admins, its repository may be corrupt; the release is tried again after the backoff";
+/// The help of a fetch the server said it could not serve.
+const HELP_SERVER_FAILED: &str = "help: the server lists the tag but could not send it: ask the forge's admins, its repository may be corrupt; the release is tried again after the backoff";
+
+/// The help of a fetch that failed the same way into the checkout and into a new
+/// repository, without a word from the server.
+const HELP_FETCH_FAILED: &str = "help: git failed the same way into the build checkout and into a new repository: see git's lines above (memory, disk, the git installation); the checkout is kept and the release is not blamed";
 
 /// True when git says the failure was the server's (`remote: fatal: …`, "remote error",
 /// "corruption on the remote side").
@@ -1067,16 +1071,17 @@ impl Builder<'_> {
                 if !failed_locally(&second) {
                     return Err(second);
                 }
-                // A new repository fails the same way: the server cannot send the tag.
+                // A new repository fails the same way, with no word from the server that
+                // it failed: not the checkout's files after all. Not the release's fault
+                // either, as far as can be told: the checkout is kept, nothing backed off.
                 let error = match first.error.downcast::<StepFailed>() {
                     Ok(mut s) => {
-                        s.headline = s.headline.replacen("(the machine)", "(the server)", 1);
-                        s.help = vec![HELP_SERVER_FAILED.to_owned()];
+                        s.help = vec![HELP_FETCH_FAILED.to_owned()];
                         anyhow::Error::new(s)
                     }
                     Err(e) => e,
                 };
-                Err(fail(FailureKind::Access, error))
+                Err(fail(FailureKind::Environment, error))
             }
         }
     }
@@ -1833,8 +1838,8 @@ mod tests {
         assert_eq!(calls.len(), 3, "fetch, init, fetch: {calls:?}");
         assert!(calls[1].contains("init"), "{calls:?}");
 
-        // Failing the same way into a new repository: the server cannot send it (a
-        // refusal, backed off), and the checkout is kept.
+        // Failing the same way into a new repository, with no word from the server: not
+        // the checkout's files, not shown to be the release's: no backoff, checkout kept.
         let (result, calls) = run_one_seeing(&fetch, |n, cmd| {
             init(cmd);
             if n == 2 {
@@ -1847,9 +1852,18 @@ mod tests {
             }
         });
         let f = result.unwrap_err();
+        assert_eq!(f.kind, FailureKind::Environment);
+        assert!(f.to_string().contains("failed the same way"), "{f}");
+        assert_eq!(calls.len(), 3, "tried once more, not in a loop: {calls:?}");
+
+        // The server saying it failed: its fault at once, no new repository tried.
+        let (result, calls) = run_one(&fetch, |_| {
+            failing("remote: fatal: bad object 1234\nfatal: protocol error: bad pack header")
+        });
+        let f = result.unwrap_err();
         assert_eq!(f.kind, FailureKind::Access);
         assert!(f.to_string().contains("(the server)"), "{f}");
-        assert_eq!(calls.len(), 3, "tried once more, not in a loop: {calls:?}");
+        assert_eq!(calls.len(), 1, "{calls:?}");
 
         // A full disk is not the checkout's fault: it is not thrown away.
         let (result, calls) = run_one(&fetch, |_| {

@@ -143,7 +143,11 @@ const NETWORK: &[&str] = &[
 /// almost always the kernel's out-of-memory killer. The machine's failure, not the
 /// release's (cargo: "process didn't exit successfully: `…` (signal: 9, SIGKILL: kill)").
 fn is_killed_by_the_system(lower: &str) -> bool {
-    lower.starts_with("process didn't exit successfully") && lower.contains("(signal: 9, sigkill")
+    // cargo: "process didn't exit successfully: `rustc …` (signal: 9, SIGKILL: kill)";
+    // git: "error: index-pack died of signal 9", "fatal: Out of memory, malloc failed".
+    (lower.starts_with("process didn't exit successfully") && lower.contains("(signal: 9, sigkill"))
+        || (lower.starts_with("error:") && lower.ends_with("died of signal 9"))
+        || lower.starts_with("fatal: out of memory")
 }
 
 /// True when rustup says the toolchain a command needs is not installed.
@@ -423,6 +427,12 @@ mod tests {
             "error: could not compile `rusqlite`\n\nCaused by:\n  process didn't exit successfully: `rustc --crate-name rusqlite` (signal: 9, SIGKILL: kill)",
             Environment,
             "SIGKILL",
+        ),
+        (
+            Reach::Network,
+            "error: unpack-objects died of signal 9\nfatal: unpack-objects failed",
+            Environment,
+            "died of signal 9",
         ),
     ];
 

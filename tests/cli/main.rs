@@ -18,7 +18,6 @@ mod promises_transaction;
 mod promises_ux;
 mod recovery;
 mod respawn;
-mod review4;
 mod stdout;
 mod systemd;
 mod transaction;
