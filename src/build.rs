@@ -1685,18 +1685,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let runner = Recorder::new(|_: &Cmd| Output::default());
-        let builder = Builder {
-            settings: &s,
-            runner: &runner,
-            clock: &NoSleep,
-            tools: Tools {
-                cargo: "cargo".into(),
-                git: "git".into(),
-                rustc: "rustc".into(),
-            },
-            layout: Layout::new(&dir.path().join("data"), &dir.path().join("bin")),
-            log_file: None,
-        };
+        let builder = test_builder(&s, &runner, dir.path());
         let fresh = s.cache_dir.join(CHECKOUT_NEW);
         // Killed after the old checkout was removed, before the new one took its place.
         std::fs::create_dir_all(fresh.join("target/release")).unwrap();
@@ -1710,6 +1699,26 @@ mod tests {
         assert!(!fresh.exists());
         assert!(builder.checkout().target_dir().join("release").is_dir());
         assert!(!builder.checkout().target_dir().join("other").exists());
+    }
+
+    /// A builder over `runner` with the tools by their names, its layout under `dir`.
+    fn test_builder<'a>(
+        settings: &'a BuildSettings,
+        runner: &'a dyn Runner,
+        dir: &Path,
+    ) -> Builder<'a> {
+        Builder {
+            settings,
+            runner,
+            clock: &NoSleep,
+            tools: Tools {
+                cargo: "cargo".into(),
+                git: "git".into(),
+                rustc: "rustc".into(),
+            },
+            layout: Layout::new(&dir.join("data"), &dir.join("bin")),
+            log_file: None,
+        }
     }
 
     fn failing(tail: &str) -> Output {
@@ -1742,18 +1751,7 @@ mod tests {
             calls.set(calls.get() + 1);
             answer(calls.get(), cmd)
         });
-        let builder = Builder {
-            settings: &s,
-            runner: &runner,
-            clock: &NoSleep,
-            tools: Tools {
-                cargo: "cargo".into(),
-                git: "git".into(),
-                rustc: "rustc".into(),
-            },
-            layout: Layout::new(&dir.path().join("data"), &dir.path().join("bin")),
-            log_file: None,
-        };
+        let builder = test_builder(&s, &runner, dir.path());
         let target = Target {
             tag: "v1.0.0".into(),
             version: Version::new(1, 0, 0),

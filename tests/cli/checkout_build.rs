@@ -112,6 +112,24 @@ fn add_submodule(dir: &Path, url: &str) {
     std::fs::write(main, text).unwrap();
 }
 
+/// v0.2.0's workspace (not yet committed) is in `rust/`, nothing of it at the top.
+fn workspace_moves_to_rust(e: &E2e) {
+    for old in ["Cargo.toml", "Cargo.lock", "crates"] {
+        let p = e.repo.dir.join(old);
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    fixture::write_workspace(
+        &e.repo.dir.join("rust"),
+        "0.2.0",
+        Daemon::Good,
+        "build of v0.2.0",
+    );
+}
+
 const TOO_MANY_REQUESTS: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrate limit: slow\r\n";
 
 /// A tag ref in the build checkout left empty (a crash before git's write reached the
@@ -453,20 +471,7 @@ fn a_rustc_killed_by_the_oom_killer_does_not_back_off_the_release() {
 #[test]
 fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
     let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
-    for old in ["Cargo.toml", "Cargo.lock", "crates"] {
-        let p = e.repo.dir.join(old);
-        if p.is_dir() {
-            std::fs::remove_dir_all(p).unwrap();
-        } else {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
-    fixture::write_workspace(
-        &e.repo.dir.join("rust"),
-        "0.2.0",
-        Daemon::Good,
-        "build of v0.2.0",
-    );
+    workspace_moves_to_rust(&e);
     e.repo.commit_and_tag("v0.2.0");
     offer(&e, &["v0.1.0", "v0.2.0"]);
     plain_install(&e, "v0.1.0");
@@ -670,20 +675,7 @@ fn a_tag_the_git_server_cannot_send_keeps_the_checkout_and_is_not_blamed_on_this
 #[test]
 fn a_second_workspace_beside_the_real_one_does_not_hide_the_packages() {
     let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
-    for old in ["Cargo.toml", "Cargo.lock", "crates"] {
-        let p = e.repo.dir.join(old);
-        if p.is_dir() {
-            std::fs::remove_dir_all(p).unwrap();
-        } else {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
-    fixture::write_workspace(
-        &e.repo.dir.join("rust"),
-        "0.2.0",
-        Daemon::Good,
-        "build of v0.2.0",
-    );
+    workspace_moves_to_rust(&e);
     let fuzz = e.repo.dir.join("fuzz");
     std::fs::create_dir_all(fuzz.join("src")).unwrap();
     std::fs::write(
