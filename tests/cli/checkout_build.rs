@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::e2e_cargo::{E2e, add_release, checkout_dir, e2e, offer, plain_install, run_bin};
+use crate::support::env::real_git;
 use crate::support::fixture::{self, Daemon, Repo};
 use crate::support::forge::FakeRelease;
 use crate::support::scenario::{assert_sound, sandbox};
@@ -294,20 +295,8 @@ fn a_repository_without_a_lock_file_builds_in_checkout_mode_as_it_does_with_carg
     offer(&e, &["v0.1.0", "v0.2.0"]);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
-    // What `build = "git"` (and the plain command) does with this release: it builds.
-    let plain_root = e.env.dir.path().join("plain-root");
-    let cargo_home = e.env.home.join(".cargo");
-    e.env.run_other(&mut fixture::plain_install_of(
-        &e.repo,
-        "v0.2.0",
-        &plain_root,
-        &cargo_home,
-        &["hephd"],
-    ));
-    assert_eq!(
-        run_bin(&plain_root.join("bin/hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    // What the plain `cargo install --git` (and `build = "git"`) does: it builds.
+    plain_install_builds(&e, "v0.2.0", &["hephd"]);
 
     let run = e.env.run(&["check-and-apply"]);
     assert!(
@@ -394,46 +383,13 @@ fn one_network_failure_after_days_of_quiet_runs_is_still_try_later() {
 #[test]
 fn a_release_with_a_git_submodule_builds_in_checkout_mode() {
     let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
-    let sub = Repo::init(&e.env.dir.path().join("assets"));
-    std::fs::write(sub.dir.join("note.txt"), "from the submodule").unwrap();
-    sub.commit_and_tag("assets-1");
-    add_release(&e, "v0.2.0", |dir| {
-        fixture::git(
-            dir,
-            &[
-                "-c",
-                "protocol.file.allow=always",
-                "submodule",
-                "add",
-                "-q",
-                &sub.url(),
-                "crates/hephd/assets",
-            ],
-        );
-        let main = dir.join("crates/hephd/src/main.rs");
-        let text = std::fs::read_to_string(&main).unwrap().replace(
-            "fn main() {",
-            "fn main() {\n    let _note: &str = include_str!(\"../assets/note.txt\");",
-        );
-        std::fs::write(main, text).unwrap();
-    });
+    let sub = assets_repo(&e, "assets", "from the submodule");
+    add_release(&e, "v0.2.0", |dir| add_submodule(dir, &sub.url()));
     offer(&e, &["v0.1.0", "v0.2.0"]);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
-    // The plain command builds this release.
-    let plain_root = e.env.dir.path().join("plain-root");
-    let cargo_home = e.env.home.join(".cargo");
-    e.env.run_other(&mut fixture::plain_install_of(
-        &e.repo,
-        "v0.2.0",
-        &plain_root,
-        &cargo_home,
-        &["hephd"],
-    ));
-    assert_eq!(
-        run_bin(&plain_root.join("bin/hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    // What the plain `cargo install --git` (and `build = "git"`) does: it builds.
+    plain_install_builds(&e, "v0.2.0", &["hephd"]);
 
     let run = e.env.run(&["check-and-apply"]);
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
@@ -476,20 +432,8 @@ fn a_workspace_in_a_subdirectory_of_the_repository_builds_in_checkout_mode() {
     offer(&e, &["v0.1.0", "v0.2.0"]);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
-    // The plain command builds this release.
-    let plain_root = e.env.dir.path().join("plain-root");
-    let cargo_home = e.env.home.join(".cargo");
-    e.env.run_other(&mut fixture::plain_install_of(
-        &e.repo,
-        "v0.2.0",
-        &plain_root,
-        &cargo_home,
-        &["heph", "hephd"],
-    ));
-    assert_eq!(
-        run_bin(&plain_root.join("bin/hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
+    // What the plain `cargo install --git` (and `build = "git"`) does: it builds.
+    plain_install_builds(&e, "v0.2.0", &["heph", "hephd"]);
 
     let run = e.env.run(&["check-and-apply"]);
     assert!(e.env.backoff_of("0.2.0").is_null(), "{}", run.stderr);
@@ -706,14 +650,6 @@ fn a_second_workspace_beside_the_real_one_does_not_hide_the_packages() {
         run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.2.0 (build of v0.2.0)"
     );
-}
-
-/// The real git the stand-ins below hand over to.
-fn real_git() -> &'static str {
-    ["/usr/local/bin/git", "/usr/bin/git", "/bin/git"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("git")
 }
 
 /// A run killed while a new checkout replaces a damaged one (the old removed, the new

@@ -5,7 +5,9 @@
 
 use crate::apply::{assert_same_commands, collapsed, recorded_form};
 use crate::support::scenario::{assert_sound, sandbox};
-use crate::transaction::{eventually, outcomes, phase, signal, spawn, stderr_of};
+use crate::transaction::{
+    eventually, killed_while_proving, outcomes, proving, signal, spawn, stderr_of,
+};
 
 /// Issue 9, "one plan": `rollback --dry-run` names exactly the commands `rollback` runs.
 #[test]
@@ -49,10 +51,7 @@ fn check_and_rollback_finish_a_switch_a_killed_run_left_before_deciding() {
         let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
         s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
         s.env.fake_mode("bad-0.2.0", "3");
-        let mut run = spawn(&s.env, &["check-and-apply"]);
-        assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-        run.kill().unwrap();
-        run.wait().unwrap();
+        killed_while_proving(&s.env);
         let next = s.env.run(&[command]);
         next.expect(1);
         assert!(
@@ -89,8 +88,7 @@ fn sigterm_during_the_watch_of_a_dying_release_still_notifies_and_marks_it_bad()
         &notify.display().to_string(),
     );
     s.env.fake_mode("bad-0.2.0", "2");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+    let mut run = proving(&s.env);
     signal(&run, libc::SIGTERM);
     let status = run.wait().unwrap();
     let stderr = stderr_of(&mut run);

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::scenario::{assert_sound, sandbox};
-use crate::transaction::{eventually, outcomes, phase, signal, spawn, stderr_of};
+use crate::transaction::{
+    eventually, killed_while_proving, outcomes, phase, proving, signal, spawn, stderr_of,
+};
 
 /// A health_command that says when it starts, then takes 5 s.
 fn slow_health(s: &mut crate::support::scenario::Sandbox) -> std::path::PathBuf {
@@ -134,10 +136,7 @@ fn killed_mid_proof_with_the_new_root_deleted(
 ) -> crate::support::scenario::Sandbox {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s");
     let root = s.env.data_dir().join("versions/0.2.0");
     std::fs::remove_dir_all(&root).unwrap();
@@ -200,10 +199,7 @@ fn an_intent_naming_a_deleted_root_does_not_mark_the_release_bad() {
 fn retrying_an_unfinishable_switch_does_not_claim_it_was_finished() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "1s");
     s.env.fake_mode("manager-down", "");
     let before = outcomes(&s.env).len();
@@ -310,8 +306,7 @@ fn the_end_of_the_grace_during_health_command_does_not_mark_a_good_release_bad()
         )
         .var("HEPH_SELFUPDATE_HEALTH_TIMEOUT", "5min")
         .var("HEPH_SELFUPDATE_HEALTH_SETTLE", "4s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+    let mut run = proving(&s.env);
     signal(&run, libc::SIGTERM);
     let signalled = Instant::now();
     let status = run.wait().unwrap();
@@ -371,10 +366,7 @@ fn a_resume_that_cannot_rewrite_current_does_not_close_the_intent() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
     s.env.fake_mode("bad-0.2.0", "3");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     let current = s.env.data_dir().join("current");
     std::fs::remove_file(&current).unwrap();
     std::fs::create_dir_all(current.join("bin")).unwrap();
@@ -448,10 +440,7 @@ fn the_dry_run_over_an_unfinished_switch() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
     s.env.fake_mode("bad-0.2.0", "3");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     s.env.record_everything();
     s.env.clear_calls();
     let dry = s.env.run(&["check-and-apply", "--dry-run"]);

@@ -20,28 +20,38 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-#[test]
-fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
+/// The scenario `boot` makes in a systemd sandbox, or `None` (having said why the test
+/// is skipped) where this machine cannot run one: it needs root and systemd; CI runs it.
+fn booted(boot: impl FnOnce() -> Result<Scenario, String>) -> Option<Scenario> {
     if let Some(why) = sandbox::unavailable() {
         eprintln!(
             "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
         );
-        return;
+        return None;
     }
-    let sc = match Scenario::new(
-        &[
-            ("v0.1.0", Daemon::Good),
-            ("v0.2.0", Daemon::Good),
-            ("v0.3.0", Daemon::DiesAtStart),
-        ],
-        &["v0.2.0", "v0.1.0"],
-        "3s",
-    ) {
-        Ok(sc) => sc,
+    match boot() {
+        Ok(sc) => Some(sc),
         Err(why) => {
             eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
+    let Some(sc) = booted(|| {
+        Scenario::new(
+            &[
+                ("v0.1.0", Daemon::Good),
+                ("v0.2.0", Daemon::Good),
+                ("v0.3.0", Daemon::DiesAtStart),
+            ],
+            &["v0.2.0", "v0.1.0"],
+            "3s",
+        )
+    }) else {
+        return;
     };
     let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
     let h = home.display();
@@ -183,26 +193,18 @@ fn wait_for_proving(home: &std::path::Path) -> bool {
 
 #[test]
 fn a_real_systemd_stop_or_kill_in_the_middle_of_a_switch_converges_on_the_next_run() {
-    if let Some(why) = sandbox::unavailable() {
-        eprintln!(
-            "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
-        );
+    let Some(sc) = booted(|| {
+        Scenario::new(
+            &[
+                ("v0.1.0", Daemon::Good),
+                ("v0.2.0", Daemon::Good),
+                ("v0.3.0", Daemon::Good),
+            ],
+            &["v0.2.0", "v0.1.0"],
+            "8s",
+        )
+    }) else {
         return;
-    }
-    let sc = match Scenario::new(
-        &[
-            ("v0.1.0", Daemon::Good),
-            ("v0.2.0", Daemon::Good),
-            ("v0.3.0", Daemon::Good),
-        ],
-        &["v0.2.0", "v0.1.0"],
-        "8s",
-    ) {
-        Ok(sc) => sc,
-        Err(why) => {
-            eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
-            return;
-        }
     };
     let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
     let h = home.display();
@@ -356,26 +358,18 @@ fn uids_of(sb: &sandbox::Sandbox, pid: &str, program: &str) -> Option<Vec<u32>> 
 
 #[test]
 fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root() {
-    if let Some(why) = sandbox::unavailable() {
-        eprintln!(
-            "SKIPPED: the real-systemd test needs root and systemd ({why}); CI runs it as root"
-        );
+    let Some(sc) = booted(|| {
+        Scenario::system(
+            &[
+                ("v0.1.0", Daemon::Good),
+                ("v0.2.0", Daemon::Good),
+                ("v0.3.0", Daemon::DiesAtStart),
+            ],
+            &["v0.2.0", "v0.1.0"],
+            "3s",
+        )
+    }) else {
         return;
-    }
-    let sc = match Scenario::system(
-        &[
-            ("v0.1.0", Daemon::Good),
-            ("v0.2.0", Daemon::Good),
-            ("v0.3.0", Daemon::DiesAtStart),
-        ],
-        &["v0.2.0", "v0.1.0"],
-        "3s",
-    ) {
-        Ok(sc) => sc,
-        Err(why) => {
-            eprintln!("SKIPPED: the systemd sandbox did not boot here: {why}");
-            return;
-        }
     };
     let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
     let h = home.display();

@@ -36,6 +36,21 @@ pub(crate) fn spawn(env: &TestEnv, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// A `check-and-apply` that has switched and is proving the new release.
+pub(crate) fn proving(env: &TestEnv) -> Child {
+    let run = spawn(env, &["check-and-apply"]);
+    assert!(eventually(|| phase(env).as_deref() == Some("proving")));
+    run
+}
+
+/// A `check-and-apply` killed (SIGKILL: power loss, the OOM killer) while it proves the
+/// new release: its intent is left open.
+pub(crate) fn killed_while_proving(env: &TestEnv) {
+    let mut run = proving(env);
+    run.kill().unwrap();
+    run.wait().unwrap();
+}
+
 pub(crate) fn stderr_of(child: &mut Child) -> String {
     let mut text = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
@@ -61,10 +76,7 @@ fn a_run_killed_between_the_switch_and_the_proof_is_finished_by_the_next_run() {
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
     // 0.2.0 dies 3 s after it starts: only a finished proof can tell.
     s.env.fake_mode("bad-0.2.0", "3");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     assert_eq!(
         phase(&s.env).as_deref(),
         Some("proving"),
@@ -95,10 +107,7 @@ fn a_run_killed_between_the_switch_and_the_proof_is_finished_by_the_next_run() {
 fn a_run_killed_while_proving_a_good_release_is_committed_without_another_restart() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "6s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    killed_while_proving(&s.env);
     let pid = s.env.daemon_pid();
     s.env.clear_calls();
     let status = s.env.run(&["status"]);
@@ -125,8 +134,7 @@ fn a_run_killed_while_proving_a_good_release_is_committed_without_another_restar
 fn sigterm_during_the_health_watch_finishes_the_switch_before_exiting() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "4s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+    let mut run = proving(&s.env);
     signal(&run, libc::SIGTERM);
     let status = run.wait().unwrap();
     let stderr = stderr_of(&mut run);
@@ -144,8 +152,7 @@ fn sigterm_during_the_health_watch_of_a_bad_release_rolls_back_with_its_restart(
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "6s");
     s.env.fake_mode("bad-0.2.0", "2");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+    let mut run = proving(&s.env);
     signal(&run, libc::SIGTERM);
     let status = run.wait().unwrap();
     let stderr = stderr_of(&mut run);
@@ -164,8 +171,7 @@ fn sigterm_during_the_health_watch_of_a_bad_release_rolls_back_with_its_restart(
 fn a_second_sigterm_leaves_the_switch_to_the_next_run_and_says_so() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_HEALTH_SETTLE", "8s");
-    let mut run = spawn(&s.env, &["check-and-apply"]);
-    assert!(eventually(|| phase(&s.env).as_deref() == Some("proving")));
+    let mut run = proving(&s.env);
     signal(&run, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
     signal(&run, libc::SIGTERM);

@@ -182,11 +182,7 @@ impl TestEnv {
     /// Every program heph-selfupdate runs records its call: a recording `git` in front of
     /// the real one, and the stand-in daemons' `--version`.
     pub fn record_everything(&mut self) {
-        let real_git = ["/usr/local/bin/git", "/usr/bin/git", "/bin/git"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("git");
-        self.var("FAKE_REAL_GIT", real_git);
+        self.var("FAKE_REAL_GIT", real_git());
         self.var("FAKE_RECORD_ALL", "1");
         self.fake_bin("git", &super::fakes::git_script());
     }
@@ -365,4 +361,12 @@ impl Drop for TestEnv {
             }
         }
     }
+}
+
+/// The real git (stand-ins in front of it hand over to it).
+pub fn real_git() -> &'static str {
+    ["/usr/local/bin/git", "/usr/bin/git", "/bin/git"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("git")
 }
