@@ -102,13 +102,35 @@ fn make_dry_runs_show_commands_and_change_nothing() {
     );
 }
 
-#[test]
-fn the_units_pass_systemd_analyze_verify_silently() {
-    if Command::new("systemd-analyze")
+fn has_systemd_analyze() -> bool {
+    Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_err()
-    {
+        .is_ok()
+}
+
+/// `systemd-analyze verify` of `<name>.service` and `<name>.timer` in `units` (units
+/// also looked up in `unit_path`): whether it passed, and what it said.
+fn verify(units: &Path, name: &str, unit_path: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.arg("verify")
+        .arg(units.join(format!("{name}.service")))
+        .arg(units.join(format!("{name}.timer")));
+    if let Some(dir) = unit_path {
+        cmd.env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()));
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify_silently() {
+    if !has_systemd_analyze() {
         eprintln!("SKIPPED: systemd-analyze is not installed");
         return;
     }
@@ -131,19 +153,9 @@ fn the_units_pass_systemd_analyze_verify_silently() {
         .join("root")
         .join(home.strip_prefix("/").unwrap())
         .join(".config/systemd/user");
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("heph-selfupdate.service"))
-        .arg(units.join("heph-selfupdate.timer"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = verify(&units, "heph-selfupdate", None);
     assert!(
-        out.status.success() && text.trim().is_empty(),
+        ok && text.trim().is_empty(),
         "systemd-analyze verify said:\n{text}"
     );
 }
@@ -426,25 +438,11 @@ fn the_unit_and_the_plist_keep_home_and_prefix_with_spaces_and_metacharacters_ex
         bindir.display().to_string().replace('%', "%%")
     );
     assert!(service.contains(&expected), "{service}");
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    if has_systemd_analyze() {
         // verify also checks that ExecStart names an executable: make install put it there.
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(units.join("heph-selfupdate.service"))
-            .arg(units.join("heph-selfupdate.timer"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, text) = verify(&units, "heph-selfupdate", None);
         assert!(
-            out.status.success() && text.trim().is_empty(),
+            ok && text.trim().is_empty(),
             "systemd-analyze verify said:\n{text}\n{service}"
         );
     } else {
@@ -802,33 +800,15 @@ fn verify_system_units(dest: &Path, user: &str, home: &Path) -> String {
     );
     std::fs::create_dir_all(prefix.join("bin")).unwrap();
     std::fs::copy(crate::support::binary(), prefix.join("bin/heph-selfupdate")).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join(format!("heph-selfupdate@{user}.service")))
-        .arg(units.join(format!("heph-selfupdate@{user}.timer")))
-        // The instance is found from its template and drop-in there.
-        .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{text}"
-    );
+    // The instance is found from its template and drop-in there.
+    let (ok, text) = verify(&units, &format!("heph-selfupdate@{user}"), Some(&units));
+    assert!(ok, "systemd-analyze verify failed:\n{text}");
     text
 }
 
 #[test]
 fn the_system_units_pass_systemd_analyze_verify_silently_even_with_an_awkward_home() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if !has_systemd_analyze() {
         eprintln!("SKIPPED: systemd-analyze is not installed");
         return;
     }
