@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::env::pid_alive;
+use crate::support::env::{TestEnv, pid_alive};
 use crate::support::scenario::{calls_of, link_of, sandbox, still_plain, version_of};
 
 #[test]
@@ -219,25 +219,26 @@ fn a_placeholder_in_the_plan_stands_for_one_number_only() {
     assert!(!same_command("systemctl show x", "systemctl show y"));
 }
 
+/// Every program a run starts records its call, a `health_command` and a
+/// `notify_command` included.
+pub(crate) fn record_with_hooks(env: &mut TestEnv) {
+    env.record_everything();
+    let health = env.fake_bin("healthcheck", &crate::support::fakes::recording_script(0));
+    let notify = env.fake_bin("notifier", &crate::support::fakes::recording_script(0));
+    env.var(
+        "HEPH_SELFUPDATE_HEALTH_COMMAND",
+        &format!("{} --ping", health.display()),
+    )
+    .var(
+        "HEPH_SELFUPDATE_NOTIFY_COMMAND",
+        &notify.display().to_string(),
+    );
+}
+
 #[test]
 fn the_dry_run_names_exactly_the_commands_the_run_then_runs() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
-    s.env.record_everything();
-    let health = s
-        .env
-        .fake_bin("healthcheck", &crate::support::fakes::recording_script(0));
-    let notify = s
-        .env
-        .fake_bin("notifier", &crate::support::fakes::recording_script(0));
-    s.env
-        .var(
-            "HEPH_SELFUPDATE_HEALTH_COMMAND",
-            &format!("{} --ping", health.display()),
-        )
-        .var(
-            "HEPH_SELFUPDATE_NOTIFY_COMMAND",
-            &notify.display().to_string(),
-        );
+    record_with_hooks(&mut s.env);
     let plan = s.env.run(&["check-and-apply", "--dry-run", "--json"]);
     plan.expect(0);
     let planned: Vec<Vec<String>> =

@@ -23,7 +23,7 @@ fn hours_ago(h: i64) -> String {
 
 /// A window of local time (the tests run with TZ=UTC) that is closed now: it opens in
 /// three hours and lasts one.
-fn closed_window() -> String {
+pub(crate) fn closed_window() -> String {
     let start = OffsetDateTime::now_utc() + time::Duration::hours(3);
     let end = start + time::Duration::hours(1);
     format!(

@@ -3,7 +3,7 @@
 //! a release that died during an interrupted watch, the group watcher's environment, and
 //! a reused PID in the lock file.
 
-use crate::apply::{assert_same_commands, collapsed, recorded_form};
+use crate::apply::{assert_same_commands, collapsed, record_with_hooks, recorded_form};
 use crate::support::scenario::{assert_sound, sandbox};
 use crate::transaction::{
     eventually, killed_while_proving, outcomes, proving, signal, spawn, stderr_of,
@@ -14,22 +14,7 @@ use crate::transaction::{
 fn the_rollback_dry_run_names_exactly_the_commands_the_rollback_then_runs() {
     let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.run(&["check-and-apply"]).expect(0);
-    s.env.record_everything();
-    let health = s
-        .env
-        .fake_bin("healthcheck", &crate::support::fakes::recording_script(0));
-    let notify = s
-        .env
-        .fake_bin("notifier", &crate::support::fakes::recording_script(0));
-    s.env
-        .var(
-            "HEPH_SELFUPDATE_HEALTH_COMMAND",
-            &format!("{} --ping", health.display()),
-        )
-        .var(
-            "HEPH_SELFUPDATE_NOTIFY_COMMAND",
-            &notify.display().to_string(),
-        );
+    record_with_hooks(&mut s.env);
     s.env.clear_calls();
     let plan = s.env.run(&["rollback", "--dry-run", "--json"]);
     plan.expect(0);

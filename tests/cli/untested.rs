@@ -3,23 +3,8 @@
 //! newer release, the free-space check that counts what the last build took, and a long
 //! build saying it is alive at a terminal.
 
-use time::OffsetDateTime;
-
+use crate::fleet::closed_window;
 use crate::support::scenario::{assert_sound, calls_of, sandbox};
-
-/// A window of local time (the tests run with TZ=UTC) that is closed now: it opens in
-/// three hours and lasts one.
-fn closed_window() -> String {
-    let start = OffsetDateTime::now_utc() + time::Duration::hours(3);
-    let end = start + time::Duration::hours(1);
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start.hour(),
-        start.minute(),
-        end.hour(),
-        end.minute()
-    )
-}
 
 /// `status` relays since when the manager says the daemon runs (systemd's
 /// `ActiveEnterTimestamp`), in the daemon line and in `--json`.
