@@ -157,3 +157,76 @@ fn a_long_build_at_a_terminal_says_every_30_s_that_it_is_still_running() {
     );
     assert_sound(&s.env, "0.2.0");
 }
+
+/// Replaces what changes from run to run in `status` output with placeholders: the
+/// sandbox's path, times (`[TIME]`, `[DATE]`, `[CLOCK]`, the weekday after "since"),
+/// durations (`[DUR]`) and the daemon's PID.
+fn normalised(text: &str, sandbox: &str) -> String {
+    let is_duration = |w: &str| {
+        let n = w.trim_end_matches('s');
+        w.ends_with('s') && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+    };
+    let is_time = |w: &str| w.len() == 20 && w.as_bytes()[10] == b'T' && w.ends_with('Z');
+    let is_date = |w: &str| w.len() == 10 && w.as_bytes()[4] == b'-' && w.as_bytes()[7] == b'-';
+    let is_clock = |w: &str| w.len() == 8 && w.as_bytes()[2] == b':' && w.as_bytes()[5] == b':';
+    let text = text.replace(sandbox, "[SANDBOX]");
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut prev = "";
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| {
+                let core = w
+                    .trim_start_matches('(')
+                    .trim_end_matches([')', ',', ';', ':']);
+                let placeholder = if is_time(core) {
+                    Some("[TIME]")
+                } else if is_date(core) {
+                    Some("[DATE]")
+                } else if is_clock(core) {
+                    Some("[CLOCK]")
+                } else if is_duration(core) {
+                    Some("[DUR]")
+                } else if prev == "pid" || prev == "since" {
+                    Some(if prev == "pid" { "[PID]" } else { "[DAY]" })
+                } else {
+                    None
+                };
+                prev = core;
+                placeholder.map_or_else(|| w.to_owned(), |p| w.replacen(core, p, 1))
+            })
+            .collect();
+        let line = words.join(" ");
+        // A right-aligned duration's padding depends on its width.
+        let line = match line.trim_start().strip_prefix("[DUR]") {
+            Some(rest) => format!("    [DUR]{rest}"),
+            None => line,
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `status` and `status --history` after an update and a failed one, as a person reads
+/// them: reviewed snapshots (times, durations, PIDs and paths replaced).
+#[test]
+fn status_and_its_history_are_reviewed_snapshots() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    s.forge.set_releases(vec![
+        crate::support::forge::FakeRelease::new("v0.3.0"),
+        crate::support::forge::FakeRelease::new("v0.2.0"),
+        crate::support::forge::FakeRelease::new("v0.1.0"),
+    ]);
+    // v0.3.0 is listed, but the repository has no such tag: the build fails.
+    s.env.run(&["check-and-apply"]).expect(1);
+    let sandbox_dir = s.env.dir.path().display().to_string();
+    let status = s.env.run(&["status"]);
+    let history = s.env.run(&["status", "--history"]);
+    crate::support::assert_snapshot("status.txt", &normalised(&status.stdout, &sandbox_dir));
+    crate::support::assert_snapshot(
+        "status-history.txt",
+        &normalised(&history.stdout, &sandbox_dir),
+    );
+}
