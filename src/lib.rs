@@ -34,6 +34,7 @@ pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod policy;
+pub mod prebuilt;
 pub mod process;
 pub mod redact;
 pub mod release;
