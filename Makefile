@@ -88,7 +88,7 @@ endif
 INSTALLED := $(DESTDIR)$(BINDIR)/heph-selfupdate
 
 .PHONY: all build test lint demo bench fuzz ci install enable disable uninstall doctor \
-	install-system enable-system disable-system uninstall-system doctor-system
+	install-system enable-system disable-system uninstall-system doctor-system release-assets
 
 all: build
 
@@ -127,6 +127,29 @@ bench:
 
 ## What CI runs (.ci/run).
 ci: test
+
+## A release's prebuilt assets (docs/assets.md), for a release job: archives of the
+## already built WORKSPACE (an absolute path) per package (PACKAGES, default: every one
+## with a binary) and target (TARGETS, default: the host's), SHA256SUMS, its SSH signature
+## with SSH_KEY and minisign signature with MINISIGN_KEY; uploaded to TAG's release when
+## FORGE_URL and REPO are set, with the token in TOKEN_FILE or $$FORGEJO_TOKEN.
+## Example: make release-assets WORKSPACE=$$PWD/../hephaestus TAG=v1.4.0 SSH_KEY=release_key
+WORKSPACE ?= .
+TAG ?=
+TARGETS ?=
+PACKAGES ?=
+SSH_KEY ?=
+MINISIGN_KEY ?=
+FORGE_URL ?=
+REPO ?=
+TOKEN_FILE ?=
+release-assets:
+	$(if $(TAG),,$(error name the release: make release-assets TAG=vX.Y.Z))scripts/publish-assets \
+	    --workspace=$(call q,$(WORKSPACE)) --tag=$(call q,$(TAG)) \
+	    $(foreach t,$(TARGETS),--target=$(call q,$(t))) $(foreach p,$(PACKAGES),--package=$(call q,$(p))) \
+	    $(if $(SSH_KEY),--ssh-key=$(call q,$(SSH_KEY))) $(if $(MINISIGN_KEY),--minisign-key=$(call q,$(MINISIGN_KEY))) \
+	    $(if $(FORGE_URL),--forge-url=$(call q,$(FORGE_URL)) --repo=$(call q,$(REPO))) \
+	    $(if $(TOKEN_FILE),--token-file=$(call q,$(TOKEN_FILE)))
 
 ## Install the binary, shell completions, man pages and the units (Linux) or the
 ## LaunchAgent (macOS). Enables nothing.

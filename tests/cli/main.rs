@@ -16,6 +16,7 @@ mod fetch_failures;
 mod fleet;
 mod promises_transaction;
 mod promises_ux;
+mod publish;
 mod recovery;
 mod respawn;
 mod stdout;
