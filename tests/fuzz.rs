@@ -253,3 +253,122 @@ fn a_huge_release_list_is_read() {
         50_000
     );
 }
+
+// --- prebuilt release assets (src/prebuilt) ---------------------------------------------
+
+/// Asset and manifest field names, so generated JSON hits the fields that are read.
+fn asset_field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("name".to_owned()),
+        Just("browser_download_url".to_owned()),
+        Just("direct_asset_url".to_owned()),
+        Just("url".to_owned()),
+        Just("size".to_owned()),
+        Just("state".to_owned()),
+        Just("kind".to_owned()),
+        Just("path".to_owned()),
+        Just("assets".to_owned()),
+        Just("target_triples".to_owned()),
+        Just("artifacts".to_owned()),
+        Just("releases".to_owned()),
+        Just("app_name".to_owned()),
+        Just("links".to_owned()),
+        "[a-z_]{1,12}",
+    ]
+}
+
+fn asset_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(|n| json!(n)),
+        Just(json!("https://forge.test/a/b.tar.xz")),
+        Just(json!("executable-zip")),
+        Just(json!("executable")),
+        Just(json!("../../etc/passwd")),
+        Just(json!("x86_64-unknown-linux-gnu")),
+        ".{0,30}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(asset_field(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Plain file names, as a release job would give its assets.
+fn asset_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9._+-]{1,40}".prop_filter("not a dot name", |n| n != "." && n != "..")
+}
+
+proptest! {
+    #[test]
+    fn forge_asset_lists_of_any_shape_never_panic_and_keep_only_plain_names(v in asset_json()) {
+        use heph_selfupdate::prebuilt::asset::read_assets;
+        for kind in [ForgeKind::Forgejo, ForgeKind::GitHub, ForgeKind::GitLab] {
+            for a in read_assets(kind, &json!({"assets": v.clone()}))
+                .into_iter()
+                .chain(read_assets(kind, &json!({"assets": {"links": v.clone()}})))
+            {
+                prop_assert!(!a.name.is_empty() && !a.name.contains('/') && a.name != "..");
+                prop_assert!(a.download_url.starts_with("http"));
+            }
+        }
+    }
+
+    #[test]
+    fn dist_manifests_of_any_shape_never_panic_and_name_no_path_outside(v in asset_json(), bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        use heph_selfupdate::prebuilt::manifest::parse;
+        for m in [parse(v.to_string().as_bytes()), parse(&bytes)].into_iter().flatten() {
+            for a in m.archives {
+                for p in a.executables {
+                    prop_assert!(!p.starts_with('/') && !p.split('/').any(|c| c == ".."), "{p}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_files_of_any_content_never_panic(text in "(.{0,80}\n){0,8}", hexes in prop::collection::vec("[0-9a-fA-F]{60,68}", 0..4)) {
+        use heph_selfupdate::prebuilt::checksum::Checksums;
+        let _ = Checksums::parse("SHA256SUMS", &text);
+        let _ = Checksums::parse_single("x.tar.xz.sha256", &text);
+        let lines: String = hexes.iter().map(|h| format!("{h}  x\n")).collect();
+        let _ = Checksums::parse("SHA256SUMS", &lines);
+        let _ = Checksums::parse_single("x.sha256", hexes.first().map_or("", String::as_str));
+    }
+
+    #[test]
+    fn sha256sum_output_reads_back_as_written(
+        entries in prop::collection::btree_map(asset_name(), prop::array::uniform32(any::<u8>()), 0..12),
+        binary in any::<bool>(),
+        bsd in any::<bool>(),
+    ) {
+        use heph_selfupdate::prebuilt::checksum::{Checksums, Sha256Digest};
+        let text: String = entries
+            .iter()
+            .map(|(name, d)| {
+                let hex = Sha256Digest(*d).hex();
+                if bsd {
+                    format!("SHA256 ({name}) = {hex}\n")
+                } else {
+                    format!("{hex} {}{name}\n", if binary { '*' } else { ' ' })
+                }
+            })
+            .collect();
+        let sums = Checksums::parse("SHA256SUMS", &text).unwrap();
+        prop_assert_eq!(sums.len(), entries.len());
+        for (name, d) in &entries {
+            prop_assert_eq!(sums.get(name), Some(&Sha256Digest(*d)));
+        }
+    }
+
+    #[test]
+    fn signature_armours_of_any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        use heph_selfupdate::prebuilt::signature::{SignatureKind, armour, require_armour};
+        let _ = armour(&bytes);
+        let _ = require_armour(SignatureKind::Ssh, "x.sig", &bytes);
+        let _ = require_armour(SignatureKind::Minisign, "x.minisig", &bytes);
+    }
+}

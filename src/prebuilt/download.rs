@@ -14,6 +14,8 @@ use super::{Failure, Result};
 
 /// Bytes read and hashed per step.
 pub const BUFFER_BYTES: usize = 64 * 1024;
+/// The default cap on one archive's download (as much as an archive may unpack to).
+pub const MAX_ARCHIVE_BYTES: u64 = 512 << 20;
 
 /// What a download may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
