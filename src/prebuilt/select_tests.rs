@@ -1,3 +1,5 @@
+//! Unit tests, compiled only under `#[cfg(test)]` (see the end of `select.rs`).
+//!
 //! Tests of [`super`]: the naming convention, the host's preferences, checksum and
 //! signature files, and the real output of cargo-dist (`tests/fixtures/cargo-dist/`).
 

@@ -1,3 +1,5 @@
+//! Unit tests, compiled only under `#[cfg(test)]` (see the end of `unpack.rs`).
+//!
 //! Tests of [`super`]: ordinary archives in each format, and hostile ones.
 
 use std::io::Write;
