@@ -369,19 +369,10 @@ pub fn root_version(name: &str) -> Option<Version> {
     Version::parse(name.split('~').next()?).ok()
 }
 
-/// Replaces `path` with a symlink to `target` in one rename (no moment without it).
+/// Replaces `path` with a symlink to `target` in one rename (no moment without it), made
+/// at an unpredictable temporary name ([`crate::fsutil::replace_atomically`]).
 fn replace_with_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    crate::fsutil::replace_atomically(path, |tmp| std::os::unix::fs::symlink(target, tmp))
 }
 
 #[cfg(test)]

@@ -695,6 +695,8 @@ fn open_log(path: &Path) -> Option<SharedLog> {
         .create(true)
         .append(true)
         .mode(0o600)
+        // Appended to, not replaced: at least never through a link planted at its name.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map(|f| Arc::new(Mutex::new(f)))
         .map_err(|e| log::warn!("could not open the build log {}: {e}", path.display()))
