@@ -52,8 +52,13 @@ pub enum Step {
     UseRoot { name: String },
     /// The plain binaries in `bin_dir` are taken under management (for rollback).
     Adopt { version: Option<Version> },
-    /// Switch `current`, restart, prove; commit or revert.
-    Switch { purpose: Purpose, cmds: Vec<Cmd> },
+    /// Switch `current`, restart, prove; commit or revert. `signal`: how the daemon is
+    /// restarted when no command does it (respawn).
+    Switch {
+        purpose: Purpose,
+        cmds: Vec<Cmd>,
+        signal: Option<String>,
+    },
     /// Outside `restart_window`: keep the new root staged; the switch waits for the window
     /// (opening next at `opens`, if known).
     Stage { opens: Option<time::OffsetDateTime> },
@@ -108,12 +113,18 @@ impl Step {
                 "take the plain binaries in bin_dir under management as version root {}",
                 version.as_ref().map_or_else(|| "adopted".to_owned(), ToString::to_string)
             ),
-            Self::Switch { purpose, .. } => format!(
-                "switch current to the {} root in one rename, restart the daemon and prove it healthy; go back if it is not",
+            Self::Switch {
+                purpose, signal, ..
+            } => format!(
+                "switch current to the {} root in one rename, restart the daemon{} and prove it healthy; go back if it is not",
                 match purpose {
                     Purpose::Rollback => "older",
                     _ => "new",
-                }
+                },
+                signal
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
             ),
             Self::Stage { opens } => format!(
                 "outside restart_window: keep the new root staged; switch and restart {}",
@@ -225,7 +236,8 @@ pub fn switch_cmds(
     }
     if let Some(m) = manager {
         cmds.push(m.observe_cmd());
-        cmds.push(m.restart_cmd());
+        // Respawn signals the daemon itself: the step says so (`restart_signal`).
+        cmds.extend(m.restart_cmd());
         cmds.push(m.observe_cmd());
         if let Some(cmd) = settings
             .deploy
