@@ -125,8 +125,9 @@ fn manifests_below(repo: &Path, depth: usize) -> Vec<PathBuf> {
     found
 }
 
-/// Reading one tag's files without a checkout of our own, and without changing one:
-/// `doctor` reads the newest release's manifests this way.
+/// Reading one tag without a checkout of our own, and without changing one: `doctor`
+/// reads the newest release's manifests this way, and `verify_tag` reads the tag object
+/// (from the build checkout's git dir, or from a scratch one it was fetched into alone).
 #[derive(Debug, Clone)]
 pub struct Peek {
     pub git: PathBuf,
@@ -163,6 +164,21 @@ impl Peek {
         self.git(format!("fetch {tag} (its files only)"))
             .args(["fetch", "--quiet", "--depth=1", "--no-tags", "--", url])
             .arg(format!("+refs/tags/{tag}:refs/tags/{tag}"))
+    }
+
+    /// Prints the tag object of `tag` (its header, message and signature), for
+    /// `verify_tag` ([`crate::build::signature`]); fails for a lightweight tag.
+    pub fn read_tag(&self, tag: &str) -> Cmd {
+        self.git(format!("read the tag object of {tag}"))
+            .args(["cat-file", "tag"])
+            .arg(format!("refs/tags/{tag}"))
+    }
+
+    /// Prints the commit the fetched tag names.
+    pub fn tag_commit(&self, tag: &str) -> Cmd {
+        self.git(format!("read the commit of the fetched {tag}"))
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(format!("refs/tags/{tag}^{{commit}}"))
     }
 
     /// Writes the tag's files to `tree`, keeping git's index in `index` (never the
@@ -391,21 +407,6 @@ impl Checkout {
             .arg(format!("refs/tags/{tag}^{{commit}}"))
     }
 
-    /// `git verify-tag` against an ssh allowed-signers file. Only its exit code counts:
-    /// it prints "Good signature" even for keys outside the list.
-    pub fn verify_tag(&self, tag: &str, allowed_signers: &Path) -> Cmd {
-        let mut setting = std::ffi::OsString::from("gpg.ssh.allowedSignersFile=");
-        setting.push(allowed_signers);
-        Cmd::new(&self.git, format!("verify the signature of {tag}"))
-            .arg("-C")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(setting)
-            .args(["verify-tag", "--"])
-            .arg(format!("refs/tags/{tag}"))
-            .env(NO_PROMPT.0, NO_PROMPT.1)
-    }
-
     pub fn checkout(&self, tag: &str) -> Cmd {
         self.git(format!("check out {tag}"))
             .args(["checkout", "--quiet", "--force", "--detach"])
@@ -607,9 +608,13 @@ mod tests {
             co.fetch_tag("https://f/x.git", "v1.0.0").display(),
             "git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
         );
+        let peek = Peek {
+            git: "git".into(),
+            git_dir: "/c/.git".into(),
+        };
         assert_eq!(
-            co.verify_tag("v1.0.0", Path::new("/s")).display(),
-            "git -C /c -c gpg.ssh.allowedSignersFile=/s verify-tag -- refs/tags/v1.0.0"
+            peek.read_tag("v1.0.0").display(),
+            "git --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
         );
     }
 }

@@ -31,13 +31,25 @@ pub enum Origin {
 }
 
 /// What a version root is: its version and, for built roots, the commit it was built
-/// from. Adopted roots have no commit.
+/// from and who signed its tag. Adopted roots have no commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootMeta {
     /// The version its daemon reports (`None`: adopted binaries that could not say).
     pub version: Option<String>,
     pub commit: Option<String>,
     pub origin: Origin,
+    /// Who signed the tag it was built from (`verify_tag`); none when it was not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Signer>,
+}
+
+/// The signer of a release tag, as `verify_tag` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    /// Its principal in `allowed_signers`.
+    pub principal: String,
+    /// The key, as ssh-keygen names it (`ED25519 key SHA256:…`).
+    pub key: String,
 }
 
 /// The directories version roots live in, and the `bin_dir` linked into them.
@@ -97,6 +109,7 @@ fn read_meta(dir: &Path, name: &str) -> RootMeta {
         } else {
             Origin::Built
         },
+        signed_by: None,
     }
 }
 
@@ -310,6 +323,7 @@ impl Layout {
                 version: version.map(ToString::to_string),
                 commit: None,
                 origin: Origin::Adopted,
+                signed_by: None,
             },
         )?;
         fs::rename(&staging, &root)

@@ -204,6 +204,7 @@ impl Plan {
             json!({
                 "summary": c.summary,
                 "argv": c.argv(),
+                "stdin": c.stdin.as_ref().map(|f| f.to_string_lossy().into_owned()),
                 "env": c.env.iter()
                     .filter(|(k, _)| !k.to_string_lossy().starts_with(crate::envvars::PREFIX))
                     .map(|(k, v)| (k.to_string_lossy().into_owned(), serde_json::Value::String(v.to_string_lossy().into_owned())))
