@@ -305,6 +305,9 @@ pub enum BuildStep {
     VerifySignature(Cmd),
     /// Checks out the tag.
     Checkout(Cmd),
+    /// Leaves the release's `.cargo/config.toml` files out of the checkout (a sparse
+    /// checkout): `cargo install --git` reads none of them, nor may the checkout build.
+    HideCargoConfig(Cmd),
     /// Removes stray files from the checkout (keeping its target dir).
     Clean(Cmd),
     /// Records `git_url` as the checkout's `origin` (relative submodule URLs need it).
@@ -340,6 +343,7 @@ impl BuildStep {
             | Self::FindSigners(c)
             | Self::VerifySignature(c)
             | Self::Checkout(c)
+            | Self::HideCargoConfig(c)
             | Self::Clean(c)
             | Self::Origin(c)
             | Self::SyncSubmodules(c)
@@ -368,6 +372,7 @@ impl BuildStep {
             | Self::FindSigners(_)
             | Self::VerifySignature(_)
             | Self::Checkout(_)
+            | Self::HideCargoConfig(_)
             | Self::Clean(_)
             | Self::Origin(_)
             | Self::SyncSubmodules(_)
@@ -400,6 +405,7 @@ impl BuildStep {
             Self::InitCheckout { .. }
                 | Self::TagCommit(_)
                 | Self::Checkout(_)
+                | Self::HideCargoConfig(_)
                 | Self::Clean(_)
                 | Self::Origin(_)
                 | Self::SyncSubmodules(_)
@@ -705,6 +711,7 @@ impl Builder<'_> {
                     steps.extend(self.signature_steps(&peek, target));
                 }
                 steps.push(BuildStep::Checkout(co.checkout(tag)));
+                steps.push(BuildStep::HideCargoConfig(co.hide_cargo_config()));
                 steps.push(BuildStep::Clean(co.clean()));
                 steps.push(BuildStep::Origin(co.set_origin(&self.settings.git_url)));
                 steps.push(BuildStep::SyncSubmodules(co.sync_submodules()));
@@ -981,13 +988,31 @@ impl Builder<'_> {
             BuildStep::Install {
                 package: Some(p), ..
             } => {
-                let actual = self.path_install(p, &self.member_dir(p, &progress.members), target);
+                let member_dir = self.member_dir(p, &progress.members);
+                let found = git::cargo_configs_in(&self.checkout().dir, &member_dir);
+                if !found.is_empty() {
+                    return Err(fail(
+                        FailureKind::Verification,
+                        anyhow!(
+                            "{tag} has cargo configuration the build of {p} would read: {}\nhelp: the checkout build reads none of a release's own cargo configuration, as `cargo install --git` does not; the checkout leaves the release's own out, so these came with a submodule or were written during the build",
+                            found
+                                .iter()
+                                .map(|f| f.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                let actual = self.path_install(p, &member_dir, target);
                 if actual.args != step.cmd().args {
                     log::debug!("the directory of {p} is known now: {}", actual.display());
                 }
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
             BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, tag, deadline),
+            BuildStep::HideCargoConfig(_) => {
+                self.checkout().write_sparse_patterns().map_err(env)?;
+            }
             BuildStep::ScratchInit(_) => {
                 crate::fsutil::remove_all(&self.tag_scratch(target).git_dir).map_err(env)?;
             }
@@ -2256,6 +2281,50 @@ mod tests {
                 "nothing handed to ssh-keygen"
             );
         }
+    }
+
+    #[test]
+    fn cargo_configuration_left_in_the_checkout_stops_the_build_before_cargo_runs() {
+        use crate::process::fake::{Recorder, ok};
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let runner = Recorder::new(|_: &Cmd| ok(""));
+        let b = test_builder(&s, &runner, dir.path());
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        // hephd lives in a submodule that brings its own .cargo/config.toml.
+        let member = b.checkout().dir.join("vendor/hephd");
+        std::fs::create_dir_all(b.checkout().dir.join("vendor/.cargo")).unwrap();
+        std::fs::write(b.checkout().dir.join("vendor/.cargo/config.toml"), "").unwrap();
+        let mut progress = Progress::default();
+        progress.members.insert("hephd".into(), member);
+        let step = b
+            .steps(&target, &progress.members)
+            .into_iter()
+            .find(|st| matches!(st, BuildStep::Install { .. }))
+            .unwrap();
+        runner.seen.borrow_mut().clear();
+        let f = b
+            .run_step(
+                &step,
+                &target,
+                &mut progress,
+                Instant::now() + Duration::from_secs(60),
+            )
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::Verification);
+        assert!(
+            format!("{:#}", f.error).contains("vendor/.cargo/config.toml"),
+            "{:#}",
+            f.error
+        );
+        assert!(
+            runner.lines().is_empty(),
+            "cargo never ran: {:?}",
+            runner.lines()
+        );
     }
 
     #[test]

@@ -195,6 +195,25 @@ impl Peek {
     }
 }
 
+/// The sparse-checkout patterns of the build checkout: every file but cargo's
+/// configuration files, at any depth. `cargo install --path DIR` reads `.cargo/config.toml`
+/// (and the older `.cargo/config`) in DIR and every directory above it, so a release's own
+/// `[env]`, `build.rustc-wrapper` or `build.rustc` would apply to the checkout build, when
+/// `cargo install --git` — whose configuration starts at `CARGO_HOME` — reads none of them.
+pub const CARGO_CONFIG_PATTERNS: &str = "/*\n!**/.cargo/config\n!**/.cargo/config.toml\n";
+
+/// Cargo configuration files cargo would read for a package in `member_dir` from inside
+/// `checkout` (in that directory or one above it, up to the checkout's top): none, once
+/// the checkout left them out ([`Checkout::hide_cargo_config`]); a submodule's are not.
+pub fn cargo_configs_in(checkout: &Path, member_dir: &Path) -> Vec<PathBuf> {
+    member_dir
+        .ancestors()
+        .take_while(|d| d.starts_with(checkout))
+        .flat_map(|d| ["config", "config.toml"].map(|f| d.join(".cargo").join(f)))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 /// Where the persistent checkout lives in the cache dir.
 pub fn checkout_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("checkout")
@@ -407,6 +426,34 @@ impl Checkout {
             .arg(format!("refs/tags/{tag}^{{commit}}"))
     }
 
+    /// Leaves the release's own cargo configuration out of the work tree (see
+    /// [`CARGO_CONFIG_PATTERNS`]): with the patterns written
+    /// ([`Checkout::write_sparse_patterns`]), `read-tree -mu HEAD` applies them as a sparse
+    /// checkout. The files stay in git's index, marked skip-worktree, so `git status` sees
+    /// no change and the checkout is not taken for a damaged one.
+    pub fn hide_cargo_config(&self) -> Cmd {
+        self.git("leave the release's .cargo/config.toml out of the build checkout".into())
+            .args([
+                "-c",
+                "core.sparseCheckout=true",
+                "-c",
+                "core.sparseCheckoutCone=false",
+                "read-tree",
+                "-mu",
+                "HEAD",
+            ])
+    }
+
+    /// Writes [`CARGO_CONFIG_PATTERNS`] as the checkout's sparse-checkout patterns.
+    pub fn write_sparse_patterns(&self) -> anyhow::Result<()> {
+        let info = self.dir.join(".git/info");
+        crate::fsutil::create_private_dir(&info)?;
+        crate::fsutil::atomic_write(
+            &info.join("sparse-checkout"),
+            CARGO_CONFIG_PATTERNS.as_bytes(),
+        )
+    }
+
     pub fn checkout(&self, tag: &str) -> Cmd {
         self.git(format!("check out {tag}"))
             .args(["checkout", "--quiet", "--force", "--detach"])
@@ -486,6 +533,34 @@ mod tests {
         // A manifest at the top is the workspace.
         write("Cargo.toml", "[workspace]\n");
         assert_eq!(workspace_manifest(repo, &packages), repo.join("Cargo.toml"));
+    }
+
+    #[test]
+    fn finds_cargo_configuration_from_the_package_up_to_the_checkout_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let co = tmp.path().join("checkout");
+        let member = co.join("sub/crates/hephd");
+        for dir in [
+            tmp.path().join(".cargo"),
+            co.join("sub/.cargo"),
+            member.join(".cargo"),
+        ] {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::write(tmp.path().join(".cargo/config.toml"), "").unwrap();
+        assert!(
+            cargo_configs_in(&co, &member).is_empty(),
+            "above the checkout: not the release's"
+        );
+        std::fs::write(co.join("sub/.cargo/config.toml"), "").unwrap();
+        std::fs::write(member.join(".cargo/config"), "").unwrap();
+        assert_eq!(
+            cargo_configs_in(&co, &member),
+            [
+                member.join(".cargo/config"),
+                co.join("sub/.cargo/config.toml")
+            ]
+        );
     }
 
     #[test]
