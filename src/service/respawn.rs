@@ -649,20 +649,24 @@ mod tests {
         assert!(o.failed, "not our signal: a crash");
     }
 
-    #[test]
-    fn a_launchd_keepalive_agent_is_confirmed_by_asking_launchd_again() {
-        let t = Table::with(812, "/");
-        let m = Respawn::new(
+    fn launchd_respawn(table: &Rc<Table>) -> Respawn {
+        Respawn::new(
             Box::new(Launchd::new(
                 Path::new("launchctl"),
                 "mcquack.eblume.heph",
                 501,
                 Duration::from_secs(60),
             )),
-            Box::new(Fake(Rc::clone(&t))),
+            Box::new(Fake(Rc::clone(table))),
             ServiceManagerKind::Launchd,
             "mcquack.eblume.heph",
-        );
+        )
+    }
+
+    #[test]
+    fn a_launchd_keepalive_agent_is_confirmed_by_asking_launchd_again() {
+        let t = Table::with(812, "/");
+        let m = launchd_respawn(&t);
         let print = |state: &str, pid: Option<u32>, runs: u64, exit: &str| {
             format!(
                 "gui/501/mcquack.eblume.heph = {{\n\tstate = {state}\n\tproperties = keepalive | runatload\n{}\truns = {runs}\n\tlast exit code = {exit}\n}}\n",
@@ -688,17 +692,7 @@ mod tests {
         );
         // launchd no longer names it when asked again: not signalled.
         let t2 = Table::with(812, "/");
-        let m2 = Respawn::new(
-            Box::new(Launchd::new(
-                Path::new("launchctl"),
-                "mcquack.eblume.heph",
-                501,
-                Duration::from_secs(60),
-            )),
-            Box::new(Fake(Rc::clone(&t2))),
-            ServiceManagerKind::Launchd,
-            "mcquack.eblume.heph",
-        );
+        let m2 = launchd_respawn(&t2);
         let r = runner(vec![running, print("not running", None, 4, "0")]);
         m2.restart(&r).unwrap();
         assert!(t2.signalled.borrow().is_empty());

@@ -468,34 +468,6 @@ fn an_ssh_signature_by_an_allowed_key_is_accepted_and_its_signer_recorded_in_bot
     verify_tags(&mut e, &signers);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
-    let signer = "signed by release@test.invalid with ED25519 key SHA256:";
-
-    // The default checkout build: a key not in the list, then the listed one.
-    s.sign_ssh("v0.2.0", "stranger", None);
-    let run = e.env.run(&["check-and-apply"]);
-    run.expect(1);
-    assert!(
-        run.stderr.contains("not from an allowed signer"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.1.0 (build of v0.1.0)"
-    );
-    s.sign_ssh("v0.2.0", "release", None);
-    let run = e.env.run(&["check-and-apply", "--force"]);
-    run.expect(0);
-    assert!(
-        run.stderr
-            .contains(&format!("the signature of v0.2.0 is good: {signer}")),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
-    );
     let data = e.env.data_dir();
     let record = |version: &str| -> serde_json::Value {
         serde_json::from_slice(
@@ -503,10 +475,44 @@ fn an_ssh_signature_by_an_allowed_key_is_accepted_and_its_signer_recorded_in_bot
         )
         .unwrap()
     };
-    assert_eq!(
-        record("0.2.0")["signed_by"]["principal"],
-        "release@test.invalid"
-    );
+    // Signed by a key not in the list: refused before cargo runs, `from` still installed.
+    // Signed again by the listed one: built, and its signer recorded.
+    let stranger_then_release = |e: &E2e, tag: &str, from: &str| {
+        let version = tag.trim_start_matches('v');
+        s.sign_ssh(tag, "stranger", None);
+        let run = e.env.run(&["check-and-apply"]);
+        run.expect(1);
+        assert!(
+            run.stderr.contains("not from an allowed signer") && !run.stderr.contains("running: "),
+            "refused before cargo runs: {}",
+            run.stderr
+        );
+        assert_eq!(
+            run_bin(&e.env.bin_dir.join("hephd")),
+            format!("hephd {from} (build of v{from})")
+        );
+        s.sign_ssh(tag, "release", None);
+        let run = e.env.run(&["check-and-apply", "--force"]);
+        run.expect(0);
+        assert!(
+            run.stderr.contains(&format!(
+                "the signature of {tag} is good: signed by release@test.invalid with ED25519 key SHA256:"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run_bin(&e.env.bin_dir.join("hephd")),
+            format!("hephd {version} (build of {tag})")
+        );
+        assert_eq!(
+            record(version)["signed_by"]["principal"],
+            "release@test.invalid"
+        );
+    };
+
+    // The default checkout build.
+    stranger_then_release(&e, "v0.2.0", "0.1.0");
     let status = e.env.run(&["status"]).stdout;
     assert!(
         status.contains("signed by release@test.invalid (ED25519 key SHA256:"),
@@ -524,32 +530,7 @@ fn an_ssh_signature_by_an_allowed_key_is_accepted_and_its_signer_recorded_in_bot
     // `cargo install --git` verifies the same way, from the tag fetched alone.
     e.env.var("HEPH_SELFUPDATE_BUILD", "git");
     offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
-    s.sign_ssh("v0.3.0", "stranger", None);
-    let run = e.env.run(&["check-and-apply"]);
-    run.expect(1);
-    assert!(
-        run.stderr.contains("not from an allowed signer")
-            && !run.stderr.contains("install --locked"),
-        "refused before cargo runs: {}",
-        run.stderr
-    );
-    s.sign_ssh("v0.3.0", "release", None);
-    let run = e.env.run(&["check-and-apply", "--force"]);
-    run.expect(0);
-    assert!(
-        run.stderr
-            .contains(&format!("the signature of v0.3.0 is good: {signer}")),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.3.0 (build of v0.3.0)"
-    );
-    assert_eq!(
-        record("0.3.0")["signed_by"]["principal"],
-        "release@test.invalid"
-    );
+    stranger_then_release(&e, "v0.3.0", "0.2.0");
 }
 
 /// Adds release `tag` to the fixture repository, its workspace changed by `edit`.
