@@ -515,7 +515,10 @@ impl Executor<'_> {
                 progress.commit.as_deref(),
                 &self.settings.build.packages,
             )
-            .filter(|r| Some(&r.name) != self.layout.current().as_ref());
+            .filter(|r| Some(&r.name) != self.layout.current().as_ref())
+            // With `verify_tag` only a build whose tag was checked: one kept from before
+            // would be switched to without a signature anybody looked at.
+            .filter(|r| !self.settings.build.verify_tag || r.meta.signed_by.is_some());
             if let Some(kept) = kept {
                 log::info!("reusing the kept build {} of {}", kept.name, target.tag);
                 *root = Some(kept.name);
