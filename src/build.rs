@@ -1459,8 +1459,8 @@ impl Builder<'_> {
         fail(FailureKind::Unreachable, error)
     }
 
-    /// Runs a command of `verify_tag`: only a signal stops it otherwise than by its exit
-    /// code; a program that cannot start is the machine's failure.
+    /// Runs a command of `verify_tag`, whose exit code the caller judges: a signal stops
+    /// the build, and a program that cannot start is the machine's failure.
     fn run_signature_cmd(&self, cmd: &Cmd) -> Result<Output, BuildFailure> {
         self.runner.run(cmd).map_err(|e| match e {
             RunError::Interrupted { .. } => fail(FailureKind::Interrupted, e.into()),
