@@ -12,9 +12,15 @@
 //! `git` mode: `cargo install --git … --tag …` with a fresh, empty target dir (a reused
 //! one silently installs stale code, rust-lang/cargo#13259), then the commit cargo
 //! recorded must be the one the tag named when checked.
+//!
+//! With `verify_tag`, both modes check the tag the same way before anything is built
+//! ([`signature`]): the checkout build reads it from the checkout, the git build from a
+//! scratch repository it was fetched into alone; it must name the resolved commit, which
+//! is the commit built.
 
 pub mod cache;
 pub mod diagnose;
+pub mod signature;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
@@ -27,8 +33,8 @@ use anyhow::{Context, Result, anyhow};
 use semver::Version;
 
 use crate::clock::Clock;
-use crate::git::{self, Checkout, Health};
-use crate::layout::Layout;
+use crate::git::{self, Checkout, Health, Peek};
+use crate::layout::{Layout, Signer};
 use crate::process::{Cmd, CmdFailed, Output, RunError, Runner};
 use crate::version::same_version;
 
@@ -103,11 +109,14 @@ pub struct Tools {
     /// The rustc beside `cargo` (a rustup proxy beside a proxy, a toolchain's rustc beside
     /// its cargo), else PATH's.
     pub rustc: PathBuf,
+    /// ssh-keygen, which checks tag signatures (`verify_tag`).
+    pub ssh_keygen: PathBuf,
 }
 
 impl Tools {
     /// `cargo`: the configured path, else PATH, else `~/.cargo/bin/cargo` (service
-    /// managers' PATH rarely has it). `git`: PATH. `rustc`: beside cargo, else PATH.
+    /// managers' PATH rarely has it). `git`, `ssh-keygen`: PATH. `rustc`: beside cargo,
+    /// else PATH.
     pub fn find(configured: Option<&Path>, home: &Path, path_var: Option<&OsStr>) -> Self {
         let cargo = configured
             .map(Path::to_path_buf)
@@ -121,7 +130,14 @@ impl Tools {
             .filter(|p| p.is_file())
             .or_else(|| crate::process::find_on_path("rustc", path_var))
             .unwrap_or_else(|| PathBuf::from("rustc"));
-        Self { cargo, git, rustc }
+        let ssh_keygen = crate::process::find_on_path("ssh-keygen", path_var)
+            .unwrap_or_else(|| PathBuf::from("ssh-keygen"));
+        Self {
+            cargo,
+            git,
+            rustc,
+            ssh_keygen,
+        }
     }
 }
 
@@ -274,10 +290,24 @@ pub enum BuildStep {
     Fetch(Cmd),
     /// The fetched tag must name the commit resolved before.
     TagCommit(Cmd),
-    /// The tag's signature must be from an allowed signer.
-    VerifyTag(Cmd),
+    /// Git mode with `verify_tag`: a scratch repository for the tag alone (made afresh).
+    ScratchInit(Cmd),
+    /// Fetches the tag alone into the scratch repository.
+    ScratchFetch(Cmd),
+    /// The tag fetched alone must name the commit resolved before.
+    ScratchTagCommit(Cmd),
+    /// `verify_tag`: reads the tag object; anything but an SSH signature is refused, and
+    /// the signed payload and the signature are written for ssh-keygen.
+    ReadTag(Cmd),
+    /// Who in `allowed_signers` has the key that signed, valid now.
+    FindSigners(Cmd),
+    /// The signature verifies for that principal (the plan names it by a placeholder).
+    VerifySignature(Cmd),
     /// Checks out the tag.
     Checkout(Cmd),
+    /// Leaves the release's `.cargo/config.toml` files out of the checkout (a sparse
+    /// checkout): `cargo install --git` reads none of them, nor may the checkout build.
+    HideCargoConfig(Cmd),
     /// Removes stray files from the checkout (keeping its target dir).
     Clean(Cmd),
     /// Records `git_url` as the checkout's `origin` (relative submodule URLs need it).
@@ -306,8 +336,14 @@ impl BuildStep {
             Self::Resolve(c)
             | Self::Fetch(c)
             | Self::TagCommit(c)
-            | Self::VerifyTag(c)
+            | Self::ScratchInit(c)
+            | Self::ScratchFetch(c)
+            | Self::ScratchTagCommit(c)
+            | Self::ReadTag(c)
+            | Self::FindSigners(c)
+            | Self::VerifySignature(c)
             | Self::Checkout(c)
+            | Self::HideCargoConfig(c)
             | Self::Clean(c)
             | Self::Origin(c)
             | Self::SyncSubmodules(c)
@@ -329,8 +365,14 @@ impl BuildStep {
             Self::InitCheckout { .. }
             | Self::Fetch(_)
             | Self::TagCommit(_)
-            | Self::VerifyTag(_)
+            | Self::ScratchInit(_)
+            | Self::ScratchFetch(_)
+            | Self::ScratchTagCommit(_)
+            | Self::ReadTag(_)
+            | Self::FindSigners(_)
+            | Self::VerifySignature(_)
             | Self::Checkout(_)
+            | Self::HideCargoConfig(_)
             | Self::Clean(_)
             | Self::Origin(_)
             | Self::SyncSubmodules(_)
@@ -346,9 +388,11 @@ impl BuildStep {
     /// Whether the step reaches the network (only those can fail for network reasons).
     pub fn reach(&self) -> Reach {
         match self {
-            Self::Resolve(_) | Self::Fetch(_) | Self::Submodules(_) | Self::Dependencies(_) => {
-                Reach::Network
-            }
+            Self::Resolve(_)
+            | Self::Fetch(_)
+            | Self::ScratchFetch(_)
+            | Self::Submodules(_)
+            | Self::Dependencies(_) => Reach::Network,
             Self::Install { package: None, .. } => Reach::Mixed,
             _ => Reach::Offline,
         }
@@ -361,6 +405,7 @@ impl BuildStep {
             Self::InitCheckout { .. }
                 | Self::TagCommit(_)
                 | Self::Checkout(_)
+                | Self::HideCargoConfig(_)
                 | Self::Clean(_)
                 | Self::Origin(_)
                 | Self::SyncSubmodules(_)
@@ -447,6 +492,10 @@ pub struct Progress {
     pub phases: Vec<(&'static str, Duration)>,
     /// The checkout's target dir before the build (bytes).
     pub target_before: u64,
+    /// Who in `allowed_signers` may have signed the tag (`verify_tag`).
+    pub principals: Vec<String>,
+    /// Who did (`verify_tag`).
+    pub signer: Option<Signer>,
 }
 
 impl Progress {
@@ -613,10 +662,25 @@ impl Builder<'_> {
     pub fn steps(&self, target: &Target, members: &BTreeMap<String, PathBuf>) -> Vec<BuildStep> {
         let mut steps = vec![BuildStep::Resolve(self.resolve_cmd(&target.tag))];
         match self.settings.mode {
-            BuildMode::Git => steps.push(BuildStep::Install {
-                package: None,
-                cmd: self.git_install(target),
-            }),
+            BuildMode::Git => {
+                if self.settings.verify_tag {
+                    let scratch = self.tag_scratch(target);
+                    steps.push(BuildStep::ScratchInit(scratch.init()));
+                    steps.push(BuildStep::ScratchFetch(
+                        build_env(
+                            scratch.fetch(&self.settings.git_url, &target.tag),
+                            self.settings,
+                        )
+                        .timeout(self.settings.resolve_timeout),
+                    ));
+                    steps.push(BuildStep::ScratchTagCommit(scratch.tag_commit(&target.tag)));
+                    steps.extend(self.signature_steps(&scratch, target));
+                }
+                steps.push(BuildStep::Install {
+                    package: None,
+                    cmd: self.git_install(target),
+                });
+            }
             BuildMode::Checkout => {
                 let co = self.checkout();
                 let tag = &target.tag;
@@ -639,12 +703,15 @@ impl Builder<'_> {
                     self.settings,
                 )));
                 steps.push(BuildStep::TagCommit(co.tag_commit(tag)));
-                if let (true, Some(signers)) =
-                    (self.settings.verify_tag, &self.settings.allowed_signers)
-                {
-                    steps.push(BuildStep::VerifyTag(co.verify_tag(tag, signers)));
+                if self.settings.verify_tag {
+                    let peek = Peek {
+                        git: self.tools.git.clone(),
+                        git_dir: co.dir.join(".git"),
+                    };
+                    steps.extend(self.signature_steps(&peek, target));
                 }
                 steps.push(BuildStep::Checkout(co.checkout(tag)));
+                steps.push(BuildStep::HideCargoConfig(co.hide_cargo_config()));
                 steps.push(BuildStep::Clean(co.clean()));
                 steps.push(BuildStep::Origin(co.set_origin(&self.settings.git_url)));
                 steps.push(BuildStep::SyncSubmodules(co.sync_submodules()));
@@ -675,6 +742,52 @@ impl Builder<'_> {
                 .join(&self.settings.binary),
         )));
         steps
+    }
+
+    /// Where git mode fetches the tag alone to check its signature (`verify_tag`).
+    fn tag_scratch(&self, target: &Target) -> Peek {
+        Peek {
+            git: self.tools.git.clone(),
+            git_dir: self
+                .layout
+                .tmp_dir()
+                .join(format!("tag-{}.git", target.version)),
+        }
+    }
+
+    /// The signature of `target`'s tag and the payload it signs, written for ssh-keygen.
+    fn signature_files(&self, target: &Target) -> (PathBuf, PathBuf) {
+        let tmp = self.layout.tmp_dir();
+        let v = &target.version;
+        (
+            tmp.join(format!("tag-{v}.sig")),
+            tmp.join(format!("tag-{v}.payload")),
+        )
+    }
+
+    /// `verify_tag`'s steps over the tag in `peek`'s git dir (the same in both modes).
+    fn signature_steps(&self, peek: &Peek, target: &Target) -> Vec<BuildStep> {
+        let Some(signers) = &self.settings.allowed_signers else {
+            return Vec::new();
+        };
+        let (sig, _) = self.signature_files(target);
+        vec![
+            BuildStep::ReadTag(peek.read_tag(&target.tag)),
+            BuildStep::FindSigners(signature::find_principals(
+                &self.tools.ssh_keygen,
+                &sig,
+                signers,
+            )),
+            BuildStep::VerifySignature(
+                self.verify_signature_cmd(target, "<principal from find-principals>"),
+            ),
+        ]
+    }
+
+    fn verify_signature_cmd(&self, target: &Target, principal: &str) -> Cmd {
+        let (sig, payload) = self.signature_files(target);
+        let signers = self.settings.allowed_signers.clone().unwrap_or_default();
+        signature::verify(&self.tools.ssh_keygen, &signers, principal, &sig, &payload)
     }
 
     /// Package directories of the checkout as it is now (read-only), for a plan made
@@ -875,14 +988,37 @@ impl Builder<'_> {
             BuildStep::Install {
                 package: Some(p), ..
             } => {
-                let actual = self.path_install(p, &self.member_dir(p, &progress.members), target);
+                let member_dir = self.member_dir(p, &progress.members);
+                let found = git::cargo_configs_in(&self.checkout().dir, &member_dir);
+                if !found.is_empty() {
+                    return Err(fail(
+                        FailureKind::Verification,
+                        anyhow!(
+                            "{tag} has cargo configuration the build of {p} would read: {}\nhelp: the checkout build reads none of a release's own cargo configuration, as `cargo install --git` does not; the checkout leaves the release's own out, so these came with a submodule or were written during the build",
+                            found
+                                .iter()
+                                .map(|f| f.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                let actual = self.path_install(p, &member_dir, target);
                 if actual.args != step.cmd().args {
                     log::debug!("the directory of {p} is known now: {}", actual.display());
                 }
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
             BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, tag, deadline),
-            BuildStep::VerifyTag(cmd) => return self.verify_tag(cmd, target),
+            BuildStep::HideCargoConfig(_) => {
+                self.checkout().write_sparse_patterns().map_err(env)?;
+            }
+            BuildStep::ScratchInit(_) => {
+                crate::fsutil::remove_all(&self.tag_scratch(target).git_dir).map_err(env)?;
+            }
+            BuildStep::ReadTag(cmd) => return self.read_tag(cmd, target),
+            BuildStep::FindSigners(cmd) => return self.find_signers(cmd, target, progress),
+            BuildStep::VerifySignature(_) => return self.verify_signature(target, progress),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
             _ => {}
         }
@@ -921,7 +1057,7 @@ impl Builder<'_> {
                 log::info!("{tag} is commit {commit}");
                 progress.commit = Some(commit);
             }
-            BuildStep::TagCommit(_) => {
+            BuildStep::TagCommit(_) | BuildStep::ScratchTagCommit(_) => {
                 let fetched = out.stdout.trim();
                 let resolved = progress.commit.as_deref().unwrap_or_default();
                 if fetched != resolved {
@@ -1323,29 +1459,115 @@ impl Builder<'_> {
         fail(FailureKind::Unreachable, error)
     }
 
-    /// `git verify-tag`: only its exit code counts.
-    fn verify_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
-        let out = self.runner.run(cmd).map_err(|e| match e {
+    /// Runs a command of `verify_tag`, whose exit code the caller judges: a signal stops
+    /// the build, and a program that cannot start is the machine's failure.
+    fn run_signature_cmd(&self, cmd: &Cmd) -> Result<Output, BuildFailure> {
+        self.runner.run(cmd).map_err(|e| match e {
             RunError::Interrupted { .. } => fail(FailureKind::Interrupted, e.into()),
-            e => fail(FailureKind::Verification, e.into()),
-        })?;
+            RunError::Spawn { .. } => fail(FailureKind::Environment, e.into()),
+            e @ RunError::TimedOut { .. } => fail(FailureKind::Timeout, e.into()),
+        })
+    }
+
+    /// The help of every refused signature.
+    fn signature_help(&self) -> String {
+        format!(
+            "help: release tags must be signed with an SSH key (`git tag -s` with `gpg.format = ssh`) that allowed_signers{} lists, valid now",
+            self.settings
+                .allowed_signers
+                .as_deref()
+                .map(|p| format!(" = {}", p.display()))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Reads the tag object: only an SSH signature goes on; its payload and signature
+    /// are written for ssh-keygen.
+    fn read_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
+        let tag = &target.tag;
+        let refused = |what: String| {
+            fail(
+                FailureKind::Verification,
+                anyhow!("{what}\n{}", self.signature_help()),
+            )
+        };
+        let out = self.run_signature_cmd(cmd)?;
         if !out.success() {
+            return Err(refused(format!(
+                "{tag} is not an annotated tag, so it carries no signature ({})",
+                out.tail_text().trim()
+            )));
+        }
+        let signed = signature::split(&out.stdout)
+            .ok_or_else(|| refused(format!("the tag {tag} carries no signature")))?;
+        if signed.armour != signature::Armour::Ssh {
+            return Err(refused(format!(
+                "the tag {tag} is signed with {}; only SSH signatures from allowed_signers count (verify_tag)",
+                signed.armour.name()
+            )));
+        }
+        let (sig, payload) = self.signature_files(target);
+        crate::fsutil::atomic_write(&sig, signed.signature.as_bytes())
+            .and_then(|()| crate::fsutil::atomic_write(&payload, signed.payload.as_bytes()))
+            .map_err(|e| fail(FailureKind::Environment, e))
+    }
+
+    /// Who in `allowed_signers` has the key that signed, valid now: nobody is a refusal.
+    fn find_signers(
+        &self,
+        cmd: &Cmd,
+        target: &Target,
+        progress: &mut Progress,
+    ) -> Result<(), BuildFailure> {
+        let out = self.run_signature_cmd(cmd)?;
+        progress.principals = signature::principals(&out.stdout);
+        if !out.success() || progress.principals.is_empty() {
             return Err(fail(
                 FailureKind::Verification,
                 anyhow!(
-                    "the signature of {} is not from an allowed signer ({})\nhelp: check allowed_signers{}",
+                    "the signature of {} is not from an allowed signer valid now (ssh-keygen: {})\n{}",
                     target.tag,
-                    out.tail_text().trim(),
-                    self.settings
-                        .allowed_signers
-                        .as_deref()
-                        .map(|p| format!(" = {}", p.display()))
-                        .unwrap_or_default()
+                    out.tail_text().trim().replace('\n', "; "),
+                    self.signature_help()
                 ),
             ));
         }
-        log::info!("the signature of {} is good", target.tag);
         Ok(())
+    }
+
+    /// The signature must verify for one of the principals found.
+    fn verify_signature(
+        &self,
+        target: &Target,
+        progress: &mut Progress,
+    ) -> Result<(), BuildFailure> {
+        let mut said = String::new();
+        for principal in &progress.principals {
+            let cmd = self.verify_signature_cmd(target, principal);
+            let out = self.run_signature_cmd(&cmd)?;
+            if out.success() {
+                let signer =
+                    signature::signer(&format!("{}\n{}", out.stdout, out.tail_text()), principal);
+                log::info!(
+                    "the signature of {} is good: signed by {} with {}",
+                    target.tag,
+                    signer.principal,
+                    signer.key
+                );
+                progress.signer = Some(signer);
+                return Ok(());
+            }
+            said = out.tail_text().trim().replace('\n', "; ");
+        }
+        Err(fail(
+            FailureKind::Verification,
+            anyhow!(
+                "the signature of {} does not verify for {} (ssh-keygen: {said})\n{}",
+                target.tag,
+                progress.principals.join(", "),
+                self.signature_help()
+            ),
+        ))
     }
 
     /// Checks the staging root holds what was asked for: every binary, built from the
@@ -1418,10 +1640,19 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Removes what `verify_tag` wrote (the scratch repository, the signature files).
+    fn forget_tag(&self, target: &Target) {
+        let (sig, payload) = self.signature_files(target);
+        for p in [self.tag_scratch(target).git_dir, sig, payload] {
+            let _ = crate::fsutil::remove_all(&p);
+        }
+    }
+
     /// After a failed or interrupted build: the half-built root goes at once (a full
     /// disk gets its space back), except after a signal, when the next run cleans up;
     /// a fresh target dir always goes.
     pub fn discard(&self, target: &Target, kind: Option<FailureKind>) {
+        self.forget_tag(target);
         if self.settings.mode == BuildMode::Git {
             let _ = crate::fsutil::remove_all(&self.layout.target_dir(&target.version));
         }
@@ -1434,6 +1665,7 @@ impl Builder<'_> {
     /// Logs the phases, remembers what the build took on disk (for the next free-space
     /// check) and keeps the checkout's target dir under `cache_max_size`.
     pub fn finish(&self, target: &Target, progress: &Progress) -> Result<PathBuf, BuildFailure> {
+        self.forget_tag(target);
         let staging = self.layout.staging(&target.version);
         crate::layout::write_meta(
             &staging,
@@ -1441,6 +1673,7 @@ impl Builder<'_> {
                 version: Some(target.version.to_string()),
                 commit: progress.commit.clone(),
                 origin: crate::layout::Origin::Built,
+                signed_by: progress.signer.clone(),
             },
         )
         .map_err(|e| fail(FailureKind::Environment, e))?;
@@ -1715,6 +1948,7 @@ mod tests {
                 cargo: "cargo".into(),
                 git: "git".into(),
                 rustc: "rustc".into(),
+                ssh_keygen: "ssh-keygen".into(),
             },
             layout: Layout::new(&dir.join("data"), &dir.join("bin")),
             log_file: None,
@@ -1906,6 +2140,191 @@ mod tests {
         let f = result.unwrap_err();
         assert_eq!(f.kind, FailureKind::Toolchain);
         assert!(format!("{:#}", f.error).contains("rustup toolchain install"));
+    }
+
+    #[test]
+    fn both_build_modes_check_the_tag_with_the_same_commands_before_anything_is_built() {
+        use crate::process::fake::{Recorder, ok};
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Recorder::new(|_: &Cmd| ok(""));
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        let steps_of = |mode: BuildMode| {
+            let s = BuildSettings {
+                mode,
+                verify_tag: true,
+                allowed_signers: Some("/etc/heph/allowed_signers".into()),
+                ..settings(dir.path())
+            };
+            let b = test_builder(&s, &runner, dir.path());
+            b.steps(&target, &BTreeMap::new())
+                .iter()
+                .map(|st| (st.phase(), st.reach(), st.cmd().display()))
+                .collect::<Vec<_>>()
+        };
+        let (checkout, git) = (steps_of(BuildMode::Checkout), steps_of(BuildMode::Git));
+        let tmp = dir.path().join("data/tmp");
+        let signature_steps = |git_dir: &Path| {
+            vec![
+                format!(
+                    "git --git-dir={} cat-file tag refs/tags/v1.0.0",
+                    git_dir.display()
+                ),
+                format!(
+                    "ssh-keygen -Y find-principals -s {} -f /etc/heph/allowed_signers",
+                    tmp.join("tag-1.0.0.sig").display()
+                ),
+                format!(
+                    "ssh-keygen -Y verify -f /etc/heph/allowed_signers -I '<principal from find-principals>' -n git -s {} < {}",
+                    tmp.join("tag-1.0.0.sig").display(),
+                    tmp.join("tag-1.0.0.payload").display()
+                ),
+            ]
+        };
+        let shown = |steps: &[(&str, Reach, String)]| -> Vec<String> {
+            steps.iter().map(|(_, _, c)| c.clone()).collect()
+        };
+        let at = |steps: &[(&str, Reach, String)], prefix: &str| {
+            steps
+                .iter()
+                .position(|(_, _, c)| c.starts_with(prefix))
+                .unwrap()
+        };
+        // Checkout: right after the fetched tag is compared with the resolved commit.
+        let c = shown(&checkout);
+        let i = at(&checkout, "git --git-dir=");
+        assert!(c[i - 1].ends_with("rev-parse --verify --quiet refs/tags/v1.0.0^{commit}"));
+        assert_eq!(
+            c[i..i + 3],
+            signature_steps(&dir.path().join("cache/checkout/.git"))[..]
+        );
+        assert!(i + 3 < at(&checkout, "cargo"), "before cargo runs");
+        // Git: the tag alone in a scratch repository, compared, checked the same way, then cargo.
+        let g = shown(&git);
+        let scratch = tmp.join("tag-1.0.0.git");
+        assert_eq!(
+            g[1..4],
+            [
+                format!("git init --quiet --bare {}", scratch.display()),
+                format!(
+                    "git --git-dir={} fetch --quiet --depth=1 --no-tags -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0",
+                    scratch.display()
+                ),
+                format!(
+                    "git --git-dir={} rev-parse --verify --quiet refs/tags/v1.0.0^{{commit}}",
+                    scratch.display()
+                ),
+            ]
+        );
+        assert_eq!(
+            git[2].1,
+            Reach::Network,
+            "the scratch fetch reaches the network"
+        );
+        assert_eq!(g[4..7], signature_steps(&scratch)[..]);
+        assert!(g[7].starts_with("cargo install --locked --force --git="));
+    }
+
+    #[test]
+    fn a_tag_signed_otherwise_than_by_ssh_or_not_at_all_is_refused_as_the_release_s_fault() {
+        use crate::process::fake::{Recorder, ok};
+        let head = "object 1111111111111111111111111111111111111111\ntype commit\ntag v1.0.0\ntagger R <r@x> 1559347200 +0000\n\nrelease\n";
+        for (object, said) in [
+            (
+                format!(
+                    "{head}-----BEGIN SIGNED MESSAGE-----\nMII\n-----END SIGNED MESSAGE-----\n"
+                ),
+                "the tag v1.0.0 is signed with X.509 (gpgsm); only SSH signatures from allowed_signers count",
+            ),
+            (
+                format!("{head}-----BEGIN PGP SIGNATURE-----\niHU\n-----END PGP SIGNATURE-----\n"),
+                "the tag v1.0.0 is signed with OpenPGP (gpg); only SSH signatures from allowed_signers count",
+            ),
+            (head.to_owned(), "the tag v1.0.0 carries no signature"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = BuildSettings {
+                verify_tag: true,
+                allowed_signers: Some("/etc/heph/allowed_signers".into()),
+                ..settings(dir.path())
+            };
+            let runner = Recorder::new(|_: &Cmd| ok(&object));
+            let b = test_builder(&s, &runner, dir.path());
+            let target = Target {
+                tag: "v1.0.0".into(),
+                version: Version::new(1, 0, 0),
+            };
+            let step = b
+                .steps(&target, &BTreeMap::new())
+                .into_iter()
+                .find(|st| matches!(st, BuildStep::ReadTag(_)))
+                .unwrap();
+            let f = b
+                .run_step(
+                    &step,
+                    &target,
+                    &mut Progress::default(),
+                    Instant::now() + Duration::from_secs(60),
+                )
+                .unwrap_err();
+            assert_eq!(f.kind, FailureKind::Verification);
+            let text = format!("{:#}", f.error);
+            assert!(
+                text.contains(said)
+                    && text.contains("help: release tags must be signed with an SSH key"),
+                "{text}"
+            );
+            assert!(
+                !dir.path().join("data/tmp/tag-1.0.0.payload").exists(),
+                "nothing handed to ssh-keygen"
+            );
+        }
+    }
+
+    #[test]
+    fn cargo_configuration_left_in_the_checkout_stops_the_build_before_cargo_runs() {
+        use crate::process::fake::{Recorder, ok};
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let runner = Recorder::new(|_: &Cmd| ok(""));
+        let b = test_builder(&s, &runner, dir.path());
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        // hephd lives in a submodule that brings its own .cargo/config.toml.
+        let member = b.checkout().dir.join("vendor/hephd");
+        std::fs::create_dir_all(b.checkout().dir.join("vendor/.cargo")).unwrap();
+        std::fs::write(b.checkout().dir.join("vendor/.cargo/config.toml"), "").unwrap();
+        let mut progress = Progress::default();
+        progress.members.insert("hephd".into(), member);
+        let step = b
+            .steps(&target, &progress.members)
+            .into_iter()
+            .find(|st| matches!(st, BuildStep::Install { .. }))
+            .unwrap();
+        runner.seen.borrow_mut().clear();
+        let f = b
+            .run_step(
+                &step,
+                &target,
+                &mut progress,
+                Instant::now() + Duration::from_secs(60),
+            )
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::Verification);
+        assert!(
+            format!("{:#}", f.error).contains("vendor/.cargo/config.toml"),
+            "{:#}",
+            f.error
+        );
+        assert!(
+            runner.lines().is_empty(),
+            "cargo never ran: {:?}",
+            runner.lines()
+        );
     }
 
     #[test]

@@ -407,13 +407,6 @@ impl Config {
                 source("verify_tag")
             )));
         }
-        if verify_tag && build != BuildMode::Checkout {
-            return Err(config_err(format!(
-                "`verify_tag` works with `build = \"checkout\"` only (cargo's --git cannot verify signatures); `build` is {:?}{}",
-                Pick(build).name(),
-                note("build")
-            )));
-        }
         let build_timeout = raw.build_timeout.get_or_insert(Dur(secs(90 * 60))).0;
         let retry_pause = raw.retry_pause.get_or_insert(Dur(secs(10))).0;
         let min_free_space = raw.min_free_space.get_or_insert(Size(2 << 30)).0;
@@ -1108,39 +1101,20 @@ mod tests {
     }
 
     #[test]
-    fn verify_tag_needs_signers_and_checkout_builds() {
-        assert!(load(None, &[], &["verify_tag=true"]).is_err());
-        let err = load(
-            None,
-            &[],
-            &[
-                "verify_tag=true",
-                "allowed_signers=/etc/signers",
-                "build=git",
-            ],
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("checkout"));
-        assert!(
-            load(
-                None,
-                &[],
-                &["verify_tag=true", "allowed_signers=/etc/signers"]
-            )
-            .is_ok()
-        );
-        assert!(
-            load(
-                None,
-                &[],
-                &[
-                    "verify_tag=true",
-                    "allowed_signers=/etc/signers",
-                    "build=checkout"
-                ]
-            )
-            .is_ok()
-        );
+    fn verify_tag_needs_signers_and_works_in_both_build_modes() {
+        let err = load(None, &[], &["verify_tag=true"]).unwrap_err();
+        assert!(err.to_string().contains("allowed_signers"), "{err}");
+        for build in ["build=git", "build=checkout"] {
+            assert!(
+                load(
+                    None,
+                    &[],
+                    &["verify_tag=true", "allowed_signers=/etc/signers", build]
+                )
+                .is_ok(),
+                "{build}"
+            );
+        }
     }
 
     #[test]

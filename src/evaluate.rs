@@ -47,7 +47,10 @@ pub fn fetch_releases(cfg: &Config, world: &World, store: bool) -> Result<Vec<Re
         timeout: cfg.http_timeout,
     };
     let target = forge_target(cfg);
-    forge::list_releases(&fetcher, &target, world.clock.now()).with_context(|| {
+    let listed = forge::list_releases(&fetcher, &target, world.clock.now());
+    // Whether it ended well or not, the cache keeps what this listing used, nothing more.
+    cache.keep_only_used();
+    listed.with_context(|| {
         // Say which of these nobody set: a default is often what is wrong.
         let note = |key: &str| {
             cfg.default_note(key)

@@ -140,49 +140,128 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`atomic_write`] with the contents written by `fill` (e.g. streamed by a serializer,
 /// so a large value is not first built in memory).
-///
-/// The temporary file is created new (`O_EXCL`, `O_NOFOLLOW`): something already at its
-/// name — a link planted there, or a leftover of a crashed run with the same PID — is
-/// removed (a link itself, never its target) and the file created afresh.
 pub fn atomic_write_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let create = || {
-        OpenOptions::new()
+    atomic_write_mode(path, 0o600, fill)
+}
+
+/// Attempts at a temporary name before giving up: another name is tried only when one is
+/// taken, which with random names means someone planted files there.
+const TEMP_ATTEMPTS: usize = 8;
+
+/// The one way every file the tool writes is written: [`atomic_write_with`] with `mode`
+/// (set after creating, so the umask cannot take bits away).
+///
+/// The temporary file beside `path` has an unpredictable name (`.NAME.tmp-` and 16 random
+/// hex digits) and is created new (`O_CREAT|O_EXCL|O_NOFOLLOW`): whatever is already at a
+/// name — a link planted there — is left alone, never followed, never removed, and another
+/// name is tried. Only then is the mode set, the contents written and the file renamed
+/// into place. This holds in a directory others can write too (node_exporter's).
+pub fn atomic_write_mode(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    atomic_write_via(path, mode, fill, &mut temp_names(path))
+}
+
+/// [`atomic_write_mode`] with the temporary names taken from `names` (tests choose them).
+pub(crate) fn atomic_write_via(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    names: &mut dyn Iterator<Item = std::path::PathBuf>,
+) -> Result<()> {
+    let mut fill = Some(fill);
+    replace_via(path, names, |tmp| {
+        let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-    };
-    let write = || -> std::io::Result<()> {
-        let mut f = match create() {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&tmp)?;
-                create()?
+            .open(tmp)?;
+        // From here on the file at `tmp` is ours: a failure removes it.
+        let written = (|| {
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Some(fill) = fill.take() {
+                fill(&mut f)?;
             }
-            other => other?,
-        };
-        fill(&mut f)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        // Only a file we created is removed; what another process put there stays.
-        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_file()) {
-            let _ = fs::remove_file(&tmp);
+            f.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(tmp);
         }
-        anyhow::Error::new(e).context(format!("could not write {}", path.display()))
+        written
+    })
+    .with_context(|| format!("could not write {}", path.display()))
+}
+
+/// Replaces `path` by what `create` makes at a new temporary name beside it, in one
+/// rename (no moment without it): the one atomic-replace path, for files
+/// ([`atomic_write_mode`]) and links alike. `create` must fail with `AlreadyExists` rather
+/// than use anything already at its name (`O_EXCL`, symlink(2)); a taken name is left as
+/// it is and the next of `names` tried.
+pub fn replace_atomically(
+    path: &Path,
+    create: impl FnMut(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    replace_via(path, &mut temp_names(path), create)
+}
+
+fn replace_via(
+    path: &Path,
+    names: &mut dyn Iterator<Item = std::path::PathBuf>,
+    mut create: impl FnMut(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} has no parent directory", path.display()),
+        )
+    })?;
+    let mut taken = 0;
+    let tmp = loop {
+        let Some(tmp) = names.next().filter(|_| taken < TEMP_ATTEMPTS) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{taken} temporary names beside it were taken by files we did not make (planted?); check who else writes {}",
+                    dir.display()
+                ),
+            ));
+        };
+        match create(&tmp) {
+            Ok(()) => break tmp,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => taken += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Unpredictable temporary names beside `path`: `.NAME.tmp-` and 16 hex digits from the
+/// kernel's random source (a PID-based name is one anybody can plant a link at first).
+pub fn temp_names(path: &Path) -> impl Iterator<Item = std::path::PathBuf> + use<> {
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::iter::from_fn(move || {
+        let mut bytes = [0u8; 8];
+        // SAFETY: getentropy writes at most `len` (<= 256) bytes into the buffer we pass.
+        let rc = unsafe { libc::getentropy(bytes.as_mut_ptr().cast(), bytes.len()) };
+        if rc != 0 {
+            // No random source: no name rather than a guessable one.
+            return None;
+        }
+        Some(dir.join(format!(".{name}.tmp-{:016x}", u64::from_ne_bytes(bytes))))
     })
 }
 
@@ -257,23 +336,54 @@ mod tests {
     }
 
     #[test]
-    fn a_link_planted_at_the_temporary_name_leaves_its_target_untouched() {
+    fn links_planted_at_the_temporary_names_are_never_followed_nor_removed() {
         let dir = tempfile::tempdir().unwrap();
         let victim = dir.path().join("victim");
         fs::write(&victim, "precious").unwrap();
         let p = dir.path().join("state.json");
-        let tmp = dir
-            .path()
-            .join(format!(".state.json.tmp-{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        atomic_write(&p, b"new state").unwrap();
+        let names: Vec<_> = ["a", "b", "c"].iter().map(|n| dir.path().join(n)).collect();
+        for n in &names {
+            std::os::unix::fs::symlink(&victim, n).unwrap();
+        }
+        // Every name the writer could use is taken: it gives up, having written nothing.
+        let err = atomic_write_via(
+            &p,
+            0o600,
+            |f| f.write_all(b"x"),
+            &mut names.clone().into_iter(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("were taken"), "{err:#}");
+        assert!(!p.exists());
+        // One free name after them: used, and the links stay as they were.
+        let free = dir.path().join("d");
+        let mut with_free = names.iter().cloned().chain([free.clone()]);
+        atomic_write_via(&p, 0o640, |f| f.write_all(b"new state"), &mut with_free).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
-        assert!(
-            fs::symlink_metadata(&p).unwrap().file_type().is_file(),
-            "the state file is a plain file, not the planted link"
-        );
         assert_eq!(fs::read(&p).unwrap(), b"new state");
-        assert!(!tmp.exists() && fs::symlink_metadata(&tmp).is_err());
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        for n in &names {
+            assert!(fs::symlink_metadata(n).unwrap().file_type().is_symlink());
+        }
+        assert!(fs::symlink_metadata(&free).is_err(), "renamed into place");
+    }
+
+    #[test]
+    fn temporary_names_are_unpredictable() {
+        let p = Path::new("/d/state.json");
+        let names: std::collections::BTreeSet<_> = temp_names(p).take(1000).collect();
+        assert_eq!(names.len(), 1000);
+        let pid = std::process::id().to_string();
+        for n in &names {
+            let name = n.file_name().unwrap().to_string_lossy();
+            let suffix = name.strip_prefix(".state.json.tmp-").unwrap();
+            assert_eq!(n.parent(), Some(Path::new("/d")));
+            assert!(suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_ne!(suffix, pid);
+        }
     }
 
     #[test]

@@ -125,8 +125,9 @@ fn manifests_below(repo: &Path, depth: usize) -> Vec<PathBuf> {
     found
 }
 
-/// Reading one tag's files without a checkout of our own, and without changing one:
-/// `doctor` reads the newest release's manifests this way.
+/// Reading one tag without a checkout of our own, and without changing one: `doctor`
+/// reads the newest release's manifests this way, and `verify_tag` reads the tag object
+/// (from the build checkout's git dir, or from a scratch one it was fetched into alone).
 #[derive(Debug, Clone)]
 pub struct Peek {
     pub git: PathBuf,
@@ -165,6 +166,21 @@ impl Peek {
             .arg(format!("+refs/tags/{tag}:refs/tags/{tag}"))
     }
 
+    /// Prints the tag object of `tag` (its header, message and signature), for
+    /// `verify_tag` ([`crate::build::signature`]); fails for a lightweight tag.
+    pub fn read_tag(&self, tag: &str) -> Cmd {
+        self.git(format!("read the tag object of {tag}"))
+            .args(["cat-file", "tag"])
+            .arg(format!("refs/tags/{tag}"))
+    }
+
+    /// Prints the commit the fetched tag names.
+    pub fn tag_commit(&self, tag: &str) -> Cmd {
+        self.git(format!("read the commit of the fetched {tag}"))
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(format!("refs/tags/{tag}^{{commit}}"))
+    }
+
     /// Writes the tag's files to `tree`, keeping git's index in `index` (never the
     /// checkout's own: its files and index stay as they are).
     pub fn write_tree(&self, tag: &str, tree: &Path, index: &Path) -> Cmd {
@@ -177,6 +193,25 @@ impl Peek {
             .args(["--", "."])
             .env("GIT_INDEX_FILE", index)
     }
+}
+
+/// The sparse-checkout patterns of the build checkout: every file but cargo's
+/// configuration files, at any depth. `cargo install --path DIR` reads `.cargo/config.toml`
+/// (and the older `.cargo/config`) in DIR and every directory above it, so a release's own
+/// `[env]`, `build.rustc-wrapper` or `build.rustc` would apply to the checkout build, when
+/// `cargo install --git` — whose configuration starts at `CARGO_HOME` — reads none of them.
+pub const CARGO_CONFIG_PATTERNS: &str = "/*\n!**/.cargo/config\n!**/.cargo/config.toml\n";
+
+/// Cargo configuration files cargo would read for a package in `member_dir` from inside
+/// `checkout` (in that directory or one above it, up to the checkout's top): none, once
+/// the checkout left them out ([`Checkout::hide_cargo_config`]); a submodule's are not.
+pub fn cargo_configs_in(checkout: &Path, member_dir: &Path) -> Vec<PathBuf> {
+    member_dir
+        .ancestors()
+        .take_while(|d| d.starts_with(checkout))
+        .flat_map(|d| ["config", "config.toml"].map(|f| d.join(".cargo").join(f)))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// Where the persistent checkout lives in the cache dir.
@@ -391,19 +426,32 @@ impl Checkout {
             .arg(format!("refs/tags/{tag}^{{commit}}"))
     }
 
-    /// `git verify-tag` against an ssh allowed-signers file. Only its exit code counts:
-    /// it prints "Good signature" even for keys outside the list.
-    pub fn verify_tag(&self, tag: &str, allowed_signers: &Path) -> Cmd {
-        let mut setting = std::ffi::OsString::from("gpg.ssh.allowedSignersFile=");
-        setting.push(allowed_signers);
-        Cmd::new(&self.git, format!("verify the signature of {tag}"))
-            .arg("-C")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(setting)
-            .args(["verify-tag", "--"])
-            .arg(format!("refs/tags/{tag}"))
-            .env(NO_PROMPT.0, NO_PROMPT.1)
+    /// Leaves the release's own cargo configuration out of the work tree (see
+    /// [`CARGO_CONFIG_PATTERNS`]): with the patterns written
+    /// ([`Checkout::write_sparse_patterns`]), `read-tree -mu HEAD` applies them as a sparse
+    /// checkout. The files stay in git's index, marked skip-worktree, so `git status` sees
+    /// no change and the checkout is not taken for a damaged one.
+    pub fn hide_cargo_config(&self) -> Cmd {
+        self.git("leave the release's .cargo/config.toml out of the build checkout".into())
+            .args([
+                "-c",
+                "core.sparseCheckout=true",
+                "-c",
+                "core.sparseCheckoutCone=false",
+                "read-tree",
+                "-mu",
+                "HEAD",
+            ])
+    }
+
+    /// Writes [`CARGO_CONFIG_PATTERNS`] as the checkout's sparse-checkout patterns.
+    pub fn write_sparse_patterns(&self) -> anyhow::Result<()> {
+        let info = self.dir.join(".git/info");
+        crate::fsutil::create_private_dir(&info)?;
+        crate::fsutil::atomic_write(
+            &info.join("sparse-checkout"),
+            CARGO_CONFIG_PATTERNS.as_bytes(),
+        )
     }
 
     pub fn checkout(&self, tag: &str) -> Cmd {
@@ -485,6 +533,34 @@ mod tests {
         // A manifest at the top is the workspace.
         write("Cargo.toml", "[workspace]\n");
         assert_eq!(workspace_manifest(repo, &packages), repo.join("Cargo.toml"));
+    }
+
+    #[test]
+    fn finds_cargo_configuration_from_the_package_up_to_the_checkout_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let co = tmp.path().join("checkout");
+        let member = co.join("sub/crates/hephd");
+        for dir in [
+            tmp.path().join(".cargo"),
+            co.join("sub/.cargo"),
+            member.join(".cargo"),
+        ] {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::write(tmp.path().join(".cargo/config.toml"), "").unwrap();
+        assert!(
+            cargo_configs_in(&co, &member).is_empty(),
+            "above the checkout: not the release's"
+        );
+        std::fs::write(co.join("sub/.cargo/config.toml"), "").unwrap();
+        std::fs::write(member.join(".cargo/config"), "").unwrap();
+        assert_eq!(
+            cargo_configs_in(&co, &member),
+            [
+                member.join(".cargo/config"),
+                co.join("sub/.cargo/config.toml")
+            ]
+        );
     }
 
     #[test]
@@ -607,9 +683,13 @@ mod tests {
             co.fetch_tag("https://f/x.git", "v1.0.0").display(),
             "git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
         );
+        let peek = Peek {
+            git: "git".into(),
+            git_dir: "/c/.git".into(),
+        };
         assert_eq!(
-            co.verify_tag("v1.0.0", Path::new("/s")).display(),
-            "git -C /c -c gpg.ssh.allowedSignersFile=/s verify-tag -- refs/tags/v1.0.0"
+            peek.read_tag("v1.0.0").display(),
+            "git --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
         );
     }
 }

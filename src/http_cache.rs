@@ -1,9 +1,16 @@
 //! The ETag cache: the last answer per URL — its ETag, body and the headers a 304 does not
 //! have to repeat (`Link`) — so a conditional request (`If-None-Match`) can be answered
 //! by a 304 without a body, and paging goes on from the cached `Link`.
+//!
+//! It holds one listing: the entries the last listing read or wrote, nothing else
+//! ([`HttpCache::keep_only_used`]), and at most [`MAX_BYTES`] of them. A forge whose page
+//! URLs never repeat (an opaque cursor in each `Link`) would otherwise add a listing's
+//! worth of files with every check.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,11 +24,31 @@ const FORMAT: u32 = 2;
 /// `Link` with its 304s).
 pub const KEPT_HEADERS: &[&str] = &["link"];
 
+/// The most one listing keeps in the cache (bytes on disk); pages past it are fetched
+/// but not kept, and are asked unconditionally next time.
+pub const MAX_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Cached answers, one small JSON file per URL.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpCache {
     dir: PathBuf,
     read_only: bool,
+    /// The entries this listing read or wrote, and their size on disk.
+    used: Mutex<Used>,
+    /// [`MAX_BYTES`], but in tests.
+    max_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Used {
+    /// Entry file → its size on disk.
+    files: BTreeMap<PathBuf, u64>,
+}
+
+impl Used {
+    fn bytes(&self) -> u64 {
+        self.files.values().sum()
+    }
 }
 
 /// One cached answer.
@@ -53,6 +80,8 @@ impl HttpCache {
         Self {
             dir,
             read_only: false,
+            used: Mutex::default(),
+            max_bytes: MAX_BYTES,
         }
     }
 
@@ -61,6 +90,51 @@ impl HttpCache {
         Self {
             dir,
             read_only: true,
+            used: Mutex::default(),
+            max_bytes: MAX_BYTES,
+        }
+    }
+
+    /// Notes that this listing uses the entry `path`, of `bytes` on disk (0: none).
+    fn note_used(&self, path: PathBuf, bytes: u64) {
+        if let Ok(mut used) = self.used.lock() {
+            used.files.insert(path, bytes);
+        }
+    }
+
+    /// The bytes this listing's entries hold, but for the entry `except` (about to be
+    /// replaced).
+    fn used_bytes(&self, except: &std::path::Path) -> u64 {
+        self.used.lock().map_or(u64::MAX, |u| {
+            u.bytes() - u.files.get(except).copied().unwrap_or(0)
+        })
+    }
+
+    /// Removes every entry this listing neither read nor wrote: called when a listing
+    /// ends (well or not), so the cache holds one listing's pages and never grows past
+    /// that. Only files named as entries are removed.
+    pub fn keep_only_used(&self) {
+        if self.read_only || crate::fsutil::check_trusted_dir(&self.dir).is_err() {
+            return;
+        }
+        let Ok(used) = self.used.lock() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut removed = 0;
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            if is_entry_name(&e.file_name().to_string_lossy())
+                && !used.files.contains_key(&path)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            log::debug!("HTTP cache: removed {removed} entries the last listing did not use");
         }
     }
 
@@ -86,6 +160,8 @@ impl HttpCache {
             return None;
         }
         let path = self.file_for(url, authenticated);
+        let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+        self.note_used(path.clone(), size);
         let text = std::fs::read_to_string(&path).ok()?;
         match serde_json::from_str::<CachedAnswer>(&text) {
             Ok(a) if a.format != FORMAT && a.url == url => {
@@ -113,6 +189,7 @@ impl HttpCache {
                 );
                 if !self.read_only {
                     let _ = std::fs::remove_file(&path);
+                    self.note_used(path, 0);
                 }
                 None
             }
@@ -147,17 +224,57 @@ impl HttpCache {
             headers: &kept,
             body,
         };
+        let path = self.file_for(url, authenticated);
+        // The entry's size on disk, known before it is written (serialized twice rather
+        // than held in memory twice).
+        let mut size = Counter(0);
+        if serde_json::to_writer(&mut size, &answer).is_err() {
+            return;
+        }
+        let others = self.used_bytes(&path);
+        if others.saturating_add(size.0) > self.max_bytes {
+            log::debug!(
+                "not caching {url}: this listing's pages already hold {} of the HTTP cache's {}",
+                bytesize::ByteSize::b(others),
+                bytesize::ByteSize::b(self.max_bytes)
+            );
+            // An entry left from an earlier listing is out of date: it goes too.
+            let _ = std::fs::remove_file(&path);
+            self.note_used(path, 0);
+            return;
+        }
         let result = crate::fsutil::create_private_dir(&self.dir).and_then(|()| {
-            crate::fsutil::atomic_write_with(&self.file_for(url, authenticated), |w| {
+            crate::fsutil::atomic_write_with(&path, |w| {
                 let mut w = std::io::BufWriter::new(w);
                 serde_json::to_writer(&mut w, &answer)?;
                 w.flush()
             })
         });
-        if let Err(e) = result {
-            log::warn!("could not update the HTTP cache: {e:#}");
+        match result {
+            Ok(()) => self.note_used(path, size.0),
+            Err(e) => log::warn!("could not update the HTTP cache: {e:#}"),
         }
     }
+}
+
+/// Counts what is written to it.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An entry's file name: 16 hex digits and `.json`.
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_header_safe(v: &str) -> bool {
@@ -176,6 +293,78 @@ mod tests {
             ),
             ("x-total-count".to_owned(), "7".to_owned()),
         ]
+    }
+
+    /// The entry files in `dir` and their total size.
+    fn entries(dir: &std::path::Path) -> (Vec<PathBuf>, u64) {
+        let mut files = Vec::new();
+        let mut bytes = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            bytes += e.metadata().unwrap().len();
+            files.push(e.path());
+        }
+        files.sort();
+        (files, bytes)
+    }
+
+    #[test]
+    fn a_listing_keeps_only_the_entries_it_read_or_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = HttpCache::new(dir.path().to_path_buf());
+        for page in [
+            "https://a/x",
+            "https://a/x?cursor=1",
+            "https://a/x?cursor=2",
+        ] {
+            first.store(page, false, "\"e\"", &link(), b"[1]");
+        }
+        first.keep_only_used();
+        assert_eq!(entries(dir.path()).0.len(), 3);
+        // The next listing reads the first page again; its other pages have new cursors.
+        let next = HttpCache::new(dir.path().to_path_buf());
+        assert!(next.load("https://a/x", false).is_some());
+        next.store("https://a/x?cursor=3", false, "\"f\"", &link(), b"[2]");
+        assert!(next.load("https://a/x?cursor=4", false).is_none(), "a miss");
+        std::fs::write(dir.path().join("not-an-entry"), "kept").unwrap();
+        next.keep_only_used();
+        let (files, _) = entries(dir.path());
+        assert_eq!(files.len(), 3, "{files:?}");
+        let again = HttpCache::new(dir.path().to_path_buf());
+        assert!(again.load("https://a/x", false).is_some());
+        assert!(again.load("https://a/x?cursor=3", false).is_some());
+        assert!(
+            again.load("https://a/x?cursor=1", false).is_none(),
+            "removed"
+        );
+        // A cache that may not write removes nothing either.
+        HttpCache::read_only(dir.path().to_path_buf()).keep_only_used();
+        assert_eq!(entries(dir.path()).0.len(), 3);
+    }
+
+    #[test]
+    fn one_listing_keeps_no_more_than_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = HttpCache::new(dir.path().to_path_buf());
+        c.max_bytes = 10_000;
+        let page = vec![b'x'; 3_000];
+        for i in 0..10 {
+            c.store(&format!("https://a/x?page={i}"), false, "\"e\"", &[], &page);
+        }
+        let (files, bytes) = entries(dir.path());
+        assert!(bytes <= 10_000, "{bytes} bytes in {} files", files.len());
+        assert_eq!(
+            files.len(),
+            3,
+            "the first pages are kept, the rest asked afresh"
+        );
+        // Storing a kept page again replaces it: its old size does not count twice.
+        c.store("https://a/x?page=0", false, "\"f\"", &[], &page);
+        assert_eq!(c.load("https://a/x?page=0", false).unwrap().etag, "\"f\"");
+        // An old entry of a page past the cap is out of date: removed, not left.
+        std::fs::write(c.file_for("https://a/x?page=9", false), "{}").unwrap();
+        c.store("https://a/x?page=9", false, "\"g\"", &[], &page);
+        assert!(!c.file_for("https://a/x?page=9", false).exists());
     }
 
     #[test]

@@ -31,13 +31,25 @@ pub enum Origin {
 }
 
 /// What a version root is: its version and, for built roots, the commit it was built
-/// from. Adopted roots have no commit.
+/// from and who signed its tag. Adopted roots have no commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootMeta {
     /// The version its daemon reports (`None`: adopted binaries that could not say).
     pub version: Option<String>,
     pub commit: Option<String>,
     pub origin: Origin,
+    /// Who signed the tag it was built from (`verify_tag`); none when it was not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Signer>,
+}
+
+/// The signer of a release tag, as `verify_tag` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    /// Its principal in `allowed_signers`.
+    pub principal: String,
+    /// The key, as ssh-keygen names it (`ED25519 key SHA256:…`).
+    pub key: String,
 }
 
 /// The directories version roots live in, and the `bin_dir` linked into them.
@@ -97,6 +109,7 @@ fn read_meta(dir: &Path, name: &str) -> RootMeta {
         } else {
             Origin::Built
         },
+        signed_by: None,
     }
 }
 
@@ -310,6 +323,7 @@ impl Layout {
                 version: version.map(ToString::to_string),
                 commit: None,
                 origin: Origin::Adopted,
+                signed_by: None,
             },
         )?;
         fs::rename(&staging, &root)
@@ -369,19 +383,10 @@ pub fn root_version(name: &str) -> Option<Version> {
     Version::parse(name.split('~').next()?).ok()
 }
 
-/// Replaces `path` with a symlink to `target` in one rename (no moment without it).
+/// Replaces `path` with a symlink to `target` in one rename (no moment without it), made
+/// at an unpredictable temporary name ([`crate::fsutil::replace_atomically`]).
 fn replace_with_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    crate::fsutil::replace_atomically(path, |tmp| std::os::unix::fs::symlink(target, tmp))
 }
 
 #[cfg(test)]

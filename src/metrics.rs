@@ -30,9 +30,7 @@
 //! its metric out rather than reporting 0, which would read as 1970 or as "took no time".
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -328,43 +326,35 @@ pub fn check_path(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `text` to `path` atomically (a temporary file in the same directory, fsync,
-/// rename, fsync of the directory), mode 0644 whatever the umask: node_exporter runs as
-/// another user. The temporary name does not end in `.prom`, so the collector skips it.
+/// Writes `text` to `path` atomically, mode 0644 whatever the umask (node_exporter runs as
+/// another user), through [`crate::fsutil::atomic_write_mode`]: the directory is shared
+/// with node_exporter and maybe others, so the temporary file has an unpredictable name
+/// and is created new, never through a link planted there. Its name does not end in
+/// `.prom`, so the collector skips it.
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("metrics_file {} has no directory", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        // The umask may have taken bits away from the mode above (UMask=0077 in a unit).
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!(
-            "could not write the metrics file {}\nhelp: its directory (node_exporter's --collector.textfile.directory) must exist and be writable by this user",
-            path.display()
-        ))
-    })
+    write_textfile_via(path, text, &mut crate::fsutil::temp_names(path))
+}
+
+/// [`write_textfile`] with the temporary names taken from `names`.
+fn write_textfile_via(
+    path: &Path,
+    text: &str,
+    names: &mut dyn Iterator<Item = std::path::PathBuf>,
+) -> Result<()> {
+    crate::fsutil::atomic_write_via(path, 0o644, |f| f.write_all(text.as_bytes()), names)
+        .with_context(|| {
+            format!(
+                "could not write the metrics file {}\nhelp: its directory (node_exporter's --collector.textfile.directory) must exist and be writable by this user",
+                path.display()
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use time::macros::datetime;
 
@@ -693,6 +683,53 @@ heph_selfupdate_last_downtime_seconds 0.43
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
         );
+    }
+
+    #[test]
+    fn a_link_planted_at_every_temporary_name_the_writer_could_use_leaves_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("authorized_keys");
+        fs::write(&victim, "ssh-ed25519 AAAA precious\n").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("heph-selfupdate.prom");
+        let untouched = || {
+            assert_eq!(
+                fs::read_to_string(&victim).unwrap(),
+                "ssh-ed25519 AAAA precious\n"
+            );
+            assert_eq!(
+                fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        };
+        // The name earlier versions used, `.NAME.tmp-<PID>`: not one the writer uses now.
+        let predictable = dir
+            .path()
+            .join(format!(".heph-selfupdate.prom.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &predictable).unwrap();
+        write_textfile(&path, "heph_selfupdate_update_due 0\n").unwrap();
+        untouched();
+        // Links at every name the writer is given: it writes nothing and says why.
+        let names: Vec<_> = (0..8)
+            .map(|i| {
+                dir.path()
+                    .join(format!(".heph-selfupdate.prom.tmp-{i:016x}"))
+            })
+            .collect();
+        for n in &names {
+            std::os::unix::fs::symlink(&victim, n).unwrap();
+        }
+        let err =
+            write_textfile_via(&path, "changed\n", &mut names.clone().into_iter()).unwrap_err();
+        assert!(format!("{err:#}").contains("were taken"), "{err:#}");
+        untouched();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "heph_selfupdate_update_due 0\n"
+        );
+        for n in names.iter().chain([&predictable]) {
+            assert!(fs::symlink_metadata(n).unwrap().file_type().is_symlink());
+        }
     }
 
     #[test]

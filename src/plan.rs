@@ -52,8 +52,13 @@ pub enum Step {
     UseRoot { name: String },
     /// The plain binaries in `bin_dir` are taken under management (for rollback).
     Adopt { version: Option<Version> },
-    /// Switch `current`, restart, prove; commit or revert.
-    Switch { purpose: Purpose, cmds: Vec<Cmd> },
+    /// Switch `current`, restart, prove; commit or revert. `signal`: how the daemon is
+    /// restarted when no command does it (respawn).
+    Switch {
+        purpose: Purpose,
+        cmds: Vec<Cmd>,
+        signal: Option<String>,
+    },
     /// Outside `restart_window`: keep the new root staged; the switch waits for the window
     /// (opening next at `opens`, if known).
     Stage { opens: Option<time::OffsetDateTime> },
@@ -108,12 +113,18 @@ impl Step {
                 "take the plain binaries in bin_dir under management as version root {}",
                 version.as_ref().map_or_else(|| "adopted".to_owned(), ToString::to_string)
             ),
-            Self::Switch { purpose, .. } => format!(
-                "switch current to the {} root in one rename, restart the daemon and prove it healthy; go back if it is not",
+            Self::Switch {
+                purpose, signal, ..
+            } => format!(
+                "switch current to the {} root in one rename, restart the daemon{} and prove it healthy; go back if it is not",
                 match purpose {
                     Purpose::Rollback => "older",
                     _ => "new",
-                }
+                },
+                signal
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
             ),
             Self::Stage { opens } => format!(
                 "outside restart_window: keep the new root staged; switch and restart {}",
@@ -193,6 +204,7 @@ impl Plan {
             json!({
                 "summary": c.summary,
                 "argv": c.argv(),
+                "stdin": c.stdin.as_ref().map(|f| f.to_string_lossy().into_owned()),
                 "env": c.env.iter()
                     .filter(|(k, _)| !k.to_string_lossy().starts_with(crate::envvars::PREFIX))
                     .map(|(k, v)| (k.to_string_lossy().into_owned(), serde_json::Value::String(v.to_string_lossy().into_owned())))
@@ -225,7 +237,8 @@ pub fn switch_cmds(
     }
     if let Some(m) = manager {
         cmds.push(m.observe_cmd());
-        cmds.push(m.restart_cmd());
+        // Respawn signals the daemon itself: the step says so (`restart_signal`).
+        cmds.extend(m.restart_cmd());
         cmds.push(m.observe_cmd());
         if let Some(cmd) = settings
             .deploy
@@ -502,7 +515,10 @@ impl Executor<'_> {
                 progress.commit.as_deref(),
                 &self.settings.build.packages,
             )
-            .filter(|r| Some(&r.name) != self.layout.current().as_ref());
+            .filter(|r| Some(&r.name) != self.layout.current().as_ref())
+            // With `verify_tag` only a build whose tag was checked: one kept from before
+            // would be switched to without a signature anybody looked at.
+            .filter(|r| !self.settings.build.verify_tag || r.meta.signed_by.is_some());
             if let Some(kept) = kept {
                 log::info!("reusing the kept build {} of {}", kept.name, target.tag);
                 *root = Some(kept.name);

@@ -59,6 +59,8 @@ pub struct Cmd {
     /// Variables to remove from the child's environment.
     pub env_remove: Vec<OsString>,
     pub cwd: Option<PathBuf>,
+    /// A file to read as standard input (else none: `/dev/null`).
+    pub stdin: Option<PathBuf>,
     /// What this does, in words: "build hephd v0.2.0".
     pub summary: String,
     /// Kill the whole process group when exceeded.
@@ -122,6 +124,13 @@ impl Cmd {
         self
     }
 
+    /// Gives the child `file` as its standard input.
+    #[must_use]
+    pub fn stdin(mut self, file: impl Into<PathBuf>) -> Self {
+        self.stdin = Some(file.into());
+        self
+    }
+
     #[must_use]
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
@@ -142,13 +151,20 @@ impl Cmd {
             .collect()
     }
 
-    /// The command line for people to read (quoted where needed). Not for a shell.
+    /// The command line for people to read (quoted where needed), with `< FILE` when it
+    /// reads a file as input. Not for a shell.
     pub fn display(&self) -> String {
-        self.argv()
+        let mut line = self
+            .argv()
             .iter()
             .map(|a| quote(a))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        if let Some(f) = &self.stdin {
+            line.push_str(" < ");
+            line.push_str(&quote(&f.to_string_lossy()));
+        }
+        line
     }
 }
 
@@ -413,9 +429,20 @@ impl Runner for SystemRunner {
         }
         let started = Instant::now();
         let mut command = Command::new(&cmd.program);
+        let stdin = match &cmd.stdin {
+            Some(f) => Stdio::from(std::fs::File::open(f).map_err(|source| RunError::Spawn {
+                summary: cmd.summary.clone(),
+                program: cmd.program.clone(),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("its input {}: {source}", f.display()),
+                ),
+            })?),
+            None => Stdio::null(),
+        };
         command
             .args(&cmd.args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The forge token is for our HTTP requests only; no child (or build script) sees it.
@@ -695,6 +722,8 @@ fn open_log(path: &Path) -> Option<SharedLog> {
         .create(true)
         .append(true)
         .mode(0o600)
+        // Appended to, not replaced: at least never through a link planted at its name.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map(|f| Arc::new(Mutex::new(f)))
         .map_err(|e| log::warn!("could not open the build log {}: {e}", path.display()))
@@ -800,6 +829,22 @@ pub mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_reads_the_file_it_is_given_as_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("payload");
+        std::fs::write(&input, "signed text\n").unwrap();
+        let cmd = Cmd::new("cat", "read").stdin(&input);
+        assert_eq!(cmd.display(), format!("cat < {}", input.display()));
+        let out = SystemRunner::default().run(&cmd).unwrap();
+        assert_eq!(out.stdout, "signed text\n");
+        let missing = Cmd::new("cat", "read").stdin(dir.path().join("gone"));
+        assert!(matches!(
+            SystemRunner::default().run(&missing),
+            Err(RunError::Spawn { .. })
+        ));
+    }
 
     #[test]
     fn runs_argv_without_a_shell() {

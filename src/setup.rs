@@ -3,6 +3,7 @@
 //! and the systemd unit or launchd plist rendered from its template ([`crate::render`]).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -94,7 +95,8 @@ fn add_man_pages(cmd: &clap::Command, pages: &mut Vec<(String, Vec<u8>)>) -> Res
 fn write_man_pages(dir: &Path) -> Result<()> {
     for (file, page) in man_pages()? {
         let path = dir.join(file);
-        std::fs::write(&path, page)
+        // Often written as root into a shared directory: never through a link there.
+        crate::fsutil::atomic_write_mode(&path, 0o644, |f| f.write_all(&page))
             .with_context(|| format!("could not write the man page {}", path.display()))?;
     }
     Ok(())

@@ -330,6 +330,7 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
             Purpose::Update
         },
         cmds: switch_cmds(settings, i.manager, true),
+        signal: i.manager.and_then(ServiceManager::restart_signal),
     });
     if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });

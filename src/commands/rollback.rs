@@ -86,6 +86,7 @@ fn plan(
     steps.push(Step::Switch {
         purpose: Purpose::Rollback,
         cmds: switch_cmds(settings, manager, true),
+        signal: manager.and_then(ServiceManager::restart_signal),
     });
     if let Some(cmd) = crate::plan::notify_cmd(settings, Event::Updated) {
         steps.push(Step::Notify { cmd });

@@ -87,6 +87,8 @@ pub struct RootView {
     pub name: String,
     pub version: Option<String>,
     pub commit: Option<String>,
+    /// Who signed the tag it was built from (`verify_tag`).
+    pub signed_by: Option<crate::layout::Signer>,
     pub origin: &'static str,
     pub current: bool,
     pub healthy: bool,
@@ -328,6 +330,7 @@ fn build(
             name: r.name.clone(),
             version: r.version().map(|v| v.to_string()),
             commit: r.meta.commit.clone(),
+            signed_by: r.meta.signed_by.clone(),
             origin: match r.meta.origin {
                 Origin::Built => "built",
                 Origin::Adopted => "adopted",
@@ -471,6 +474,20 @@ fn build(
             })
             .collect();
         line("roots", names.join(", "));
+    }
+    if let Some((name, signer)) = roots
+        .iter()
+        .find(|r| r.current)
+        .and_then(|r| Some((&r.name, r.signed_by.as_ref()?)))
+    {
+        line(
+            "signature",
+            format!(
+                "the tag of {name} (current) signed by {} ({})",
+                crate::redact::escape(&signer.principal),
+                crate::redact::escape(&signer.key)
+            ),
+        );
     }
     if let Some(s) = &switch {
         line(

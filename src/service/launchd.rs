@@ -35,12 +35,14 @@ impl Launchd {
 }
 
 impl ServiceManager for Launchd {
-    fn restart_cmd(&self) -> Cmd {
-        Cmd::new(&self.launchctl, format!("restart {}", self.label))
-            .args(["kickstart", "-k"])
-            .arg(self.target())
-            .timeout(self.restart_timeout)
-            .on_signal(OnSignal::Finish)
+    fn restart_cmd(&self) -> Option<Cmd> {
+        Some(
+            Cmd::new(&self.launchctl, format!("restart {}", self.label))
+                .args(["kickstart", "-k"])
+                .arg(self.target())
+                .timeout(self.restart_timeout)
+                .on_signal(OnSignal::Finish),
+        )
     }
 
     fn observe_cmd(&self) -> Cmd {
@@ -77,6 +79,7 @@ impl ServiceManager for Launchd {
             invocation: None,
             missing: false,
             since: None,
+            control_group: None,
             restart_pending: !running && (keepalive || state == "spawn scheduled"),
             detail: format!(
                 "{}: {}{}",
@@ -116,7 +119,7 @@ mod tests {
     #[test]
     fn commands_name_the_gui_domain() {
         assert_eq!(
-            agent().restart_cmd().display(),
+            agent().restart_cmd().unwrap().display(),
             "launchctl kickstart -k gui/501/mcquack.eblume.heph"
         );
         assert_eq!(

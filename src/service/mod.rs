@@ -4,6 +4,7 @@
 //! ([`Respawn`]) sends SIGTERM to the daemon's main process and lets the manager start it
 //! again, which needs no privilege over the manager.
 
+pub mod held;
 mod launchd;
 mod respawn;
 mod systemd;
@@ -81,12 +82,20 @@ pub struct Observation {
     pub detail: String,
     /// Since when it is in its state, as the manager says it (systemd).
     pub since: Option<String>,
+    /// The unit's control group (systemd `ControlGroup`): its processes are in it.
+    pub control_group: Option<String>,
 }
 
 /// Restarting and observing the daemon's service.
 pub trait ServiceManager {
-    /// The command that restarts the service (also shown by `--dry-run`).
-    fn restart_cmd(&self) -> Cmd;
+    /// The command that restarts the service (also shown by `--dry-run`); `None` when no
+    /// program restarts it (see [`ServiceManager::restart_signal`]).
+    fn restart_cmd(&self) -> Option<Cmd>;
+    /// What the restart does when heph-selfupdate signals the daemon itself instead of
+    /// running a command, in words for `--dry-run`.
+    fn restart_signal(&self) -> Option<String> {
+        None
+    }
     /// The command that reads the service's state.
     fn observe_cmd(&self) -> Cmd;
     /// Reads the service's state from `observe_cmd`'s output.
@@ -96,7 +105,10 @@ pub trait ServiceManager {
 
     /// Restarts the service; an error when the manager refuses.
     fn restart(&self, runner: &dyn Runner) -> Result<()> {
-        crate::process::run_checked(runner, &self.restart_cmd())?;
+        let cmd = self
+            .restart_cmd()
+            .ok_or_else(|| anyhow::anyhow!("{} has no restart command", self.describe()))?;
+        crate::process::run_checked(runner, &cmd)?;
         Ok(())
     }
 
@@ -185,10 +197,9 @@ impl Services for SystemServices {
         };
         Some(match spec.restart {
             Restart::Manager => manager,
-            // kill(1) from procps or util-linux (Linux), /bin/kill on macOS.
             Restart::Respawn => Box::new(Respawn::new(
                 manager,
-                &self.find("kill", "/bin/kill"),
+                Box::new(held::SystemProcesses),
                 spec.kind,
                 &spec.name,
             )),

@@ -36,17 +36,19 @@ impl Systemd {
 }
 
 impl ServiceManager for Systemd {
-    fn restart_cmd(&self) -> Cmd {
-        self.base(format!("restart {}", self.unit))
-            .arg("restart")
-            .arg(&self.unit)
-            .timeout(self.restart_timeout)
+    fn restart_cmd(&self) -> Option<Cmd> {
+        Some(
+            self.base(format!("restart {}", self.unit))
+                .arg("restart")
+                .arg(&self.unit)
+                .timeout(self.restart_timeout),
+        )
     }
 
     fn observe_cmd(&self) -> Cmd {
         self.base(format!("read the state of {}", self.unit))
             .arg("show")
-            .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID,ActiveEnterTimestamp")
+            .arg("--property=LoadState,ActiveState,SubState,MainPID,NRestarts,InvocationID,ActiveEnterTimestamp,ControlGroup")
             .arg(&self.unit)
             .timeout(super::OBSERVE_TIMEOUT)
     }
@@ -74,6 +76,7 @@ impl ServiceManager for Systemd {
             invocation: Some(get("InvocationID").to_owned()).filter(|s| !s.is_empty()),
             missing: load == "not-found",
             since: Some(get("ActiveEnterTimestamp").to_owned()).filter(|s| !s.is_empty()),
+            control_group: Some(get("ControlGroup").to_owned()).filter(|s| !s.is_empty()),
             // systemd 254 and later add `auto-restart-queued` once the restart job is queued.
             restart_pending: sub.starts_with("auto-restart"),
             detail: format!(
@@ -119,7 +122,7 @@ mod tests {
     #[test]
     fn commands_use_the_user_manager() {
         assert_eq!(
-            unit().restart_cmd().display(),
+            unit().restart_cmd().unwrap().display(),
             "systemctl --user restart hephd.service"
         );
         assert!(
@@ -135,15 +138,19 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(
-            system.restart_cmd().display(),
+            system.restart_cmd().unwrap().display(),
             "systemctl restart hephd.service"
         );
     }
 
     #[test]
     fn reads_show_output() {
-        let o = unit().parse("LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=4242\nNRestarts=3\nInvocationID=abc\n");
+        let o = unit().parse("LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=4242\nNRestarts=3\nInvocationID=abc\nControlGroup=/user.slice/user-1000.slice/user@1000.service/app.slice/hephd.service\n");
         assert!(o.running && !o.failed);
+        assert_eq!(
+            o.control_group.as_deref(),
+            Some("/user.slice/user-1000.slice/user@1000.service/app.slice/hephd.service")
+        );
         assert_eq!(o.pid, Some(4242));
         assert_eq!(o.restarts, Some(3));
         assert_eq!(o.invocation.as_deref(), Some("abc"));

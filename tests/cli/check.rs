@@ -231,6 +231,50 @@ fn follows_pagination_across_pages() {
     }
 }
 
+/// The files of the HTTP cache and their total size.
+fn http_cache(env: &TestEnv) -> (usize, u64) {
+    let Ok(dir) = std::fs::read_dir(env.home.join(".cache/heph-selfupdate/http")) else {
+        return (0, 0);
+    };
+    dir.map(|e| e.unwrap().metadata().unwrap().len())
+        .fold((0, 0), |(n, bytes), len| (n + 1, bytes + len))
+}
+
+#[test]
+fn the_http_cache_keeps_only_what_the_last_listing_used_when_page_urls_never_repeat() {
+    let tags: Vec<FakeRelease> = ["v0.1.5", "v0.1.4", "v0.1.3", "v0.1.2", "v0.1.1", "v0.2.0"]
+        .iter()
+        .map(|t| FakeRelease::new(t))
+        .collect();
+    let forge = FakeForge::start(Flavour::Forgejo, tags);
+    {
+        let mut st = forge.state.lock().unwrap();
+        st.page_size = 2;
+        st.cursor_links = true;
+    }
+    let mut env = TestEnv::new();
+    env.forge(&forge).install_plain("0.1.0", &["heph", "hephd"]);
+    env.run(&["check"]).expect(100);
+    let (files, one_listing) = http_cache(&env);
+    assert_eq!(files, 3, "one entry per page of one listing");
+    for _ in 0..10 {
+        env.run(&["check"]).expect(100);
+        let (now_files, now_bytes) = http_cache(&env);
+        assert!(
+            now_files <= files && now_bytes <= one_listing,
+            "the cache grew past one listing: {now_files} files, {now_bytes} bytes (one listing: {files} files, {one_listing} bytes)"
+        );
+    }
+    // The first page's URL does repeat: its entry still answers a conditional request.
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| !r.path.contains("cursor=") && r.header("if-none-match").is_some()),
+        "the first page was never asked conditionally"
+    );
+}
+
 #[test]
 fn sends_the_token_in_each_forges_header_and_never_prints_it() {
     let token = "tok-5ecret-value";

@@ -781,3 +781,85 @@ fn a_fetch_whose_unpacker_the_oom_killer_kills_is_not_blamed_on_the_server_nor_b
         run.stderr
     );
 }
+
+/// A release whose own `.cargo/config.toml` (at its top, and the older `.cargo/config` in
+/// hephd's directory) sets `build.rustc-wrapper` and `[env]`: `cargo install --git` reads
+/// neither (its configuration starts at CARGO_HOME), and the checkout build must not
+/// either — `cargo install --path` would read both, starting at the package's directory.
+/// The checkout leaves those files out, and is not taken for a damaged one for it.
+#[test]
+fn a_release_s_own_cargo_config_runs_in_neither_the_checkout_build_nor_cargo_install_git() {
+    let e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0"]);
+    let ran = e.env.dir.path().join("wrapper-ran");
+    let wrapper = e.env.dir.path().join("release-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec \"$@\"\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = format!(
+        "[build]\nrustc-wrapper = \"{}\"\n\n[env]\nHEPH_RELEASE_ENV = \"; [env] of the release\"\n",
+        wrapper.display()
+    );
+    add_release(&e, "v0.2.0", |dir| {
+        for file in [".cargo/config.toml", "crates/hephd/.cargo/config"] {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &config).unwrap();
+        }
+        // hephd says so in its version when [env] reached its compile.
+        let main = dir.join("crates/hephd/src/main.rs");
+        let text = std::fs::read_to_string(&main).unwrap().replace(
+            "println!(\"{}d {} (build of v0.2.0)\", heph_core::name(), env!(\"CARGO_PKG_VERSION\"));",
+            "println!(\"{}d {} (build of v0.2.0{})\", heph_core::name(), env!(\"CARGO_PKG_VERSION\"), option_env!(\"HEPH_RELEASE_ENV\").unwrap_or(\"\"));",
+        );
+        assert!(text.contains("HEPH_RELEASE_ENV"), "{text}");
+        std::fs::write(main, text).unwrap();
+    });
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+
+    // The default build.
+    e.env.run(&["check-and-apply"]).expect(0);
+    assert_installed(&e, "v0.2.0");
+    assert!(
+        !ran.exists(),
+        "the release's rustc-wrapper ran: {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    let checkout = checkout_dir(&e);
+    assert!(
+        checkout.join("crates/hephd/src/main.rs").is_file()
+            && !checkout.join(".cargo/config.toml").exists()
+            && !checkout.join("crates/hephd/.cargo/config").exists(),
+        "the release's cargo configuration is left out of the checkout"
+    );
+    let status = Command::new(real_git())
+        .arg("-C")
+        .arg(&checkout)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "",
+        "the checkout has no changes, so it is not made again next time"
+    );
+
+    // The plain `cargo install --git` of the same tag runs neither (and says the same
+    // version, without the release's [env]).
+    plain_install_builds(&e, "v0.2.0", &["hephd"]);
+    assert!(
+        !ran.exists(),
+        "cargo install --git ran the release's wrapper"
+    );
+}

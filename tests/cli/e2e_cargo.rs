@@ -2,7 +2,7 @@
 //! `hephd`) in a local git repository with tags, served by the loopback forge. The
 //! stand-in service manager really runs the built daemon.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::env::TestEnv;
@@ -218,81 +218,319 @@ fn the_default_checkout_build_reuses_its_build_tree_and_never_installs_stale_cod
     assert!(e.env.daemon_alive());
 }
 
-#[test]
-fn checkout_mode_refuses_a_tag_without_a_good_signature() {
-    let mut e = e2e(
-        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
-        &["v0.1.0", "v0.2.0"],
-    );
-    let keys = e.env.dir.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let keygen = |name: &str| {
+/// Signed tags for the fixture repository: ssh keys made by the real ssh-keygen, and an
+/// OpenPGP key made by the real gpg in the service user's own keyring (`~/.gnupg` of the
+/// test's HOME, where the gpg that `git verify-tag` runs would look).
+struct Signing {
+    keys: PathBuf,
+    gnupg: PathBuf,
+    repo: PathBuf,
+}
+
+impl Signing {
+    fn new(e: &E2e) -> Self {
+        let keys = e.env.dir.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        Self {
+            keys,
+            gnupg: e.env.home.join(".gnupg"),
+            repo: e.repo.dir.clone(),
+        }
+    }
+
+    /// A new ed25519 key `name`; its public key line.
+    fn ssh_key(&self, name: &str) -> String {
         let status = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(keys.join(name))
+            .arg(self.keys.join(name))
             .stdin(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
-        std::fs::read_to_string(keys.join(format!("{name}.pub"))).unwrap()
-    };
-    let trusted = keygen("release");
-    keygen("stranger");
-    let signers = keys.join("allowed_signers");
-    std::fs::write(&signers, format!("release@test.invalid {trusted}")).unwrap();
-    // Re-tag v0.2.0, signed by a key that is not in the list.
-    let sign = |key: &str| {
-        fixture::git(
-            &e.repo.dir,
+        std::fs::read_to_string(self.keys.join(format!("{name}.pub"))).unwrap()
+    }
+
+    /// Writes the allowed-signers file; its path.
+    fn allowed(&self, lines: &str) -> PathBuf {
+        let path = self.keys.join("allowed_signers");
+        std::fs::write(&path, lines).unwrap();
+        path
+    }
+
+    /// Signs `tag` again (same commit) with `config` (`gpg.format`, `user.signingkey`),
+    /// dated `date` when given (git writes it as the tagger date).
+    fn sign(&self, tag: &str, config: &[String], date: Option<&str>) {
+        let mut cmd = Command::new("git");
+        for c in config {
+            cmd.args(["-c", c]);
+        }
+        cmd.args([
+            "-c",
+            "user.name=Release",
+            "-c",
+            "user.email=release@test.invalid",
+            "tag",
+            "-f",
+            "-s",
+            tag,
+            "-m",
+            &format!("release {tag}"),
+            &format!("{tag}^{{commit}}"),
+        ])
+        .current_dir(&self.repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GNUPGHOME", &self.gnupg);
+        if let Some(d) = date {
+            cmd.env("GIT_COMMITTER_DATE", d);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "signing {tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn sign_ssh(&self, tag: &str, key: &str, date: Option<&str>) {
+        self.sign(
+            tag,
             &[
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                &format!("user.signingkey={}", keys.join(key).display()),
-                "tag",
-                "-f",
-                "-s",
-                "v0.2.0",
-                "-m",
-                "signed",
-                "v0.2.0^{commit}",
+                "gpg.format=ssh".to_owned(),
+                format!("user.signingkey={}", self.keys.join(key).display()),
             ],
+            date,
         );
-    };
-    sign("stranger");
-    e.env
-        .var("HEPH_SELFUPDATE_BUILD", "checkout")
-        .var("HEPH_SELFUPDATE_VERIFY_TAG", "true")
-        .var(
-            "HEPH_SELFUPDATE_ALLOWED_SIGNERS",
-            &signers.display().to_string(),
+    }
+
+    fn gpg(&self, args: &[&str]) -> String {
+        let out = Command::new("gpg")
+            .args(["--batch", "--pinentry-mode=loopback", "--passphrase="])
+            .args(args)
+            .env("GNUPGHOME", &self.gnupg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Signs `tag` with a new OpenPGP key in the service user's keyring (imported, so to
+    /// speak: nobody said to trust it).
+    fn sign_openpgp(&self, tag: &str) {
+        std::fs::create_dir_all(&self.gnupg).unwrap();
+        std::fs::set_permissions(
+            &self.gnupg,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        self.gpg(&[
+            "--quick-gen-key",
+            "Release <release@test.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        let listing = self.gpg(&["--with-colons", "--list-secret-keys"]);
+        let fpr = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .map(|l| l.trim_matches(':').to_owned())
+            .unwrap();
+        self.sign(
+            tag,
+            &[
+                "gpg.format=openpgp".to_owned(),
+                format!("user.signingkey={fpr}"),
+            ],
+            None,
+        );
+    }
+}
+
+impl Drop for Signing {
+    fn drop(&mut self) {
+        if self.gnupg.exists() {
+            let _ = Command::new("gpgconf")
+                .args(["--kill", "all"])
+                .env("GNUPGHOME", &self.gnupg)
+                .status();
+        }
+    }
+}
+
+/// True when `program` is on PATH; else says SKIPPED (a failure under CI_REQUIRE_TOOLS=1).
+fn have(program: &str, package: &str) -> bool {
+    let found = Command::new(program).arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "{program} is not on PATH and CI_REQUIRE_TOOLS=1: install the Debian package `{package}` (.ci/run does)"
+        );
+        eprintln!("SKIPPED: {program} is not on PATH (Debian package `{package}`)");
+    }
+    found
+}
+
+fn verify_tags(e: &mut E2e, signers: &Path) {
+    e.env.var("HEPH_SELFUPDATE_VERIFY_TAG", "true").var(
+        "HEPH_SELFUPDATE_ALLOWED_SIGNERS",
+        &signers.display().to_string(),
+    );
+}
+
+/// The version roots and where `bin_dir`'s links point: what an update changes.
+fn installed_now(e: &E2e) -> (Vec<String>, Vec<Option<PathBuf>>) {
+    let mut roots: Vec<String> = std::fs::read_dir(e.env.data_dir().join("versions"))
+        .map(|d| {
+            d.map(|x| x.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    roots.sort();
+    let links = ["heph", "hephd"]
+        .iter()
+        .map(|b| std::fs::read_link(e.env.bin_dir.join(b)).ok())
+        .collect();
+    (roots, links)
+}
+
+#[test]
+fn a_tag_signed_with_openpgp_or_by_a_key_past_its_valid_before_is_refused_and_nothing_changes() {
+    if !have("gpg", "gnupg") {
+        return;
+    }
+    let mut e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    let s = Signing::new(&e);
+    let release = s.ssh_key("release");
+    let old = s.ssh_key("old");
+    let signers = s.allowed(&format!(
+        "release@test.invalid {release}old@test.invalid valid-before=\"20200101\" {old}"
+    ));
+    verify_tags(&mut e, &signers);
     plain_install(&e, "v0.1.0");
     e.env.start_daemon();
+    let before = installed_now(&e);
+
+    // An OpenPGP key in the service user's keyring, trusted by nobody.
+    s.sign_openpgp("v0.2.0");
     let run = e.env.run(&["check-and-apply"]);
     run.expect(1);
     assert!(
-        run.stderr.contains("not from an allowed signer"),
+        run.stderr.contains("v0.2.0 is signed with OpenPGP")
+            && run
+                .stderr
+                .contains("only SSH signatures from allowed_signers count"),
         "{}",
         run.stderr
     );
+    assert_eq!(installed_now(&e), before, "nothing changed");
     assert_eq!(
         run_bin(&e.env.bin_dir.join("hephd")),
         "hephd 0.1.0 (build of v0.1.0)"
     );
 
-    sign("release");
+    // A key listed as valid only before 2020, signing a tag it dates 2019.
+    s.sign_ssh("v0.2.0", "old", Some("2019-06-01T12:00:00Z"));
     let run = e.env.run(&["check-and-apply", "--force"]);
-    run.expect(0);
+    run.expect(1);
     assert!(
-        run.stderr.contains("signature of v0.2.0 is good"),
+        run.stderr
+            .contains("the signature of v0.2.0 is not from an allowed signer valid now")
+            && run.stderr.contains("key has expired"),
         "{}",
         run.stderr
     );
-    assert_eq!(
-        run_bin(&e.env.bin_dir.join("hephd")),
-        "hephd 0.2.0 (build of v0.2.0)"
+    assert_eq!(installed_now(&e), before, "nothing changed");
+}
+
+#[test]
+fn an_ssh_signature_by_an_allowed_key_is_accepted_and_its_signer_recorded_in_both_build_modes() {
+    let mut e = e2e(
+        &[
+            ("v0.1.0", Daemon::Good),
+            ("v0.2.0", Daemon::Good),
+            ("v0.3.0", Daemon::Good),
+        ],
+        &["v0.1.0", "v0.2.0"],
     );
+    let s = Signing::new(&e);
+    let release = s.ssh_key("release");
+    s.ssh_key("stranger");
+    let signers = s.allowed(&format!("release@test.invalid {release}"));
+    verify_tags(&mut e, &signers);
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    let data = e.env.data_dir();
+    let record = |version: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(data.join(format!("versions/{version}/heph-root.json"))).unwrap(),
+        )
+        .unwrap()
+    };
+    // Signed by a key not in the list: refused before cargo runs, `from` still installed.
+    // Signed again by the listed one: built, and its signer recorded.
+    let stranger_then_release = |e: &E2e, tag: &str, from: &str| {
+        let version = tag.trim_start_matches('v');
+        s.sign_ssh(tag, "stranger", None);
+        let run = e.env.run(&["check-and-apply"]);
+        run.expect(1);
+        assert!(
+            run.stderr.contains("not from an allowed signer") && !run.stderr.contains("running: "),
+            "refused before cargo runs: {}",
+            run.stderr
+        );
+        assert_eq!(
+            run_bin(&e.env.bin_dir.join("hephd")),
+            format!("hephd {from} (build of v{from})")
+        );
+        s.sign_ssh(tag, "release", None);
+        let run = e.env.run(&["check-and-apply", "--force"]);
+        run.expect(0);
+        assert!(
+            run.stderr.contains(&format!(
+                "the signature of {tag} is good: signed by release@test.invalid with ED25519 key SHA256:"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run_bin(&e.env.bin_dir.join("hephd")),
+            format!("hephd {version} (build of {tag})")
+        );
+        assert_eq!(
+            record(version)["signed_by"]["principal"],
+            "release@test.invalid"
+        );
+    };
+
+    // The default checkout build.
+    stranger_then_release(&e, "v0.2.0", "0.1.0");
+    let status = e.env.run(&["status"]).stdout;
+    assert!(
+        status.contains("signed by release@test.invalid (ED25519 key SHA256:"),
+        "{status}"
+    );
+    let json = e.env.run(&["status", "--json"]).json();
+    let current = json["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["current"] == true)
+        .unwrap();
+    assert_eq!(current["signed_by"]["principal"], "release@test.invalid");
+
+    // `cargo install --git` verifies the same way, from the tag fetched alone.
+    e.env.var("HEPH_SELFUPDATE_BUILD", "git");
+    offer(&e, &["v0.1.0", "v0.2.0", "v0.3.0"]);
+    stranger_then_release(&e, "v0.3.0", "0.2.0");
 }
 
 /// Adds release `tag` to the fixture repository, its workspace changed by `edit`.

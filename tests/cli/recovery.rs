@@ -487,8 +487,9 @@ fn a_turn_back_that_cannot_be_saved_is_left_to_the_next_run_which_rolls_back() {
     std::fs::create_dir_all(fakes.join("inner")).unwrap();
     std::fs::rename(fakes.join("systemctl"), fakes.join("inner/systemctl")).unwrap();
     let state_dir = s.env.state_dir();
-    // Once the stand-in service manager reports the failure, the state file's temporary
-    // name for this run becomes a directory: every later save fails.
+    // Once the stand-in service manager reports the failure, the state file is held aside
+    // and a directory takes its name: every later save fails (a rename cannot replace a
+    // directory that holds something).
     s.env.fake_bin(
         "systemctl",
         &format!(
@@ -496,7 +497,7 @@ fn a_turn_back_that_cannot_be_saved_is_left_to_the_next_run_which_rolls_back() {
 out=$("$(dirname "$0")/inner/systemctl" "$@"); rc=$?
 printf '%s\n' "$out"
 case "$out" in *ActiveState=failed*)
-  if [ -f "$FAKE_STATE/block-state" ]; then rm -f "$FAKE_STATE/block-state"; mkdir -p "{dir}/.state.json.tmp-$PPID/x"; fi;;
+  if [ -f "$FAKE_STATE/block-state" ]; then rm -f "$FAKE_STATE/block-state"; mv "{dir}/state.json" "{dir}/state.json.held"; mkdir -p "{dir}/state.json/x"; fi;;
 esac
 exit $rc
 "#,
@@ -512,17 +513,16 @@ exit $rc
         "{}",
         first.stderr
     );
+    // The disk has room again: the state file is what it was when saves began to fail.
+    std::fs::remove_dir_all(state_dir.join("state.json")).unwrap();
+    std::fs::rename(
+        state_dir.join("state.json.held"),
+        state_dir.join("state.json"),
+    )
+    .unwrap();
     // Nothing moved back: what is on disk (proving 0.2.0) is still true.
     assert_eq!(s.env.current_root().as_deref(), Some("0.2.0"));
     assert_eq!(phase(&s.env).as_deref(), Some("proving"));
-    for e in std::fs::read_dir(&state_dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(".state.json.tmp-"))
-        {
-            std::fs::remove_dir_all(&p).unwrap();
-        }
-    }
     let next = s.env.run(&["check-and-apply"]);
     assert!(
         !next.stderr.contains("updated 0.1.0 -> 0.2.0"),

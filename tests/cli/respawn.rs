@@ -1,11 +1,11 @@
-//! `restart = "respawn"` with the stand-ins: SIGTERM to the daemon's main process through
-//! a recording `kill`, and a stand-in manager that starts the daemon again by itself
-//! (`$FAKE_STATE/keepalive`, like systemd's `Restart=always` and launchd's `KeepAlive`).
-//! The restart never goes through the manager's restart command.
+//! `restart = "respawn"` with the stand-ins: SIGTERM to the daemon's main process, sent by
+//! heph-selfupdate itself through a pidfd (no program runs for it), and a stand-in manager
+//! that starts the daemon again by itself (`$FAKE_STATE/keepalive`, like systemd's
+//! `Restart=always` and launchd's `KeepAlive`). The restart never goes through the
+//! manager's restart command.
 
 use crate::apply::{assert_same_commands, collapsed, recorded_form};
 use crate::support::env::pid_alive;
-use crate::support::fakes::kill_script;
 use crate::support::scenario::{Sandbox, calls_of, sandbox, version_of};
 
 /// The update scenario with respawn under `manager` (`systemd-system` or `launchd`); the
@@ -18,7 +18,6 @@ fn respawn_sandbox(manager: &str, keepalive: bool, tags: &[&str]) -> Sandbox {
     if manager == "launchd" {
         s.env.var("HEPH_SELFUPDATE_SERVICE", "mcquack.eblume.heph");
     }
-    s.env.fake_bin("kill", &kill_script());
     if keepalive {
         s.env.fake_mode("keepalive", "");
         s.env.start_daemon();
@@ -34,14 +33,22 @@ fn automatic_restarts(s: &Sandbox) -> u64 {
         .unwrap_or(0)
 }
 
+/// The line a run logs when it has sent SIGTERM to `pid`.
+fn sent(service: &str, pid: u32) -> String {
+    format!("sent SIGTERM to {service}'s main process {pid}")
+}
+
 #[track_caller]
-fn assert_respawned_not_restarted(s: &Sandbox, old_pid: u32) {
+fn assert_respawned_not_restarted(s: &Sandbox, stderr: &str, service: &str, old_pid: u32) {
+    assert!(
+        stderr.contains(&sent(service, old_pid)),
+        "SIGTERM to the old main process: {stderr}"
+    );
+    assert!(!pid_alive(old_pid), "the old main process is gone");
     let calls = s.env.calls();
     assert!(
-        calls
-            .iter()
-            .any(|c| c == &format!("kill -s TERM -- {old_pid}")),
-        "SIGTERM to the old main process: {calls:#?}"
+        !calls.iter().any(|c| c.starts_with("kill ")),
+        "no kill(1): the signal goes through a pidfd: {calls:#?}"
     );
     assert!(
         !calls
@@ -57,14 +64,7 @@ fn respawn_updates_a_system_unit_by_sigterm_and_systemd_starts_the_new_binary() 
     let old_pid = s.env.daemon_pid().unwrap();
     let run = s.env.run(&["check-and-apply"]);
     run.expect(0);
-    assert!(
-        run.stderr.contains(&format!(
-            "sending SIGTERM to hephd.service's main process {old_pid}"
-        )),
-        "{}",
-        run.stderr
-    );
-    assert_respawned_not_restarted(&s, old_pid);
+    assert_respawned_not_restarted(&s, &run.stderr, "hephd.service", old_pid);
     let systemctl = calls_of(&s.env, "systemctl");
     assert!(
         systemctl
@@ -95,7 +95,7 @@ fn respawn_rolls_back_a_release_that_dies_at_start_and_marks_it_bad() {
         "{}",
         run.stderr
     );
-    assert_respawned_not_restarted(&s, old_pid);
+    assert_respawned_not_restarted(&s, &run.stderr, "hephd.service", old_pid);
     assert!(s.env.is_bad("0.2.0"), "{}", s.env.state());
     assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
     assert!(s.env.daemon_alive(), "the old release runs again");
@@ -118,8 +118,9 @@ fn respawn_updates_and_rolls_back_a_launchd_keepalive_agent() {
         crate::support::forge::FakeRelease::new("v0.1.0"),
     ]);
     let old_pid = s.env.daemon_pid().unwrap();
-    s.env.run(&["check-and-apply"]).expect(0);
-    assert_respawned_not_restarted(&s, old_pid);
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert_respawned_not_restarted(&s, &run.stderr, "mcquack.eblume.heph", old_pid);
     let launchctl = calls_of(&s.env, "launchctl");
     assert!(
         launchctl
@@ -149,7 +150,7 @@ fn respawn_updates_and_rolls_back_a_launchd_keepalive_agent() {
         "{}",
         run.stderr
     );
-    assert_respawned_not_restarted(&s, pid);
+    assert_respawned_not_restarted(&s, &run.stderr, "mcquack.eblume.heph", pid);
     assert!(s.env.is_bad("0.3.0"));
     assert!(s.env.daemon_alive());
     assert_eq!(
@@ -187,9 +188,9 @@ fn respawn_signals_nothing_when_the_daemon_is_not_running_and_leaves_the_switch_
             run.stderr
         );
         assert!(
-            calls_of(&s.env, "kill").is_empty(),
-            "{manager}: no signal is sent anywhere: {:#?}",
-            s.env.calls()
+            !run.stderr.contains("sent SIGTERM"),
+            "{manager}: no signal is sent anywhere: {}",
+            run.stderr
         );
         assert!(!s.env.is_bad("0.2.0"), "{manager}: not the release's fault");
         assert!(
@@ -211,8 +212,11 @@ fn respawn_without_restart_always_is_no_verdict_on_the_release() {
     let old_pid = s.env.daemon_pid().unwrap();
     let run = s.env.run(&["check-and-apply"]);
     run.expect(1);
-    let signal = format!("kill -s TERM -- {old_pid}");
-    assert!(s.env.calls().contains(&signal), "{:#?}", s.env.calls());
+    assert!(
+        run.stderr.contains(&sent("hephd.service", old_pid)),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("does not start it again") && run.stderr.contains("Restart=always"),
         "{}",
@@ -226,7 +230,7 @@ fn respawn_without_restart_always_is_no_verdict_on_the_release() {
 }
 
 #[test]
-fn the_dry_run_shows_the_kill_of_the_main_pid_that_the_run_then_sends() {
+fn the_dry_run_says_how_respawn_signals_and_the_run_runs_the_commands_it_shows() {
     let mut s = respawn_sandbox("systemd-system", true, &["v0.1.0", "v0.2.0"]);
     s.env.record_everything();
     let plan = s.env.run(&["check-and-apply", "--dry-run", "--json"]);
@@ -235,21 +239,26 @@ fn the_dry_run_shows_the_kill_of_the_main_pid_that_the_run_then_sends() {
         serde_json::from_value(plan.json()["commands"].clone()).unwrap();
     let planned: Vec<String> = planned.iter().map(|a| recorded_form(a)).collect();
     assert!(
-        planned
+        planned.iter().all(|p| !p.starts_with("kill ")),
+        "no program sends the signal: {planned:#?}"
+    );
+    let said = "(by SIGTERM to the main process of hephd.service through a pidfd, once it is confirmed to be still the unit's; systemd starts it again)";
+    assert!(
+        plan.json()["steps"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|p| p == "kill -s TERM -- <MainPID of hephd.service>"),
-        "{planned:#?}"
+            .any(|st| st["step"].as_str().unwrap().contains(said)),
+        "{}",
+        plan.stdout
     );
     let human = s.env.run(&["check-and-apply", "--dry-run"]);
-    assert!(
-        human
-            .all()
-            .contains("kill -s TERM -- '<MainPID of hephd.service>'"),
-        "{}",
-        human.all()
-    );
+    assert!(human.all().contains(said), "{}", human.all());
     s.env.clear_calls();
-    s.env.run(&["check-and-apply"]).expect(0);
+    let old_pid = s.env.daemon_pid().unwrap();
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(run.stderr.contains(&sent("hephd.service", old_pid)));
     let ran = s.env.calls();
     assert_eq!(ran[..2], ["hephd --version", "hephd --version"], "{ran:#?}");
     assert_same_commands(&collapsed(&ran[2..]), &collapsed(&planned));

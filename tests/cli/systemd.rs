@@ -443,7 +443,7 @@ fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root
     );
     assert!(
         log.contains("updated 0.1.0 -> 0.2.0")
-            && log.contains("sending SIGTERM to hephd.service's main process"),
+            && log.contains("sent SIGTERM to hephd.service's main process"),
         "{log}"
     );
     assert_eq!(hephd("ActiveState"), "active");

@@ -590,3 +590,33 @@ fn a_cache_dir_others_can_write_is_neither_read_nor_written() {
         run.stderr
     );
 }
+
+/// A build kept from before `verify_tag` was turned on carries no checked signature: with
+/// `verify_tag` it is not reused as it is (a person's `--force` included), the tag is
+/// checked as for any build, and an unsigned tag is refused.
+#[test]
+fn with_verify_tag_a_kept_build_whose_tag_was_never_checked_is_not_reused() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    s.env.run(&["rollback"]).expect(0);
+    assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
+    let signers = s.env.dir.path().join("allowed_signers");
+    std::fs::write(
+        &signers,
+        "release@test.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5bm90dXNlZGZvcnNpZ25pbmc\n",
+    )
+    .unwrap();
+    s.env.var("HEPH_SELFUPDATE_VERIFY_TAG", "true").var(
+        "HEPH_SELFUPDATE_ALLOWED_SIGNERS",
+        &signers.display().to_string(),
+    );
+    let run = s.env.run(&["check-and-apply", "--force"]);
+    run.expect(1);
+    assert!(
+        !run.stderr.contains("reusing the kept build")
+            && run.stderr.contains("the tag v0.2.0 carries no signature"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
+}

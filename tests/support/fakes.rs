@@ -91,13 +91,6 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
     )
 }
 
-/// A `kill` that records its call, then runs the real kill(1).
-pub fn kill_script() -> String {
-    format!(
-        "#!/bin/sh\n{RECORD}for k in /bin/kill /usr/bin/kill; do [ -x \"$k\" ] && exec \"$k\" \"$@\"; done\necho 'fake kill: no kill(1)' >&2; exit 2\n"
-    )
-}
-
 /// A service manager stand-in: `systemctl` and `launchctl` in one script (by its name).
 /// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
@@ -114,8 +107,9 @@ pub fn kill_script() -> String {
 /// meanwhile `show` says `activating (auto-restart)`. `show` also answers what `doctor`
 /// asks of a unit: `Restart=` (`always` with keepalive, else `no`, or the contents of
 /// `unit-restart`), `User=` (this user, or `unit-user`), `ExecStart=` (`~/.cargo/bin/hephd`,
-/// or `unit-exec`), and `ActiveEnterTimestamp=` (when the running daemon was started, as
-/// systemd writes it).
+/// or `unit-exec`), `ActiveEnterTimestamp=` (when the running daemon was started, as
+/// systemd writes it) and `ControlGroup=` (the running daemon's cgroup, empty when it is
+/// the root one).
 pub fn service_manager_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -200,6 +194,8 @@ case "$me:$verb" in
     if [ -f "$S/up-at" ] && [ "$(date +%s%3N)" -lt "$(cat "$S/up-at")" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")"; echo "ActiveEnterTimestamp=$(cat "$S/since" 2>/dev/null)";
+      # The daemon's own cgroup, as systemd names a unit's; none when that is the root.
+      cg=$(sed -n 's/^0:://p' "/proc/$(cat "$S/pid")/cgroup" 2>/dev/null); [ "$cg" = / ] && cg=; echo "ControlGroup=$cg";
     elif supervised; then echo "ActiveState=activating"; echo "SubState=auto-restart"; echo "MainPID=0";
     else echo "ActiveState=failed"; echo "SubState=failed"; echo "MainPID=0"; fi
     echo "NRestarts=$(cat "$S/restarts" 2>/dev/null || echo 0)"

@@ -146,6 +146,12 @@ pub struct ForgeState {
     /// A hostile or careless forge: the credential a request carried comes back in the
     /// error body's message, in an `X-Echo` header and in the next page's URL.
     pub echo_credential: bool,
+    /// Cursor paging, as forges that page by an opaque cursor do: each `Link: rel="next"`
+    /// URL carries a `cursor=` never sent before, so no page URL ever repeats; the ETag
+    /// covers the answer with its cursor, so no answer is ever "not modified".
+    pub cursor_links: bool,
+    /// Answers given so far (the cursor's source).
+    pub answered: u64,
     /// Wait this long before answering each request.
     pub delay: Option<Duration>,
     pub fault: Option<Fault>,
@@ -175,6 +181,8 @@ impl FakeForge {
             require_token: None,
             link_base: None,
             echo_credential: false,
+            cursor_links: false,
+            answered: 0,
             delay: None,
             fault: None,
             requests: Vec::new(),
@@ -236,6 +244,7 @@ fn serve(stream: TcpStream, shared: &Mutex<ForgeState>, addr: SocketAddr) -> std
     let (fault, answer, delay) = {
         let mut st = shared.lock().unwrap();
         st.requests.push(seen.clone());
+        st.answered += 1;
         (st.fault.clone(), route(&st, &seen), st.delay)
     };
     if let Some(d) = delay {
@@ -399,10 +408,15 @@ fn route_plain(st: &ForgeState, seen: &Seen) -> Answer {
             Flavour::Forgejo => "limit",
             Flavour::GitHub | Flavour::GitLab => "per_page",
         };
+        let cursor = if st.cursor_links {
+            format!("&cursor={:016x}", st.answered)
+        } else {
+            String::new()
+        };
         headers.push((
             "Link".to_owned(),
             format!(
-                "<http://{{host}}{base}?{size_param}={}&page={}>; rel=\"next\", <http://{{host}}{base}?page={}>; rel=\"last\"",
+                "<http://{{host}}{base}?{size_param}={}&page={}{cursor}>; rel=\"next\", <http://{{host}}{base}?page={}>; rel=\"last\"",
                 st.page_size,
                 page + 1,
                 total.div_ceil(st.page_size)
@@ -412,6 +426,9 @@ fn route_plain(st: &ForgeState, seen: &Seen) -> Answer {
     // A weak validator over the body, so If-None-Match can be answered with 304.
     let mut h = DefaultHasher::new();
     body.hash(&mut h);
+    if st.cursor_links {
+        st.answered.hash(&mut h);
+    }
     let etag = format!("\"{:016x}\"", h.finish());
     if seen.header("if-none-match") == Some(etag.as_str()) {
         return (304, vec![("ETag".to_owned(), etag)], String::new());
