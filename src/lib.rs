@@ -97,6 +97,8 @@ fn usage_error_json(args: &[OsString], e: &clap::Error) -> Option<serde_json::Va
 
 /// Runs the program with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    // First, before the token is read: nothing of this process is readable by its children.
+    let private = secret::keep_process_private();
     let args: Vec<OsString> = args.into_iter().collect();
     let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -118,6 +120,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let world = world::World::real(signals::install());
     colour::init(&world.env);
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
+    if let Err(e) = private {
+        log::warn!(
+            "could not make this process non-dumpable ({e}): a build step could read the token from its environment"
+        );
+    }
     // Needs no configuration: completions must work while the config file is broken.
     let result = if let cli::Command::Setup(cmd) = &cli.command {
         setup::run(cmd)

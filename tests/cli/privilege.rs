@@ -1,0 +1,131 @@
+//! Privilege: root never reads the user's files; the process and its children stay
+//! private. docs/security.md lists each defence with its test here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::env::{Run, TestEnv};
+use crate::support::fixture::tagged_repo;
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+use crate::support::sandbox::{UserGuard, create_user};
+
+const TOKEN: &str = "tok-5d1e0b-private-process";
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A sandbox that updates 0.1.0 to 0.2.0 with the stand-in cargo (`build = "git"`), the
+/// token in its environment, and no service manager to restart (so it can run as any
+/// user).
+fn update_env() -> (TestEnv, FakeForge) {
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")],
+    );
+    let mut env = TestEnv::new();
+    let repo = tagged_repo(&env.dir.path().join("repo"), &["v0.1.0", "v0.2.0"]);
+    env.forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_BUILD", "git")
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "none")
+        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
+        .var("HEPH_SELFUPDATE_TOKEN", TOKEN);
+    env.install_fakes();
+    env.install_plain("0.1.0", &["heph", "hephd"]);
+    (env, forge)
+}
+
+/// Gives everything under `dir` to `user`.
+fn chown_all(user: &str, dir: &Path) {
+    let out = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Runs `binary` as `user` (runuser) with exactly `env`'s variables.
+fn run_as(user: &str, env: &TestEnv, binary: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--", "env", "-i"])
+        .args(env.vars.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(binary)
+        .args(args)
+        .current_dir(env.dir.path());
+    let out = cmd.output().expect("runuser");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A stand-in `cargo` that first does what a hostile build script can: walks up its
+/// ancestors and reads each one's `/proc/<pid>/environ`, recording per ancestor whether
+/// it could and whether the token was there; then runs `next`.
+fn ancestor_reading_cargo(next: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+pid=$$
+while :; do
+  ppid=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$pid/status")
+  {{ [ -z "$ppid" ] || [ "$ppid" -le 1 ]; }} && break
+  comm=$(cat "/proc/$ppid/comm")
+  if environ=$(tr '\0' '\n' < "/proc/$ppid/environ" 2>/dev/null); then
+    case "$environ" in
+      *{TOKEN}*) echo "token-read $comm" >> "$FAKE_LOG";;
+      *) echo "environ-read $comm" >> "$FAKE_LOG";;
+    esac
+  else
+    echo "environ-denied $comm" >> "$FAKE_LOG"
+  fi
+  pid=$ppid
+done
+exec "{}" "$@"
+"#,
+        next.display()
+    )
+}
+
+#[test]
+fn a_build_step_of_the_same_user_cannot_read_the_token_from_any_ancestors_environ() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED: running heph-selfupdate as a throw-away user needs root (runuser); CI runs it as root"
+        );
+        return;
+    }
+    let (user, _uid, _home) = create_user();
+    let _guard = UserGuard(user.clone());
+    let (env, _forge) = update_env();
+    let installs = env.fakes.join("cargo-installs");
+    std::fs::rename(env.fakes.join("cargo"), &installs).unwrap();
+    env.fake_bin("cargo", &ancestor_reading_cargo(&installs));
+    // The binary where that user can run it.
+    let binary: PathBuf = env.dir.path().join("heph-selfupdate");
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    chown_all(&user, env.dir.path());
+
+    let run = run_as(&user, &env, &binary, &["check-and-apply"]);
+    let calls = env.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("cargo-installs install")),
+        "the build ran:\n{calls:?}\n{}",
+        run.all()
+    );
+    let seen: Vec<&String> = calls.iter().filter(|c| c.starts_with("environ-")).collect();
+    assert!(
+        seen.iter().any(|c| *c == "environ-denied heph-selfupdate"),
+        "the build looked at heph-selfupdate, its parent, and could not read its environment: {seen:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("token-read")),
+        "a build step read the token from an ancestor: {calls:?}"
+    );
+    assert!(!run.all().contains(TOKEN), "{}", run.all());
+}
