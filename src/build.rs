@@ -242,7 +242,8 @@ impl std::error::Error for StepFailed {}
 
 /// Gives a cargo, git or rustc command the environment builds need under a service
 /// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain and
-/// CA, and none of the variables that would point cargo at a shared target dir.
+/// CA (`ca_file`, which no other child gets), and none of the variables that would point
+/// cargo at a shared target dir.
 pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
@@ -256,7 +257,10 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
     if let Some(ca) = &settings.ca_file {
-        cmd = cmd.env("GIT_SSL_CAINFO", ca).env("CARGO_HTTP_CAINFO", ca);
+        cmd = cmd
+            .env("GIT_SSL_CAINFO", ca)
+            .env("CARGO_HTTP_CAINFO", ca)
+            .env("SSL_CERT_FILE", ca);
     }
     cmd
 }
@@ -1934,6 +1938,7 @@ mod tests {
         let has = |k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
         assert!(has("GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
         assert!(has("CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has("SSL_CERT_FILE", "/etc/ssl/forge-ca.pem"));
         assert!(has("RUSTUP_TOOLCHAIN", "stable"));
         let none = build_env(
             Cmd::new("git", "x"),

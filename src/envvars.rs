@@ -19,3 +19,10 @@ pub const HOOK: &[&str] = &[
 
 /// Variables no child process may see: the token is for our own HTTP requests only.
 pub const SECRET: &[&str] = &[TOKEN];
+
+/// Variables heph-selfupdate sets in its own environment for itself: `SSL_CERT_FILE`, from
+/// `ca_file`, which its HTTP client (rustls with the platform's verifier) reads its roots
+/// from. Children get each as it was when heph-selfupdate started, unless a command sets
+/// it: git and cargo get `ca_file` (`build::build_env`), hooks and build scripts' other
+/// children nothing new.
+pub const OWN: &[&str] = &["SSL_CERT_FILE"];

@@ -49,6 +49,10 @@ impl World {
             runner: Box::new(SystemRunner {
                 reaper: std::env::current_exe().ok(),
                 scrub: crate::envvars::SECRET.iter().map(Into::into).collect(),
+                as_started: crate::envvars::OWN
+                    .iter()
+                    .map(|k| ((*k).into(), std::env::var_os(k)))
+                    .collect(),
                 interrupt: interrupt.clone(),
             }),
             services: Box::new(SystemServices {

@@ -64,8 +64,9 @@ fn load_config(cli: &Cli, world: &World) -> Result<Config> {
     let cfg = Config::load(&inputs)?;
     if let Some(ca) = &cfg.ca_file {
         // The forge's TLS (rustls with the platform verifier) reads its roots from
-        // SSL_CERT_FILE at the first connection; git and cargo get the same file through
-        // their own variables (`build::build_env`). SAFETY: no other thread runs yet —
+        // SSL_CERT_FILE at the first connection. No child inherits it from here (the
+        // runner gives each the value we started with, `envvars::OWN`): git and cargo
+        // get the file through `build::build_env`. SAFETY: no other thread runs yet —
         // the first one is the first HTTP request's — so nothing reads the environment
         // while it changes.
         unsafe { std::env::set_var("SSL_CERT_FILE", ca) };

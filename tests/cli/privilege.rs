@@ -129,3 +129,75 @@ fn a_build_step_of_the_same_user_cannot_read_the_token_from_any_ancestors_enviro
     );
     assert!(!run.all().contains(TOKEN), "{}", run.all());
 }
+
+/// A stand-in that records who it is (`$1`, or the name it was run by) and the
+/// `SSL_CERT_FILE` it sees, then runs `next` (if any).
+fn cert_probe(next: Option<&str>) -> String {
+    let then = next.map_or_else(|| "exit 0".to_owned(), |n| format!("exec {n} \"$@\""));
+    format!(
+        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
+    )
+}
+
+#[test]
+fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let ca = s.env.dir.path().join("forge-ca.pem");
+    std::fs::write(&ca, "not used: the stand-in forge speaks plain http\n").unwrap();
+    let ca = ca.display().to_string();
+    let installs = s.env.fakes.join("cargo-installs");
+    std::fs::rename(s.env.fakes.join("cargo"), &installs).unwrap();
+    s.env.fake_bin(
+        "cargo",
+        &cert_probe(Some(&format!("\"{}\"", installs.display()))),
+    );
+    s.env
+        .fake_bin("git", &cert_probe(Some("\"$FAKE_REAL_GIT\"")));
+    let probe = s
+        .env
+        .fake_bin("probe", &cert_probe(None))
+        .display()
+        .to_string();
+    s.env
+        .var("FAKE_REAL_GIT", crate::support::env::real_git())
+        .var("HEPH_SELFUPDATE_CA_FILE", &ca)
+        .var("HEPH_SELFUPDATE_HEALTH_COMMAND", &format!("{probe} health"))
+        .var("HEPH_SELFUPDATE_NOTIFY_COMMAND", &format!("{probe} notify"));
+    let seen = |env: &TestEnv, who: &str| -> Vec<String> {
+        env.calls()
+            .into_iter()
+            .filter(|c| c.starts_with(&format!("{who} SSL_CERT_FILE=")))
+            .collect()
+    };
+
+    s.env.run(&["check-and-apply"]).expect(0);
+    for who in ["git", "cargo"] {
+        let lines = seen(&s.env, who);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.ends_with(&format!("={ca}"))),
+            "{who} is given ca_file: {lines:?}"
+        );
+    }
+    for who in ["health", "notify"] {
+        assert_eq!(
+            seen(&s.env, who),
+            [format!("{who} SSL_CERT_FILE=unset")],
+            "{:?}",
+            s.env.calls()
+        );
+    }
+
+    // A value of the service's own environment reaches the hooks as it was.
+    s.env.clear_calls();
+    s.env.var("SSL_CERT_FILE", "/etc/ssl/the-services-own.pem");
+    s.release("v0.3.0");
+    s.env.run(&["check-and-apply"]).expect(0);
+    for who in ["health", "notify"] {
+        assert_eq!(
+            seen(&s.env, who),
+            [format!("{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem")],
+            "{:?}",
+            s.env.calls()
+        );
+    }
+}
