@@ -201,3 +201,44 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
         );
     }
 }
+
+#[test]
+fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_first() {
+    if !is_root() {
+        eprintln!("SKIPPED: the refusal is for root (sudo make install-system); CI runs it as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("cargo.log");
+    // Any cargo make would run (to build, or to ask where it builds) records itself.
+    let cargo = crate::support::env::write_script(
+        &dir.path().join("cargo"),
+        &format!("#!/bin/sh\necho \"cargo $*\" >> '{}'\n", log.display()),
+    );
+    let out = Command::new("make")
+        .args(["--no-print-directory", "-n", "install-system"])
+        .arg(format!("CARGO={}", cargo.display()))
+        .args(["USER=alice", "USER_HOME=/home/alice"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success()
+            && stderr.contains("build it first as yourself")
+            && stderr.contains("BIN="),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains("cargo"), "a compile as root:\n{stdout}");
+    assert!(
+        !log.exists(),
+        "cargo ran as root: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
