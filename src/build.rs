@@ -18,7 +18,7 @@ pub mod diagnose;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::git::{self, Checkout, Health};
 use crate::layout::Layout;
 use crate::process::{Cmd, CmdFailed, Output, RunError, Runner};
+use crate::tool_path::{Tool, ToolPath};
 use crate::version::same_version;
 
 use self::cache::BuildStats;
@@ -80,6 +81,8 @@ pub struct BuildSettings {
     pub cache_max_size: u64,
     /// A CA certificate (PEM) to trust, for git and cargo as for the forge API.
     pub ca_file: Option<PathBuf>,
+    /// Where git, and what git and cargo run of the system's, come from.
+    pub tool_path: ToolPath,
     pub cache_dir: PathBuf,
     pub data_dir: PathBuf,
     pub home: PathBuf,
@@ -87,11 +90,17 @@ pub struct BuildSettings {
 
 impl BuildSettings {
     /// The persistent checkout of `build = "checkout"`.
-    pub fn checkout(&self, git: &Path) -> Checkout {
+    pub fn checkout(&self, git: &Tool) -> Checkout {
         Checkout {
-            git: git.to_path_buf(),
+            git: git.clone(),
             dir: git::checkout_dir(&self.cache_dir),
         }
+    }
+
+    /// The directory at the front of cargo's PATH, holding links to the system's git and
+    /// ssh only (see [`ToolPath::shim`]): cargo fetches with the git it finds on PATH.
+    pub fn cargo_tools_dir(&self) -> PathBuf {
+        self.cache_dir.join("system-tools")
     }
 }
 
@@ -99,29 +108,48 @@ impl BuildSettings {
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub cargo: PathBuf,
-    pub git: PathBuf,
+    /// The system's git, from `tool_path`.
+    pub git: Tool,
     /// The rustc beside `cargo` (a rustup proxy beside a proxy, a toolchain's rustc beside
     /// its cargo), else PATH's.
     pub rustc: PathBuf,
+    /// PATH for cargo and rustc: the service's, behind
+    /// [`BuildSettings::cargo_tools_dir`].
+    pub cargo_path: OsString,
 }
 
 impl Tools {
-    /// `cargo`: the configured path, else PATH, else `~/.cargo/bin/cargo` (service
-    /// managers' PATH rarely has it). `git`: PATH. `rustc`: beside cargo, else PATH.
-    pub fn find(configured: Option<&Path>, home: &Path, path_var: Option<&OsStr>) -> Self {
-        let cargo = configured
-            .map(Path::to_path_buf)
+    /// `cargo`: the configured path, else PATH (`path_var`), else `~/.cargo/bin/cargo`
+    /// (service managers' PATH rarely has it). `rustc`: beside cargo, else PATH. `git`:
+    /// `tool_path`, never PATH.
+    pub fn find(settings: &BuildSettings, path_var: Option<&OsStr>) -> Self {
+        let cargo = settings
+            .cargo
+            .clone()
             .or_else(|| crate::process::find_on_path("cargo", path_var))
-            .unwrap_or_else(|| home.join(".cargo/bin/cargo"));
-        let git =
-            crate::process::find_on_path("git", path_var).unwrap_or_else(|| PathBuf::from("git"));
+            .unwrap_or_else(|| settings.home.join(".cargo/bin/cargo"));
         let rustc = cargo
             .parent()
             .map(|d| d.join("rustc"))
             .filter(|p| p.is_file())
             .or_else(|| crate::process::find_on_path("rustc", path_var))
             .unwrap_or_else(|| PathBuf::from("rustc"));
-        Self { cargo, git, rustc }
+        let shim = settings.cargo_tools_dir();
+        let rest = path_var.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
+        let cargo_path =
+            std::env::join_paths(std::iter::once(shim).chain(rest.unwrap_or_default()))
+                .unwrap_or_default();
+        Self {
+            cargo,
+            git: settings.tool_path.find("git"),
+            rustc,
+            cargo_path,
+        }
+    }
+
+    /// A cargo command, with cargo's PATH.
+    pub fn cargo_cmd(&self, summary: impl Into<String>) -> Cmd {
+        Cmd::new(&self.cargo, summary).env("PATH", &self.cargo_path)
     }
 }
 
@@ -506,33 +534,31 @@ impl Builder<'_> {
     /// `cargo install --git … --tag …` of every package (`build = "git"`).
     fn git_install(&self, target: &Target) -> Cmd {
         let s = self.settings;
-        let cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("build {} {}", s.packages.join(" "), target.tag),
-        )
-        .args(["install", "--locked", "--force"])
-        .arg(format!("--git={}", s.git_url))
-        .arg(format!("--tag={}", target.tag))
-        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-        .arg(opt_path(
-            "--target-dir=",
-            &self.layout.target_dir(&target.version),
-        ))
-        .args(&s.packages);
+        let cmd = self
+            .tools
+            .cargo_cmd(format!("build {} {}", s.packages.join(" "), target.tag))
+            .args(["install", "--locked", "--force"])
+            .arg(format!("--git={}", s.git_url))
+            .arg(format!("--tag={}", target.tag))
+            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+            .arg(opt_path(
+                "--target-dir=",
+                &self.layout.target_dir(&target.version),
+            ))
+            .args(&s.packages);
         self.streamed(build_env(cmd, s))
     }
 
     /// `cargo install --frozen --path` of one package of the checkout: offline, with the
     /// lock file as it is (the dependencies were fetched before).
     fn path_install(&self, package: &str, member_dir: &Path, target: &Target) -> Cmd {
-        let cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("compile and install {package} {}", target.tag),
-        )
-        .args(["install", "--frozen", "--force"])
-        .arg(opt_path("--path=", member_dir))
-        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-        .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+        let cmd = self
+            .tools
+            .cargo_cmd(format!("compile and install {package} {}", target.tag))
+            .args(["install", "--frozen", "--force"])
+            .arg(opt_path("--path=", member_dir))
+            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+            .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
         self.streamed(build_env(cmd, self.settings))
     }
 
@@ -547,7 +573,9 @@ impl Builder<'_> {
     }
 
     fn metadata_of(&self, manifest: &Path) -> Cmd {
-        let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
+        let cmd = self
+            .tools
+            .cargo_cmd("list the workspace's packages")
             .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
             .arg(opt_path("--manifest-path=", manifest));
         build_env(cmd, self.settings)
@@ -568,11 +596,10 @@ impl Builder<'_> {
     /// release (`locked` false), the dependencies are resolved now, as `cargo install
     /// --locked --git` does for such a repository; the compile then uses that lock file.
     fn fetch_dependencies_cmd(&self, tag: &str, manifest: &Path, locked: bool) -> Cmd {
-        let mut cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("fetch the dependencies of {tag}"),
-        )
-        .arg("fetch");
+        let mut cmd = self
+            .tools
+            .cargo_cmd(format!("fetch the dependencies of {tag}"))
+            .arg("fetch");
         if locked {
             cmd = cmd.arg("--locked");
         }
@@ -790,6 +817,11 @@ impl Builder<'_> {
         crate::fsutil::remove_all(&staging).map_err(env)?;
         crate::fsutil::create_private_dir(&self.layout.tmp_dir()).map_err(env)?;
         crate::fsutil::create_private_dir(&self.settings.cache_dir).map_err(env)?;
+        // Made again by every build: what a build left in it is gone before cargo runs.
+        self.settings
+            .tool_path
+            .shim(&self.settings.cargo_tools_dir())
+            .map_err(env)?;
         if self.settings.mode == BuildMode::Checkout {
             self.clear_unfinished_replacement().map_err(env)?;
             let target_dir = self.checkout().target_dir();
@@ -1551,7 +1583,9 @@ pub fn rustc_cmd(settings: &BuildSettings, tools: &Tools) -> Cmd {
         .clone()
         .unwrap_or_else(|| tools.rustc.clone());
     build_env(
-        Cmd::new(rustc, "read the version of the rustc the build will use").arg("--version"),
+        Cmd::new(rustc, "read the version of the rustc the build will use")
+            .arg("--version")
+            .env("PATH", &tools.cargo_path),
         settings,
     )
     .timeout(Duration::from_secs(60))
@@ -1677,6 +1711,7 @@ mod tests {
             resolve_timeout: Duration::from_secs(30),
             cache_max_size: 1 << 30,
             ca_file: None,
+            tool_path: ToolPath::new(vec![dir.join("tools")]),
             cache_dir: dir.join("cache"),
             data_dir: dir.join("data"),
             home: dir.to_path_buf(),
@@ -1715,11 +1750,7 @@ mod tests {
             settings,
             runner,
             clock: &NoSleep,
-            tools: Tools {
-                cargo: "cargo".into(),
-                git: "git".into(),
-                rustc: "rustc".into(),
-            },
+            tools: Tools::find(settings, Some(OsStr::new("/nonexistent"))),
             layout: Layout::new(&dir.join("data"), &dir.join("bin")),
             log_file: None,
         }
@@ -1930,6 +1961,7 @@ mod tests {
             resolve_timeout: Duration::from_secs(30),
             cache_max_size: 1 << 30,
             ca_file: Some("/etc/ssl/forge-ca.pem".into()),
+            tool_path: ToolPath::new(vec!["/usr/bin".into()]),
             cache_dir: "/c".into(),
             data_dir: "/d".into(),
             home: "/h".into(),

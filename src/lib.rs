@@ -48,6 +48,7 @@ pub mod setup;
 pub mod signals;
 pub mod state;
 pub mod timefmt;
+pub mod tool_path;
 pub mod version;
 pub mod window;
 pub mod world;

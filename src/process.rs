@@ -223,7 +223,7 @@ impl fmt::Display for RunError {
                 )?;
                 if source.kind() == std::io::ErrorKind::NotFound {
                     f.write_str(
-                        "\nhelp: install it, or put it on PATH (services get a minimal PATH)",
+                        "\nhelp: install it, or put it where heph-selfupdate looks: git, ssh, systemctl, launchctl and kill in `tool_path`, cargo at `cargo` or on PATH, hooks on PATH (services get a minimal PATH)",
                     )?;
                 }
                 Ok(())

@@ -55,10 +55,7 @@ impl World {
                     .collect(),
                 interrupt: interrupt.clone(),
             }),
-            services: Box::new(SystemServices {
-                path: env.get("PATH").map(Into::into),
-                uid,
-            }),
+            services: Box::new(SystemServices { uid }),
             clock: Box::new(SystemClock),
             interrupt,
             out: Box::new(StdOut),

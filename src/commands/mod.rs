@@ -97,6 +97,7 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             resolve_timeout: (cfg.http_timeout * 2).max(std::time::Duration::from_secs(30)),
             cache_max_size: cfg.cache_max_size,
             ca_file: cfg.ca_file.clone(),
+            tool_path: cfg.tools(),
             cache_dir: cfg.cache_dir.clone(),
             data_dir: cfg.data_dir.clone(),
             home: cfg.home.clone(),
@@ -126,6 +127,7 @@ pub fn service_spec(cfg: &Config) -> ServiceSpec {
         name: cfg.service.clone(),
         restart_timeout: cfg.restart_timeout,
         restart: cfg.restart,
+        tools: cfg.tools(),
     }
 }
 

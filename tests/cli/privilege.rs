@@ -205,7 +205,9 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
 #[test]
 fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_first() {
     if !is_root() {
-        eprintln!("SKIPPED: the refusal is for root (sudo make install-system); CI runs it as root");
+        eprintln!(
+            "SKIPPED: the refusal is for root (sudo make install-system); CI runs it as root"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -240,5 +242,96 @@ fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_fi
         !log.exists(),
         "cargo ran as root: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.
+const PLANTED: &[&str] = &[
+    "git",
+    "ssh",
+    "ssh-keygen",
+    "kill",
+    "systemctl",
+    "launchctl",
+    "loginctl",
+];
+
+#[test]
+fn programs_a_build_plants_in_the_path_directory_it_writes_are_not_run_by_later_runs() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-system")
+        .var("HEPH_SELFUPDATE_RESTART", "respawn");
+    s.env
+        .fake_bin("kill", &crate::support::fakes::kill_script());
+    s.env.fake_mode("keepalive", "");
+    s.env.start_daemon();
+    // The unit's PATH: ~/.cargo/bin, which builds write, first.
+    let path = format!(
+        "{}:{}:/usr/local/bin:/usr/bin:/bin",
+        s.env.bin_dir.display(),
+        s.env.fakes.display()
+    );
+    s.env
+        .var("PATH", &path)
+        .var("FAKE_REAL_GIT", crate::support::env::real_git());
+    // The system's git (first in tool_path) says which ssh it would run.
+    s.env.fake_bin(
+        "git",
+        "#!/bin/sh\necho \"git finds ssh=$(command -v ssh) ssh-keygen=$(command -v ssh-keygen)\" >> \"$FAKE_LOG\"\nexec \"$FAKE_REAL_GIT\" \"$@\"\n",
+    );
+    // The build: says which git and ssh cargo would run, plants its programs, installs.
+    let installs = s.env.fakes.join("cargo-installs");
+    std::fs::rename(s.env.fakes.join("cargo"), &installs).unwrap();
+    let plant = format!(
+        "for p in {}; do printf '#!/bin/sh\\necho \"PLANTED %s $*\" >> \"$FAKE_LOG\"\\nexit 1\\n' \"$p\" > \"$HOME/.cargo/bin/$p\"; chmod +x \"$HOME/.cargo/bin/$p\"; done\n",
+        PLANTED.join(" ")
+    );
+    s.env.fake_bin(
+        "cargo",
+        &format!(
+            "#!/bin/sh\necho \"cargo finds git=$(command -v git) ssh=$(command -v ssh)\" >> \"$FAKE_LOG\"\n{plant}exec \"{}\" \"$@\"\n",
+            installs.display()
+        ),
+    );
+
+    s.env.run(&["check-and-apply"]).expect(0);
+    for p in PLANTED {
+        assert!(s.env.bin_dir.join(p).is_file(), "the build planted {p}");
+    }
+    // What was planted records itself when run (as the PATH lookup would run it).
+    s.env.clear_calls();
+    s.env.run_other(
+        Command::new("sh")
+            .args(["-c", "git --version || true"])
+            .env_clear(),
+    );
+    assert_eq!(s.env.calls(), ["PLANTED git --version"]);
+    s.release("v0.3.0");
+    s.env.clear_calls();
+    let run = s.env.run(&["check-and-apply"]);
+    let calls = s.env.calls();
+    let planted: Vec<&String> = calls.iter().filter(|c| c.starts_with("PLANTED")).collect();
+    assert!(
+        planted.is_empty(),
+        "a later run ran what a build planted: {planted:?}\n{}",
+        run.stderr
+    );
+    run.expect(0);
+    assert!(
+        run.stderr.contains("updated 0.2.0 -> 0.3.0"),
+        "{}",
+        run.stderr
+    );
+    let bin = s.env.bin_dir.display().to_string();
+    let lookups: Vec<&String> = calls.iter().filter(|c| c.contains(" finds ")).collect();
+    assert!(
+        lookups.iter().any(|c| c.starts_with("git finds"))
+            && lookups.iter().any(|c| c.starts_with("cargo finds git=/")),
+        "{calls:#?}"
+    );
+    assert!(
+        lookups.iter().all(|c| !c.contains(&bin)),
+        "git, or cargo's git and ssh, would come from {bin}: {lookups:#?}"
     );
 }
