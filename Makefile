@@ -259,8 +259,10 @@ uninstall-system: disable-system
 	$(SYSTEMCTL_SYSTEM) daemon-reload 2>/dev/null || true
 
 ## `heph-selfupdate doctor` as USER, with the PATH and environment file the system unit gives.
+## The file is read by heph-selfupdate as USER, never by systemd as root (no
+## EnvironmentFile=: a link in USER's home could point at a root-only file).
 doctor-system:
 	$(check_home)systemd-run --wait --pipe --quiet --collect --uid=$(call q,$(USER)) \
-	    --property=EnvironmentFile=-$(call q,$(USER_HOME)/.config/heph-selfupdate/env) \
 	    --setenv=PATH=$(call q,$(SYSTEM_UNIT_PATH)) \
+	    --setenv=HEPH_SELFUPDATE_ENV_FILE=$(call q,$(USER_HOME)/.config/heph-selfupdate/env) \
 	    $(call q,$(SYSTEM_BINDIR)/heph-selfupdate) doctor

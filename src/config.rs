@@ -774,14 +774,15 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// `HEPH_SELFUPDATE_<KEY>` variables. The token and the config path are read elsewhere;
-/// the variables heph-selfupdate gives `notify_command` are information, not
-/// configuration (a hook that runs heph-selfupdate passes them back).
+/// `HEPH_SELFUPDATE_<KEY>` variables. The token, the config path and the environment
+/// file are read elsewhere; the variables heph-selfupdate gives `notify_command` are
+/// information, not configuration (a hook that runs heph-selfupdate passes them back).
 fn env_layer(env: &BTreeMap<String, String>) -> Vec<Setting> {
     env.iter()
         .filter(|(name, _)| {
             *name != TOKEN_ENV
                 && *name != CONFIG_ENV
+                && *name != crate::envvars::ENV_FILE
                 && !crate::envvars::HOOK.contains(&name.as_str())
         })
         .filter_map(|(name, value)| {

@@ -7,6 +7,9 @@ pub const PREFIX: &str = "HEPH_SELFUPDATE_";
 pub const TOKEN: &str = "HEPH_SELFUPDATE_TOKEN";
 /// The config file path.
 pub const CONFIG: &str = "HEPH_SELFUPDATE_CONFIG";
+/// The environment file heph-selfupdate reads itself, as the service's user (the system
+/// unit's; see `envfile`).
+pub const ENV_FILE: &str = "HEPH_SELFUPDATE_ENV_FILE";
 
 /// Variables heph-selfupdate gives `notify_command` (and that a hook calling
 /// heph-selfupdate passes back): information, never configuration.

@@ -14,6 +14,7 @@ pub mod colour;
 pub mod commands;
 pub mod config;
 pub mod deploy;
+pub mod envfile;
 pub mod envvars;
 pub mod evaluate;
 pub mod exit;
@@ -118,6 +119,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let cli::Command::ReapGroup { pgid, parent } = cli.command {
         return process::reap_group(pgid, parent);
     }
+    // The service's environment file, read as this user, into the environment before
+    // anything reads it, while this is the only thread.
+    let env_file = if matches!(cli.command, cli::Command::Setup(_)) {
+        Ok(None)
+    } else {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        envfile::read(std::env::var(envfile::VAR).ok().as_deref(), euid)
+    };
+    if let Ok(Some(file)) = &env_file {
+        // SAFETY: no other thread runs yet.
+        unsafe { file.apply() };
+    }
     let world = world::World::real(signals::install());
     colour::init(&world.env);
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
@@ -127,10 +141,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
         );
     }
     // Needs no configuration: completions must work while the config file is broken.
-    let result = if let cli::Command::Setup(cmd) = &cli.command {
-        setup::run(cmd)
-    } else {
-        commands::dispatch(&cli, &world)
+    let result = match (&cli.command, env_file) {
+        (cli::Command::Setup(cmd), _) => setup::run(cmd),
+        (_, Err(e)) => Err(e.into()),
+        (_, Ok(file)) => {
+            if let Some(file) = file {
+                file.log();
+            }
+            commands::dispatch(&cli, &world)
+        }
     };
     let code = match result {
         Ok(code) => code,

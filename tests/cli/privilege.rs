@@ -335,3 +335,44 @@ fn programs_a_build_plants_in_the_path_directory_it_writes_are_not_run_by_later_
         "git, or cargo's git and ssh, would come from {bin}: {lookups:#?}"
     );
 }
+
+#[test]
+fn the_env_file_is_read_by_heph_selfupdate_as_its_user_and_never_as_root() {
+    let mut env = TestEnv::new();
+    let file = env.home.join(".config/heph-selfupdate/env");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "# the service's own\nHEPH_SELFUPDATE_REPO=from/the-env-file\nnot an assignment\n",
+    )
+    .unwrap();
+    env.var("HEPH_SELFUPDATE_ENV_FILE", file.to_str().unwrap());
+    let binary = env.dir.path().join("heph-selfupdate");
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    // As a user: its own file (a throw-away user when this runs as root).
+    let (run, _guard) = if is_root() {
+        let as_root = env.run(&["config"]);
+        as_root.expect(2);
+        assert!(
+            as_root.stderr.contains("not reading the environment file")
+                && as_root.stderr.contains("as root"),
+            "{}",
+            as_root.stderr
+        );
+        let (user, _uid, _home) = create_user();
+        chown_all(&user, env.dir.path());
+        let run = run_as(&user, &env, &binary, &["config", "--json"]);
+        (run, Some(UserGuard(user)))
+    } else {
+        (env.run(&["config", "--json"]), None)
+    };
+    run.expect(0);
+    let v = run.json();
+    assert_eq!(v["values"]["repo"]["value"], "from/the-env-file", "{v}");
+    assert_eq!(v["values"]["repo"]["source"], "env HEPH_SELFUPDATE_REPO");
+    assert!(
+        run.stderr.contains("line 3: not KEY=VALUE; skipped"),
+        "{}",
+        run.stderr
+    );
+}
