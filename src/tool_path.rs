@@ -104,9 +104,12 @@ impl ToolPath {
         Tool { path, path_var }
     }
 
-    /// Makes `dir` hold links to the system's `git` and `ssh` and nothing else, whatever
-    /// it held before (a build may have written there), for the front of cargo's PATH.
+    /// Makes `dir` hold the system's `git` and `ssh` and nothing else, whatever it held
+    /// before (a build may have written there), for the front of cargo's PATH: a link to
+    /// each, or, when `tool_path` has none, a stand-in that fails saying so (PATH behind
+    /// it must not supply one).
     pub fn shim(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         crate::fsutil::remove_all(dir).with_context(|| {
             format!(
                 "clearing the directory of tools for cargo {}",
@@ -116,11 +119,24 @@ impl ToolPath {
         crate::fsutil::create_private_dir(dir)?;
         for name in CARGO_RUNS {
             let tool = self.find(name);
+            let at = dir.join(name);
             if tool.path.is_file() {
-                std::os::unix::fs::symlink(&tool.path, dir.join(name)).with_context(|| {
+                std::os::unix::fs::symlink(&tool.path, &at).with_context(|| {
                     format!("linking {} into {}", tool.path.display(), dir.display())
                 })?;
+                continue;
             }
+            let script = format!(
+                "#!/bin/sh\necho 'heph-selfupdate: no {name} in tool_path ({})' >&2\nexit 127\n",
+                self.describe().replace('\'', "")
+            );
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o700)
+                .open(&at)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, script.as_bytes()))
+                .with_context(|| format!("writing {}", at.display()))?;
         }
         Ok(())
     }
@@ -176,7 +192,22 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["git"], "no ssh in tool_path: none linked");
+        assert_eq!(names, ["git", "ssh"]);
         assert_eq!(std::fs::read_link(shim.join("git")).unwrap(), git);
+        // No ssh in tool_path: one that says so, not whatever PATH has behind.
+        // (Another test thread's fork may hold the new file open for a moment.)
+        let out = (0..50)
+            .find_map(
+                |_| match std::process::Command::new(shim.join("ssh")).output() {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        None
+                    }
+                    other => Some(other.unwrap()),
+                },
+            )
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no ssh in tool_path"));
     }
 }
