@@ -64,6 +64,15 @@ endif
 ifneq ($(shell printf '%s' $(call q,$(USER)) | tr -d 'A-Za-z0-9_.-'),)
 $(error USER=$(USER): a user name of letters, digits, `_`, `.` and `-` only)
 endif
+# A build runs the working tree's code (build.rs, proc macros): never as root. Root
+# installs a binary built before, by a user.
+ifneq ($(filter install-system,$(MAKECMDGOALS)),)
+ifeq ($(BIN),)
+ifeq ($(shell id -u),0)
+$(error install-system as root builds nothing (a build runs the working tree's code, which must not run as root): build it first as yourself (`make build`), then `sudo make install-system USER=$(USER) BIN=target/release/heph-selfupdate` (or wherever CARGO_TARGET_DIR puts it))
+endif
+endif
+endif
 endif
 # Expands to nothing, or stops make with what to do.
 check_home = $(if $(USER_HOME),,$(error no home directory for $(USER) (getent passwd $(USER)); create the user, or pass USER_HOME=))
@@ -231,7 +240,8 @@ endif
 
 ## System scope (Linux, as root): heph-selfupdate@USER.timer runs heph-selfupdate as USER,
 ## the user hephd.service runs as; set service_manager = "systemd-system" and
-## restart = "respawn" in that user's config. Installs the binary to SYSTEM_PREFIX, the
+## restart = "respawn" in that user's config. As root it needs BIN= (built before, not as
+## root; it refuses to compile). Installs the binary to SYSTEM_PREFIX, the
 ## units to SYSTEM_UNITDIR, and creates the user's data, state and cache directories (the
 ## unit can write nowhere else). Enables nothing.
 install-system: $(INSTALL_DEPS)
@@ -272,8 +282,10 @@ uninstall-system: disable-system
 	$(SYSTEMCTL_SYSTEM) daemon-reload 2>/dev/null || true
 
 ## `heph-selfupdate doctor` as USER, with the PATH and environment file the system unit gives.
+## The file is read by heph-selfupdate as USER, never by systemd as root (no
+## EnvironmentFile=: a link in USER's home could point at a root-only file).
 doctor-system:
 	$(check_home)systemd-run --wait --pipe --quiet --collect --uid=$(call q,$(USER)) \
-	    --property=EnvironmentFile=-$(call q,$(USER_HOME)/.config/heph-selfupdate/env) \
 	    --setenv=PATH=$(call q,$(SYSTEM_UNIT_PATH)) \
+	    --setenv=HEPH_SELFUPDATE_ENV_FILE=$(call q,$(USER_HOME)/.config/heph-selfupdate/env) \
 	    $(call q,$(SYSTEM_BINDIR)/heph-selfupdate) doctor

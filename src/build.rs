@@ -24,7 +24,7 @@ pub mod signature;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use crate::clock::Clock;
 use crate::git::{self, Checkout, Health, Peek};
 use crate::layout::{Layout, Signer};
 use crate::process::{Cmd, CmdFailed, Output, RunError, Runner};
+use crate::tool_path::{Tool, ToolPath};
 use crate::version::same_version;
 
 use self::cache::BuildStats;
@@ -86,6 +87,8 @@ pub struct BuildSettings {
     pub cache_max_size: u64,
     /// A CA certificate (PEM) to trust, for git and cargo as for the forge API.
     pub ca_file: Option<PathBuf>,
+    /// Where git, and what git and cargo run of the system's, come from.
+    pub tool_path: ToolPath,
     pub cache_dir: PathBuf,
     pub data_dir: PathBuf,
     pub home: PathBuf,
@@ -93,11 +96,17 @@ pub struct BuildSettings {
 
 impl BuildSettings {
     /// The persistent checkout of `build = "checkout"`.
-    pub fn checkout(&self, git: &Path) -> Checkout {
+    pub fn checkout(&self, git: &Tool) -> Checkout {
         Checkout {
-            git: git.to_path_buf(),
+            git: git.clone(),
             dir: git::checkout_dir(&self.cache_dir),
         }
+    }
+
+    /// The directory at the front of cargo's PATH, holding links to the system's git and
+    /// ssh only (see [`ToolPath::shim`]): cargo fetches with the git it finds on PATH.
+    pub fn cargo_tools_dir(&self) -> PathBuf {
+        self.cache_dir.join("system-tools")
     }
 }
 
@@ -105,39 +114,52 @@ impl BuildSettings {
 #[derive(Debug, Clone)]
 pub struct Tools {
     pub cargo: PathBuf,
-    pub git: PathBuf,
+    /// The system's git, from `tool_path`.
+    pub git: Tool,
     /// The rustc beside `cargo` (a rustup proxy beside a proxy, a toolchain's rustc beside
     /// its cargo), else PATH's.
     pub rustc: PathBuf,
-    /// ssh-keygen, which checks tag signatures (`verify_tag`).
-    pub ssh_keygen: PathBuf,
+    /// The system's ssh-keygen, from `tool_path`, which checks tag signatures
+    /// (`verify_tag`).
+    pub ssh_keygen: Tool,
+    /// PATH for cargo and rustc: the service's, behind
+    /// [`BuildSettings::cargo_tools_dir`].
+    pub cargo_path: OsString,
 }
 
 impl Tools {
-    /// `cargo`: the configured path, else PATH, else `~/.cargo/bin/cargo` (service
-    /// managers' PATH rarely has it). `git`, `ssh-keygen`: PATH. `rustc`: beside cargo,
-    /// else PATH.
-    pub fn find(configured: Option<&Path>, home: &Path, path_var: Option<&OsStr>) -> Self {
-        let cargo = configured
-            .map(Path::to_path_buf)
+    /// `cargo`: the configured path, else PATH (`path_var`), else `~/.cargo/bin/cargo`
+    /// (service managers' PATH rarely has it). `rustc`: beside cargo, else PATH. `git`,
+    /// `ssh-keygen`: `tool_path`, never PATH.
+    pub fn find(settings: &BuildSettings, path_var: Option<&OsStr>) -> Self {
+        let cargo = settings
+            .cargo
+            .clone()
             .or_else(|| crate::process::find_on_path("cargo", path_var))
-            .unwrap_or_else(|| home.join(".cargo/bin/cargo"));
-        let git =
-            crate::process::find_on_path("git", path_var).unwrap_or_else(|| PathBuf::from("git"));
+            .unwrap_or_else(|| settings.home.join(".cargo/bin/cargo"));
         let rustc = cargo
             .parent()
             .map(|d| d.join("rustc"))
             .filter(|p| p.is_file())
             .or_else(|| crate::process::find_on_path("rustc", path_var))
             .unwrap_or_else(|| PathBuf::from("rustc"));
-        let ssh_keygen = crate::process::find_on_path("ssh-keygen", path_var)
-            .unwrap_or_else(|| PathBuf::from("ssh-keygen"));
+        let shim = settings.cargo_tools_dir();
+        let rest = path_var.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
+        let cargo_path =
+            std::env::join_paths(std::iter::once(shim).chain(rest.unwrap_or_default()))
+                .unwrap_or_default();
         Self {
             cargo,
-            git,
+            git: settings.tool_path.find("git"),
+            ssh_keygen: settings.tool_path.find("ssh-keygen"),
             rustc,
-            ssh_keygen,
+            cargo_path,
         }
+    }
+
+    /// A cargo command, with cargo's PATH.
+    pub fn cargo_cmd(&self, summary: impl Into<String>) -> Cmd {
+        Cmd::new(&self.cargo, summary).env("PATH", &self.cargo_path)
     }
 }
 
@@ -258,7 +280,8 @@ impl std::error::Error for StepFailed {}
 
 /// Gives a cargo, git or rustc command the environment builds need under a service
 /// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain and
-/// CA, and none of the variables that would point cargo at a shared target dir.
+/// CA (`ca_file`, which no other child gets), and none of the variables that would point
+/// cargo at a shared target dir.
 pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
@@ -272,7 +295,10 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
     if let Some(ca) = &settings.ca_file {
-        cmd = cmd.env("GIT_SSL_CAINFO", ca).env("CARGO_HTTP_CAINFO", ca);
+        cmd = cmd
+            .env("GIT_SSL_CAINFO", ca)
+            .env("CARGO_HTTP_CAINFO", ca)
+            .env("SSL_CERT_FILE", ca);
     }
     cmd
 }
@@ -551,33 +577,31 @@ impl Builder<'_> {
     /// `cargo install --git … --tag …` of every package (`build = "git"`).
     fn git_install(&self, target: &Target) -> Cmd {
         let s = self.settings;
-        let cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("build {} {}", s.packages.join(" "), target.tag),
-        )
-        .args(["install", "--locked", "--force"])
-        .arg(format!("--git={}", s.git_url))
-        .arg(format!("--tag={}", target.tag))
-        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-        .arg(opt_path(
-            "--target-dir=",
-            &self.layout.target_dir(&target.version),
-        ))
-        .args(&s.packages);
+        let cmd = self
+            .tools
+            .cargo_cmd(format!("build {} {}", s.packages.join(" "), target.tag))
+            .args(["install", "--locked", "--force"])
+            .arg(format!("--git={}", s.git_url))
+            .arg(format!("--tag={}", target.tag))
+            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+            .arg(opt_path(
+                "--target-dir=",
+                &self.layout.target_dir(&target.version),
+            ))
+            .args(&s.packages);
         self.streamed(build_env(cmd, s))
     }
 
     /// `cargo install --frozen --path` of one package of the checkout: offline, with the
     /// lock file as it is (the dependencies were fetched before).
     fn path_install(&self, package: &str, member_dir: &Path, target: &Target) -> Cmd {
-        let cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("compile and install {package} {}", target.tag),
-        )
-        .args(["install", "--frozen", "--force"])
-        .arg(opt_path("--path=", member_dir))
-        .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-        .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+        let cmd = self
+            .tools
+            .cargo_cmd(format!("compile and install {package} {}", target.tag))
+            .args(["install", "--frozen", "--force"])
+            .arg(opt_path("--path=", member_dir))
+            .arg(opt_path("--root=", &self.layout.staging(&target.version)))
+            .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
         self.streamed(build_env(cmd, self.settings))
     }
 
@@ -592,7 +616,9 @@ impl Builder<'_> {
     }
 
     fn metadata_of(&self, manifest: &Path) -> Cmd {
-        let cmd = Cmd::new(&self.tools.cargo, "list the workspace's packages")
+        let cmd = self
+            .tools
+            .cargo_cmd("list the workspace's packages")
             .args(["metadata", "--no-deps", "--format-version=1", "--offline"])
             .arg(opt_path("--manifest-path=", manifest));
         build_env(cmd, self.settings)
@@ -613,11 +639,10 @@ impl Builder<'_> {
     /// release (`locked` false), the dependencies are resolved now, as `cargo install
     /// --locked --git` does for such a repository; the compile then uses that lock file.
     fn fetch_dependencies_cmd(&self, tag: &str, manifest: &Path, locked: bool) -> Cmd {
-        let mut cmd = Cmd::new(
-            &self.tools.cargo,
-            format!("fetch the dependencies of {tag}"),
-        )
-        .arg("fetch");
+        let mut cmd = self
+            .tools
+            .cargo_cmd(format!("fetch the dependencies of {tag}"))
+            .arg("fetch");
         if locked {
             cmd = cmd.arg("--locked");
         }
@@ -899,6 +924,11 @@ impl Builder<'_> {
         crate::fsutil::remove_all(&staging).map_err(env)?;
         crate::fsutil::create_private_dir(&self.layout.tmp_dir()).map_err(env)?;
         crate::fsutil::create_private_dir(&self.settings.cache_dir).map_err(env)?;
+        // Made again by every build: what a build left in it is gone before cargo runs.
+        self.settings
+            .tool_path
+            .shim(&self.settings.cargo_tools_dir())
+            .map_err(env)?;
         if self.settings.mode == BuildMode::Checkout {
             self.clear_unfinished_replacement().map_err(env)?;
             let target_dir = self.checkout().target_dir();
@@ -1780,7 +1810,9 @@ pub fn rustc_cmd(settings: &BuildSettings, tools: &Tools) -> Cmd {
         .clone()
         .unwrap_or_else(|| tools.rustc.clone());
     build_env(
-        Cmd::new(rustc, "read the version of the rustc the build will use").arg("--version"),
+        Cmd::new(rustc, "read the version of the rustc the build will use")
+            .arg("--version")
+            .env("PATH", &tools.cargo_path),
         settings,
     )
     .timeout(Duration::from_secs(60))
@@ -1906,6 +1938,7 @@ mod tests {
             resolve_timeout: Duration::from_secs(30),
             cache_max_size: 1 << 30,
             ca_file: None,
+            tool_path: ToolPath::new(vec![dir.join("tools")]),
             cache_dir: dir.join("cache"),
             data_dir: dir.join("data"),
             home: dir.to_path_buf(),
@@ -1944,12 +1977,7 @@ mod tests {
             settings,
             runner,
             clock: &NoSleep,
-            tools: Tools {
-                cargo: "cargo".into(),
-                git: "git".into(),
-                rustc: "rustc".into(),
-                ssh_keygen: "ssh-keygen".into(),
-            },
+            tools: Tools::find(settings, Some(OsStr::new("/nonexistent"))),
             layout: Layout::new(&dir.join("data"), &dir.join("bin")),
             log_file: None,
         }
@@ -2345,6 +2373,7 @@ mod tests {
             resolve_timeout: Duration::from_secs(30),
             cache_max_size: 1 << 30,
             ca_file: Some("/etc/ssl/forge-ca.pem".into()),
+            tool_path: ToolPath::new(vec!["/usr/bin".into()]),
             cache_dir: "/c".into(),
             data_dir: "/d".into(),
             home: "/h".into(),
@@ -2353,6 +2382,7 @@ mod tests {
         let has = |k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
         assert!(has("GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
         assert!(has("CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has("SSL_CERT_FILE", "/etc/ssl/forge-ca.pem"));
         assert!(has("RUSTUP_TOOLCHAIN", "stable"));
         let none = build_env(
             Cmd::new("git", "x"),

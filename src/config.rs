@@ -179,6 +179,8 @@ pub struct Config {
     pub build: BuildMode,
     pub toolchain: Option<String>,
     pub cargo: Option<PathBuf>,
+    /// The directories the system's own programs are run from (see [`crate::tool_path`]).
+    pub tool_path: Vec<PathBuf>,
     pub verify_tag: bool,
     pub allowed_signers: Option<PathBuf>,
     pub build_timeout: Duration,
@@ -399,6 +401,8 @@ impl Config {
         let build = raw.build.get_or_insert(Pick(BuildMode::Checkout)).0;
         let toolchain = raw.toolchain.as_ref().map(|t| t.0.clone());
         let cargo = expand(&mut raw.cargo, None, home);
+        let tool_path = tool_path(&mut raw, inputs, &bin_dir, &mut warnings)
+            .map_err(|m| config_err(format!("`tool_path` ({}) {m}", source("tool_path"))))?;
         let verify_tag = *raw.verify_tag.get_or_insert(false);
         let allowed_signers = expand(&mut raw.allowed_signers, None, home);
         if verify_tag && allowed_signers.is_none() {
@@ -500,6 +504,7 @@ impl Config {
             build,
             toolchain,
             cargo,
+            tool_path,
             verify_tag,
             allowed_signers,
             build_timeout,
@@ -558,6 +563,46 @@ impl Config {
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")
     }
+
+    /// Where the system's own programs are run from.
+    pub fn tools(&self) -> crate::tool_path::ToolPath {
+        crate::tool_path::ToolPath::new(self.tool_path.clone())
+    }
+}
+
+/// `tool_path`, `~` expanded (and written back, so `config` shows it), or the default; a
+/// directory builds write into gets a warning: what a release plants there would run.
+fn tool_path(
+    raw: &mut RawConfig,
+    inputs: &Inputs,
+    bin_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<Vec<PathBuf>, String> {
+    let home = &inputs.dirs.home;
+    let dirs: Vec<PathBuf> = match raw.tool_path.take() {
+        Some(List(dirs)) => dirs
+            .into_iter()
+            .map(|d| expand(&mut Some(d), None, home).unwrap_or_default())
+            .collect(),
+        None => crate::tool_path::ToolPath::default_dirs(inputs.os == Os::MacOs),
+    };
+    if dirs.is_empty() {
+        return Err("must name at least one directory".to_owned());
+    }
+    for d in &dirs {
+        if d == bin_dir || d.starts_with(home.join(".cargo")) {
+            warnings.push(format!(
+                "`tool_path` holds {}, which builds write into: a program a release leaves there would run as git, ssh, systemctl or kill in every later run",
+                d.display()
+            ));
+        }
+    }
+    raw.tool_path = Some(List(
+        dirs.iter()
+            .map(|d| PathText(d.display().to_string()))
+            .collect(),
+    ));
+    Ok(dirs)
 }
 
 fn secs(n: u64) -> Duration {
@@ -722,14 +767,15 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// `HEPH_SELFUPDATE_<KEY>` variables. The token and the config path are read elsewhere;
-/// the variables heph-selfupdate gives `notify_command` are information, not
-/// configuration (a hook that runs heph-selfupdate passes them back).
+/// `HEPH_SELFUPDATE_<KEY>` variables. The token, the config path and the environment
+/// file are read elsewhere; the variables heph-selfupdate gives `notify_command` are
+/// information, not configuration (a hook that runs heph-selfupdate passes them back).
 fn env_layer(env: &BTreeMap<String, String>) -> Vec<Setting> {
     env.iter()
         .filter(|(name, _)| {
             *name != TOKEN_ENV
                 && *name != CONFIG_ENV
+                && *name != crate::envvars::ENV_FILE
                 && !crate::envvars::HOOK.contains(&name.as_str())
         })
         .filter_map(|(name, value)| {
@@ -1026,6 +1072,47 @@ mod tests {
         assert!(err.contains("absolute"), "{err}");
         let c = load(Some("bin_dir = \"~/bin\"\n"), &[], &[]).unwrap();
         assert_eq!(c.bin_dir, PathBuf::from("/home/u/bin"));
+    }
+
+    #[test]
+    fn tool_path_defaults_to_the_systems_directories_and_warns_about_ones_builds_write() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(
+            c.tool_path[..3],
+            ["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from)
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = load(
+            None,
+            &[("HEPH_SELFUPDATE_TOOL_PATH", "/opt/git/bin, ~/.cargo/bin")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.tool_path,
+            [
+                PathBuf::from("/opt/git/bin"),
+                PathBuf::from("/home/u/.cargo/bin")
+            ]
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("/home/u/.cargo/bin, which builds write into")),
+            "{:?}",
+            c.warnings
+        );
+        let err = load(Some("tool_path = []\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`tool_path`") && err.contains("at least one"),
+            "{err}"
+        );
+        let err = load(Some("tool_path = [\"bin\"]\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute"), "{err}");
     }
 
     #[test]

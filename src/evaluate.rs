@@ -118,7 +118,7 @@ fn holds(cfg: &Config, world: &World, state: &State) -> Holds {
         return state.holds();
     }
     let settings = crate::commands::run_settings(cfg, world);
-    let tools = crate::build::Tools::find(cfg.cargo.as_deref(), &cfg.home, world.path_var());
+    let tools = crate::build::Tools::find(&settings.build, world.path_var());
     let now = crate::build::rustc_now(&settings.build, &tools, world.runner.as_ref());
     let holds = state.holds_with_rustc(now.as_deref());
     for (v, b) in &state.backoff {

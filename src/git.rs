@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::process::Cmd;
+use crate::tool_path::Tool;
 
 /// Environment for every git (and cargo) child: never prompt for credentials.
 pub const NO_PROMPT: (&str, &str) = ("GIT_TERMINAL_PROMPT", "0");
 
 /// `git ls-remote` of one tag; its peeled line (`^{}`) names the commit of an annotated tag.
-pub fn ls_remote(git: &Path, url: &str, tag: &str) -> Cmd {
-    Cmd::new(git, format!("find the commit of {tag}"))
+pub fn ls_remote(git: &Tool, url: &str, tag: &str) -> Cmd {
+    git.cmd(format!("find the commit of {tag}"))
         .args(["ls-remote", "--exit-code", "--tags", url])
         .arg(format!("refs/tags/{tag}"))
         .arg(format!("refs/tags/{tag}^{{}}"))
@@ -130,7 +131,7 @@ fn manifests_below(repo: &Path, depth: usize) -> Vec<PathBuf> {
 /// (from the build checkout's git dir, or from a scratch one it was fetched into alone).
 #[derive(Debug, Clone)]
 pub struct Peek {
-    pub git: PathBuf,
+    pub git: Tool,
     /// A git dir that has the tag (the build checkout's), or a scratch one to fetch into.
     pub git_dir: PathBuf,
 }
@@ -139,9 +140,7 @@ impl Peek {
     fn git(&self, summary: String) -> Cmd {
         let mut dir = std::ffi::OsString::from("--git-dir=");
         dir.push(&self.git_dir);
-        Cmd::new(&self.git, summary)
-            .arg(dir)
-            .env(NO_PROMPT.0, NO_PROMPT.1)
+        self.git.cmd(summary).arg(dir).env(NO_PROMPT.0, NO_PROMPT.1)
     }
 
     /// Succeeds when the git dir has the tag.
@@ -153,7 +152,8 @@ impl Peek {
 
     /// Makes the scratch git dir.
     pub fn init(&self) -> Cmd {
-        Cmd::new(&self.git, "create a scratch repository")
+        self.git
+            .cmd("create a scratch repository")
             .args(["init", "--quiet", "--bare"])
             .arg(&self.git_dir)
             .env(NO_PROMPT.0, NO_PROMPT.1)
@@ -222,7 +222,7 @@ pub fn checkout_dir(cache_dir: &Path) -> PathBuf {
 /// The persistent checkout for `build = "checkout"`.
 #[derive(Debug, Clone)]
 pub struct Checkout {
-    pub git: PathBuf,
+    pub git: Tool,
     pub dir: PathBuf,
 }
 
@@ -266,7 +266,8 @@ fn find_lock(dir: &Path, depth: usize) -> Option<PathBuf> {
 
 impl Checkout {
     fn git(&self, summary: String) -> Cmd {
-        Cmd::new(&self.git, summary)
+        self.git
+            .cmd(summary)
             .arg("-C")
             .arg(&self.dir)
             .env(NO_PROMPT.0, NO_PROMPT.1)
@@ -357,7 +358,8 @@ impl Checkout {
     /// `git status` of tracked files, without taking git's index lock: prints a line per
     /// changed file.
     pub fn status(&self) -> Cmd {
-        Cmd::new(&self.git, "look for changes in the build checkout")
+        self.git
+            .cmd("look for changes in the build checkout")
             .args(["--no-optional-locks", "-C"])
             .arg(&self.dir)
             .args(["status", "--porcelain", "--untracked-files=no"])
@@ -380,7 +382,8 @@ impl Checkout {
     }
 
     pub fn init(&self) -> Cmd {
-        Cmd::new(&self.git, "create the build checkout")
+        self.git
+            .cmd("create the build checkout")
             .args(["init", "--quiet"])
             .arg(&self.dir)
     }
@@ -493,6 +496,11 @@ impl Checkout {
 mod tests {
     use super::*;
 
+    /// git from a `tool_path` of `/t` (it is not there: the commands are only shown).
+    fn test_git() -> Tool {
+        crate::tool_path::ToolPath::new(vec![PathBuf::from("/t")]).find("git")
+    }
+
     const C1: &str = "1111111111111111111111111111111111111111";
     const C2: &str = "2222222222222222222222222222222222222222";
 
@@ -598,7 +606,7 @@ mod tests {
     fn tells_a_sound_checkout_from_a_damaged_one() {
         let tmp = tempfile::tempdir().unwrap();
         let co = Checkout {
-            git: "git".into(),
+            git: test_git(),
             dir: tmp.path().join("checkout"),
         };
         let url = "https://u:secret@f/x.git";
@@ -670,26 +678,26 @@ mod tests {
 
     #[test]
     fn values_never_become_options() {
-        let cmd = ls_remote(Path::new("git"), "https://f/x.git", "v1.0.0");
+        let cmd = ls_remote(&test_git(), "https://f/x.git", "v1.0.0");
         assert_eq!(
             cmd.display(),
-            "git ls-remote --exit-code --tags https://f/x.git refs/tags/v1.0.0 refs/tags/v1.0.0^{}"
+            "/t/git ls-remote --exit-code --tags https://f/x.git refs/tags/v1.0.0 refs/tags/v1.0.0^{}"
         );
         let co = Checkout {
-            git: "git".into(),
+            git: test_git(),
             dir: "/c".into(),
         };
         assert_eq!(
             co.fetch_tag("https://f/x.git", "v1.0.0").display(),
-            "git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
+            "/t/git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
         );
         let peek = Peek {
-            git: "git".into(),
+            git: test_git(),
             git_dir: "/c/.git".into(),
         };
         assert_eq!(
             peek.read_tag("v1.0.0").display(),
-            "git --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
+            "/t/git --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
         );
     }
 }

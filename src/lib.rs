@@ -14,6 +14,7 @@ pub mod colour;
 pub mod commands;
 pub mod config;
 pub mod deploy;
+pub mod envfile;
 pub mod envvars;
 pub mod evaluate;
 pub mod exit;
@@ -49,6 +50,7 @@ pub mod setup;
 pub mod signals;
 pub mod state;
 pub mod timefmt;
+pub mod tool_path;
 pub mod version;
 pub mod window;
 pub mod world;
@@ -98,6 +100,8 @@ fn usage_error_json(args: &[OsString], e: &clap::Error) -> Option<serde_json::Va
 
 /// Runs the program with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    // First, before the token is read: nothing of this process is readable by its children.
+    let private = secret::keep_process_private();
     let args: Vec<OsString> = args.into_iter().collect();
     let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -116,14 +120,37 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     if let cli::Command::ReapGroup { pgid, parent } = cli.command {
         return process::reap_group(pgid, parent);
     }
+    // The service's environment file, read as this user, into the environment before
+    // anything reads it, while this is the only thread.
+    let env_file = if matches!(cli.command, cli::Command::Setup(_)) {
+        Ok(None)
+    } else {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        envfile::read(std::env::var(envfile::VAR).ok().as_deref(), euid)
+    };
+    if let Ok(Some(file)) = &env_file {
+        // SAFETY: no other thread runs yet.
+        unsafe { file.apply() };
+    }
     let world = world::World::real(signals::install());
     colour::init(&world.env);
     logger::init(cli.verbosity(), world.env.contains_key("JOURNAL_STREAM"));
+    if let Err(e) = private {
+        log::warn!(
+            "could not make this process non-dumpable ({e}): a build step could read the token from its environment"
+        );
+    }
     // Needs no configuration: completions must work while the config file is broken.
-    let result = if let cli::Command::Setup(cmd) = &cli.command {
-        setup::run(cmd)
-    } else {
-        commands::dispatch(&cli, &world)
+    let result = match (&cli.command, env_file) {
+        (cli::Command::Setup(cmd), _) => setup::run(cmd),
+        (_, Err(e)) => Err(e.into()),
+        (_, Ok(file)) => {
+            if let Some(file) = file {
+                file.log();
+            }
+            commands::dispatch(&cli, &world)
+        }
     };
     let code = match result {
         Ok(code) => code,

@@ -239,7 +239,7 @@ impl fmt::Display for RunError {
                 )?;
                 if source.kind() == std::io::ErrorKind::NotFound {
                     f.write_str(
-                        "\nhelp: install it, or put it on PATH (services get a minimal PATH)",
+                        "\nhelp: install it, or put it where heph-selfupdate looks: git, ssh, systemctl, launchctl and kill in `tool_path`, cargo at `cargo` or on PATH, hooks on PATH (services get a minimal PATH)",
                     )?;
                 }
                 Ok(())
@@ -362,28 +362,47 @@ pub struct SystemRunner {
     /// Variables removed from every child's environment (the forge token), the
     /// process-group watcher's included.
     pub scrub: Vec<OsString>,
+    /// Variables this process may change in its own environment, with their values when
+    /// it started ([`crate::envvars::OWN`]): every child gets them as they were, unless
+    /// its command sets them.
+    pub as_started: Vec<(OsString, Option<OsString>)>,
     /// SIGTERM/SIGINT so far: a command is stopped according to its [`OnSignal`].
     pub interrupt: Interrupt,
 }
 
-/// Starts the watcher that kills process group `pgid` when this process dies.
-fn spawn_reaper(reaper: &Path, pgid: u32, scrub: &[OsString]) -> Option<std::process::Child> {
-    let mut command = Command::new(reaper);
-    for k in scrub {
-        command.env_remove(k);
+impl SystemRunner {
+    /// The environment every child starts from: ours, without the scrubbed variables,
+    /// and with our own changes undone.
+    fn base_env(&self, command: &mut Command) {
+        // The forge token is for our HTTP requests only; no child (or build script) sees it.
+        for k in &self.scrub {
+            command.env_remove(k);
+        }
+        for (k, v) in &self.as_started {
+            match v {
+                Some(v) => command.env(k, v),
+                None => command.env_remove(k),
+            };
+        }
     }
-    command
-        .args([
-            "__reap-group",
-            &pgid.to_string(),
-            &std::process::id().to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| log::debug!("no process-group watcher: {e}"))
-        .ok()
+
+    /// Starts the watcher that kills process group `pgid` when this process dies.
+    fn spawn_reaper(&self, reaper: &Path, pgid: u32) -> Option<std::process::Child> {
+        let mut command = Command::new(reaper);
+        self.base_env(&mut command);
+        command
+            .args([
+                "__reap-group",
+                &pgid.to_string(),
+                &std::process::id().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| log::debug!("no process-group watcher: {e}"))
+            .ok()
+    }
 }
 
 /// The watcher's loop (`heph-selfupdate __reap-group PGID PARENT`): when PARENT is gone,
@@ -445,10 +464,7 @@ impl Runner for SystemRunner {
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // The forge token is for our HTTP requests only; no child (or build script) sees it.
-        for k in &self.scrub {
-            command.env_remove(k);
-        }
+        self.base_env(&mut command);
         for k in &cmd.env_remove {
             command.env_remove(k);
         }
@@ -484,7 +500,7 @@ impl Runner for SystemRunner {
             source,
         })?;
         let mut reaper = match (&self.reaper, cmd.background) {
-            (Some(r), true) => spawn_reaper(r, child.id(), &self.scrub),
+            (Some(r), true) => self.spawn_reaper(r, child.id()),
             _ => None,
         };
         let log_file = cmd.log_file.as_ref().and_then(|p| open_log(p));
@@ -919,6 +935,31 @@ mod tests {
             matches!(state, None | Some('Z' | 'X')),
             "grandchild {pid} survived: {stat}"
         );
+    }
+
+    #[test]
+    fn a_child_gets_our_own_variables_as_they_were_at_start_unless_its_command_sets_them() {
+        let runner = SystemRunner {
+            as_started: vec![
+                ("HOME".into(), Some("/as/started".into())),
+                ("PATH".into(), None),
+            ],
+            ..SystemRunner::default()
+        };
+        let env_of = |cmd: Cmd| -> Vec<String> {
+            let out = run_checked(&runner, &cmd).unwrap().stdout;
+            out.lines()
+                .filter(|l| l.starts_with("HOME=") || l.starts_with("PATH="))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            env_of(Cmd::new("/usr/bin/env", "print")),
+            ["HOME=/as/started"]
+        );
+        let mut given = env_of(Cmd::new("/usr/bin/env", "print").env("PATH", "/given"));
+        given.sort();
+        assert_eq!(given, ["HOME=/as/started", "PATH=/given"]);
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! and when does it run next? Asked of the manager itself; when it cannot be asked (no
 //! user bus, say), the answer is "unknown" with the reason — never a guessed "off".
 
-use std::ffi::OsStr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::process::{Cmd, Runner};
 use crate::service::ServiceManagerKind;
+use crate::tool_path::ToolPath;
 
 /// The systemd timer's name.
 pub const TIMER: &str = "heph-selfupdate.timer";
@@ -29,15 +28,9 @@ pub struct Schedule {
 }
 
 /// The command that asks about the timer or agent, if there is one to ask (its program
-/// found on `path`).
-pub fn ask_cmd(kind: ServiceManagerKind, uid: u32, path: Option<&OsStr>) -> Option<Cmd> {
-    let find = |name: &str, fallback: &str| {
-        crate::process::find_on_path(name, path).unwrap_or_else(|| PathBuf::from(fallback))
-    };
-    let (systemctl, launchctl) = (
-        find("systemctl", "systemctl"),
-        find("launchctl", "/bin/launchctl"),
-    );
+/// found in `tools`).
+pub fn ask_cmd(kind: ServiceManagerKind, uid: u32, tools: &ToolPath) -> Option<Cmd> {
+    let (systemctl, launchctl) = (tools.find("systemctl").path, tools.find("launchctl").path);
     match kind {
         ServiceManagerKind::SystemdUser => Some(
             Cmd::new(systemctl, format!("ask about {TIMER}"))
@@ -171,7 +164,8 @@ mod tests {
             tail: vec!["Failed to connect to bus: No such file or directory".into()],
             ..Default::default()
         });
-        let cmd = ask_cmd(ServiceManagerKind::SystemdUser, 1000, None);
+        let tools = ToolPath::new(vec!["/nonexistent".into()]);
+        let cmd = ask_cmd(ServiceManagerKind::SystemdUser, 1000, &tools);
         let s = ask(&r, ServiceManagerKind::SystemdUser, cmd.as_ref());
         assert_eq!(s.enabled, None);
         assert!(s.detail.contains("unknown") && s.detail.contains("Failed to connect to bus"));

@@ -49,12 +49,13 @@ impl World {
             runner: Box::new(SystemRunner {
                 reaper: std::env::current_exe().ok(),
                 scrub: crate::envvars::SECRET.iter().map(Into::into).collect(),
+                as_started: crate::envvars::OWN
+                    .iter()
+                    .map(|k| ((*k).into(), std::env::var_os(k)))
+                    .collect(),
                 interrupt: interrupt.clone(),
             }),
-            services: Box::new(SystemServices {
-                path: env.get("PATH").map(Into::into),
-                uid,
-            }),
+            services: Box::new(SystemServices { uid }),
             clock: Box::new(SystemClock),
             interrupt,
             out: Box::new(StdOut),

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::layout::Signer;
 use crate::process::Cmd;
+use crate::tool_path::Tool;
 
 /// How a signature is armoured: which program git would give it to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,26 +75,25 @@ pub fn split(tag_object: &str) -> Option<SignedTag<'_>> {
 
 /// `ssh-keygen -Y find-principals`: prints who in `allowed_signers` has the key that made
 /// `signature` and may sign now (it fails when nobody does).
-pub fn find_principals(ssh_keygen: &Path, signature: &Path, allowed_signers: &Path) -> Cmd {
-    Cmd::new(
-        ssh_keygen,
-        "find who in allowed_signers made the tag's signature",
-    )
-    .args(["-Y", "find-principals", "-s"])
-    .arg(signature)
-    .arg("-f")
-    .arg(allowed_signers)
+pub fn find_principals(ssh_keygen: &Tool, signature: &Path, allowed_signers: &Path) -> Cmd {
+    ssh_keygen
+        .cmd("find who in allowed_signers made the tag's signature")
+        .args(["-Y", "find-principals", "-s"])
+        .arg(signature)
+        .arg("-f")
+        .arg(allowed_signers)
 }
 
 /// `ssh-keygen -Y verify -n git` of `payload` (its input) for `principal`, judged now.
 pub fn verify(
-    ssh_keygen: &Path,
+    ssh_keygen: &Tool,
     allowed_signers: &Path,
     principal: &str,
     signature: &Path,
     payload: &Path,
 ) -> Cmd {
-    Cmd::new(ssh_keygen, "verify the tag's signature")
+    ssh_keygen
+        .cmd("verify the tag's signature")
         .args(["-Y", "verify", "-f"])
         .arg(allowed_signers)
         .arg("-I")
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_commands_give_values_as_arguments_and_the_payload_as_input() {
-        let k = Path::new("/usr/bin/ssh-keygen");
+        let k = &crate::tool_path::ToolPath::new(vec!["/usr/bin".into()]).find("ssh-keygen");
         assert_eq!(
             find_principals(k, Path::new("/t/v1.sig"), Path::new("/s")).display(),
             "/usr/bin/ssh-keygen -Y find-principals -s /t/v1.sig -f /s"

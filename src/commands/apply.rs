@@ -158,11 +158,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
 
     log::info!("{}", decision.summary());
     let log_file = open_log(cfg, started, &chosen.version.to_string());
-    let tools = Tools::find(
-        settings.build.cargo.as_deref(),
-        &settings.build.home,
-        world.path_var(),
-    );
+    let tools = Tools::find(&settings.build, world.path_var());
     let builder = Builder {
         settings: &settings.build,
         runner: world.runner.as_ref(),
@@ -402,11 +398,7 @@ fn preview(
                 settings: &settings.build,
                 runner: world.runner.as_ref(),
                 clock: world.clock.as_ref(),
-                tools: Tools::find(
-                    settings.build.cargo.as_deref(),
-                    &settings.build.home,
-                    world.path_var(),
-                ),
+                tools: Tools::find(&settings.build, world.path_var()),
                 layout: layout.clone(),
                 log_file: None,
             };

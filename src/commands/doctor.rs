@@ -415,7 +415,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
     }
 
     let settings = super::run_settings(cfg, world);
-    let tools = Tools::find(cfg.cargo.as_deref(), &cfg.home, world.path_var());
+    let tools = Tools::find(&settings.build, world.path_var());
     let toolchain = cfg
         .toolchain
         .clone()
@@ -423,7 +423,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         .map(|t| format!(", RUSTUP_TOOLCHAIN={t}"))
         .unwrap_or_default();
     let cargo_version = build_env(
-        Cmd::new(&tools.cargo, "ask cargo its version").arg("--version"),
+        tools.cargo_cmd("ask cargo its version").arg("--version"),
         &settings.build,
     );
     out.push(match probe(world, &cargo_version) {
@@ -441,19 +441,22 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
     out.push(
         match probe(
             world,
-            &Cmd::new(&tools.git, "ask git its version").arg("--version"),
+            &tools.git.cmd("ask git its version").arg("--version"),
         ) {
             Ok(v) => check(
                 "git",
                 Status::Ok,
-                format!("{v} ({})", tools.git.display()),
+                format!("{v} ({})", tools.git.path.display()),
                 None,
             ),
             Err(e) => check(
                 "git",
                 Status::Fail,
                 e,
-                Some("install git and put it on the service's PATH".into()),
+                Some(format!(
+                    "install git; heph-selfupdate runs it from `tool_path` ({}), never from PATH",
+                    cfg.tools().describe()
+                )),
             ),
         },
     );
@@ -487,12 +490,10 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         ),
     });
     let ls_remote = build_env(
-        Cmd::new(&tools.git, "reach the git URL").args([
-            "ls-remote",
-            "--exit-code",
-            &cfg.git_url,
-            "HEAD",
-        ]),
+        tools
+            .git
+            .cmd("reach the git URL")
+            .args(["ls-remote", "--exit-code", &cfg.git_url, "HEAD"]),
         &settings.build,
     )
     .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));
@@ -635,13 +636,13 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
             }),
         ),
     });
-    let path = world.path_var();
+    let tools = cfg.tools();
     match cfg.service_manager {
         ServiceManagerKind::SystemdUser => {
             let timer = crate::schedule::ask(
                 world.runner.as_ref(),
                 cfg.service_manager,
-                crate::schedule::ask_cmd(cfg.service_manager, world.uid, path).as_ref(),
+                crate::schedule::ask_cmd(cfg.service_manager, world.uid, &tools).as_ref(),
             );
             out.push(match timer.enabled {
                 Some(true) => check("timer", Status::Info, timer.detail, None),
@@ -657,14 +658,10 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
             let user = crate::fsutil::user_name(world.uid)
                 .or_else(|| world.env.get("USER").cloned())
                 .unwrap_or_else(|| world.uid.to_string());
-            let loginctl =
-                crate::process::find_on_path("loginctl", path).unwrap_or_else(|| "loginctl".into());
-            let linger = Cmd::new(loginctl, "ask whether lingering is on").args([
-                "show-user",
-                &user,
-                "--property=Linger",
-                "--value",
-            ]);
+            let linger = tools
+                .find("loginctl")
+                .cmd("ask whether lingering is on")
+                .args(["show-user", &user, "--property=Linger", "--value"]);
             out.push(match probe(world, &linger) {
                 Ok(v) if v == "yes" => check(
                     "lingering",
@@ -716,10 +713,10 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
         }
         ServiceManagerKind::SystemdSystem => {
             let user = this_user(world);
-            let systemctl = crate::process::find_on_path("systemctl", path)
-                .unwrap_or_else(|| "systemctl".into());
             let timer = format!("heph-selfupdate@{user}.timer");
-            let enabled = Cmd::new(systemctl, "ask whether the timer is enabled")
+            let enabled = tools
+                .find("systemctl")
+                .cmd("ask whether the timer is enabled")
                 .args(["is-enabled", timer.as_str()]);
             out.push(match probe(world, &enabled) {
                 Ok(state) => check("timer", Status::Info, format!("{timer} is {state}"), None),
@@ -804,9 +801,10 @@ fn restart_setting_problem(value: &str, unit: &str) -> Option<String> {
 fn respawn_systemd_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
     let system = cfg.service_manager == ServiceManagerKind::SystemdSystem;
     let unit = &cfg.service;
-    let systemctl = crate::process::find_on_path("systemctl", world.path_var())
-        .unwrap_or_else(|| "systemctl".into());
-    let mut show = Cmd::new(systemctl, "read what respawn needs of the unit")
+    let mut show = cfg
+        .tools()
+        .find("systemctl")
+        .cmd("read what respawn needs of the unit")
         .timeout(crate::service::OBSERVE_TIMEOUT);
     if !system {
         show = show.arg("--user");

@@ -64,8 +64,9 @@ fn load_config(cli: &Cli, world: &World) -> Result<Config> {
     let cfg = Config::load(&inputs)?;
     if let Some(ca) = &cfg.ca_file {
         // The forge's TLS (rustls with the platform verifier) reads its roots from
-        // SSL_CERT_FILE at the first connection; git and cargo get the same file through
-        // their own variables (`build::build_env`). SAFETY: no other thread runs yet —
+        // SSL_CERT_FILE at the first connection. No child inherits it from here (the
+        // runner gives each the value we started with, `envvars::OWN`): git and cargo
+        // get the file through `build::build_env`. SAFETY: no other thread runs yet —
         // the first one is the first HTTP request's — so nothing reads the environment
         // while it changes.
         unsafe { std::env::set_var("SSL_CERT_FILE", ca) };
@@ -96,6 +97,7 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             resolve_timeout: (cfg.http_timeout * 2).max(std::time::Duration::from_secs(30)),
             cache_max_size: cfg.cache_max_size,
             ca_file: cfg.ca_file.clone(),
+            tool_path: cfg.tools(),
             cache_dir: cfg.cache_dir.clone(),
             data_dir: cfg.data_dir.clone(),
             home: cfg.home.clone(),
@@ -125,6 +127,7 @@ pub fn service_spec(cfg: &Config) -> ServiceSpec {
         name: cfg.service.clone(),
         restart_timeout: cfg.restart_timeout,
         restart: cfg.restart,
+        tools: cfg.tools(),
     }
 }
 

@@ -139,11 +139,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
         settings: &settings.build,
         runner: world.runner.as_ref(),
         clock: world.clock.as_ref(),
-        tools: Tools::find(
-            settings.build.cargo.as_deref(),
-            &settings.build.home,
-            world.path_var(),
-        ),
+        tools: Tools::find(&settings.build, world.path_var()),
         layout: layout.clone(),
         log_file: None,
     };

@@ -436,7 +436,7 @@ fn build(
     let timer = crate::schedule::ask(
         world.runner.as_ref(),
         cfg.service_manager,
-        crate::schedule::ask_cmd(cfg.service_manager, world.uid, world.path_var()).as_ref(),
+        crate::schedule::ask_cmd(cfg.service_manager, world.uid, &cfg.tools()).as_ref(),
     );
     line("timer", timer.detail.clone());
     if !inst.missing.is_empty() {

@@ -56,6 +56,8 @@ pub struct RawConfig {
     pub toolchain: Option<Name>,
     /// The cargo to run.
     pub cargo: Option<PathText>,
+    /// The directories git, ssh, systemctl, launchctl and kill are run from (never PATH).
+    pub tool_path: Option<List<PathText>>,
     /// Checkout builds: the tag must carry a good signature.
     pub verify_tag: Option<bool>,
     /// ssh allowed-signers file for `verify_tag`.

@@ -9,8 +9,6 @@ mod launchd;
 mod respawn;
 mod systemd;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -148,6 +146,8 @@ pub struct ServiceSpec {
     pub restart_timeout: Duration,
     /// How the restart is done.
     pub restart: Restart,
+    /// Where the manager's programs (`systemctl`, `launchctl`, `kill`) come from.
+    pub tools: crate::tool_path::ToolPath,
 }
 
 /// Makes the service manager for a [`ServiceSpec`]: the real programs, or a test's stand-in.
@@ -156,24 +156,16 @@ pub trait Services {
     fn manager(&self, spec: &ServiceSpec) -> Option<Box<dyn ServiceManager>>;
 }
 
-/// The real service managers, their programs found on PATH.
+/// The real service managers, their programs found in the spec's `tool_path`.
 #[derive(Debug, Clone)]
 pub struct SystemServices {
-    /// The PATH value to search.
-    pub path: Option<OsString>,
     pub uid: u32,
-}
-
-impl SystemServices {
-    fn find(&self, name: &str, fallback: &str) -> PathBuf {
-        crate::process::find_on_path(name, self.path.as_deref())
-            .unwrap_or_else(|| PathBuf::from(fallback))
-    }
 }
 
 impl Services for SystemServices {
     fn manager(&self, spec: &ServiceSpec) -> Option<Box<dyn ServiceManager>> {
-        let systemctl = || self.find("systemctl", "systemctl");
+        let find = |name: &str| spec.tools.find(name).path;
+        let systemctl = || find("systemctl");
         let manager: Box<dyn ServiceManager> = match spec.kind {
             ServiceManagerKind::SystemdUser => Box::new(Systemd::new(
                 &systemctl(),
@@ -188,7 +180,7 @@ impl Services for SystemServices {
                 spec.restart_timeout,
             )),
             ServiceManagerKind::Launchd => Box::new(Launchd::new(
-                &self.find("launchctl", "/bin/launchctl"),
+                &find("launchctl"),
                 &spec.name,
                 self.uid,
                 spec.restart_timeout,

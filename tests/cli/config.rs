@@ -416,6 +416,8 @@ fn config_output_is_a_reviewed_snapshot() {
     );
     env.var("HEPH_SELFUPDATE_CHANNEL", "prerelease");
     env.var("HEPH_SELFUPDATE_TOKEN", "s3cr3t-token");
+    // The default, not the stand-ins' (the harness puts them first in `tool_path`).
+    env.unset("HEPH_SELFUPDATE_TOOL_PATH");
     let run = env.run(&[
         "config",
         "--set",

@@ -14,6 +14,7 @@ mod e2e_cargo;
 mod faults;
 mod fetch_failures;
 mod fleet;
+mod privilege;
 mod promises_transaction;
 mod promises_ux;
 mod publish;

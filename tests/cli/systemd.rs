@@ -531,3 +531,111 @@ fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root
     assert!(!left.status.success(), "{}", text(&left));
     assert_eq!(hephd("ActiveState"), "active", "hephd itself stays");
 }
+
+#[test]
+fn a_real_system_unit_and_doctor_system_never_read_the_users_env_file_as_root() {
+    let Some(sc) = booted(|| Scenario::system(&[("v0.1.0", Daemon::Good)], &["v0.1.0"], "3s"))
+    else {
+        return;
+    };
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let user = sb.user.clone();
+    let instance = format!("heph-selfupdate@{user}.service");
+    // A root-only KEY=VALUE file (as a WireGuard key or a restic password file is), in
+    // the sandbox's private /run; the user links the env file to it.
+    let secret = "wg-private-key-7c1d0e";
+    let toolchain = "leaked-toolchain-7c1d0e";
+    check(
+        &sb.root(&[
+            "sh",
+            "-c",
+            &format!(
+                "umask 077 && printf 'HEPH_TEST_SECRET={secret}\\nRUSTUP_TOOLCHAIN={toolchain}\\n' > /run/heph-root-only.env"
+            ),
+        ]),
+        "write the root-only file",
+    );
+    let env_file = home.join(".config/heph-selfupdate/env");
+    std::fs::remove_file(&env_file).unwrap();
+    std::os::unix::fs::symlink("/run/heph-root-only.env", &env_file).unwrap();
+    check(&sc.make_as_root("install-system"), "make install-system");
+    check(&sb.root(&["systemctl", "daemon-reload"]), "daemon-reload");
+
+    // A run that, once it has its environment, waits on the forge: long enough to read
+    // its /proc/<pid>/environ (as root) if it gets that far.
+    forge.set_fault(Some(crate::support::forge::Fault::Hang));
+    check(
+        &sb.root(&["systemctl", "start", "--no-block", &instance]),
+        "start the instance",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut environs = Vec::new();
+    loop {
+        let state = sb.system_property(&instance, "ActiveState");
+        let pid = sb.system_property(&instance, "MainPID");
+        if uids_of(sb, &pid, "heph-selfupdate").is_some() {
+            let environ = sb.root(&["cat", &format!("/proc/{pid}/environ")]);
+            environs.push(String::from_utf8_lossy(&environ.stdout).replace('\0', "\n"));
+        }
+        if state == "failed" || state == "inactive" && !environs.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline || environs.len() >= 3 {
+            let _ = sb.root(&["systemctl", "stop", &instance]);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    forge.set_fault(None);
+    let log = text(&sb.root(&["journalctl", "-u", &instance, "--no-pager", "-o", "cat"]));
+    for environ in &environs {
+        assert!(
+            !environ.contains(secret) && !environ.contains(toolchain),
+            "the root-only file reached heph-selfupdate's environment:\n{environ}"
+        );
+    }
+    assert!(
+        !log.contains(secret) && !log.contains(toolchain),
+        "the journal holds the root-only file's values:\n{log}"
+    );
+    assert!(
+        log.contains("could not read the environment file") && log.contains("Permission denied"),
+        "the run says why it stopped:\n{log}"
+    );
+
+    // doctor-system: as the user too, the link gives it nothing.
+    let out = sc.make_as_root("doctor-system");
+    let said = text(&out);
+    assert!(
+        !said.contains(secret) && !said.contains(toolchain),
+        "doctor-system shows the root-only file's values:\n{said}"
+    );
+    assert!(
+        said.contains("could not read the environment file") && said.contains("Permission denied"),
+        "{said}"
+    );
+
+    // The user's own file is read, as the user: doctor-system shows what it sets.
+    std::fs::remove_file(&env_file).unwrap();
+    let h = home.display();
+    std::fs::write(
+        &env_file,
+        format!(
+            "PATH={h}/toolchain/bin:{h}/.cargo/bin:/usr/local/bin:/usr/bin:/bin\nRUSTUP_TOOLCHAIN=from-the-env-file\n"
+        ),
+    )
+    .unwrap();
+    check(
+        &std::process::Command::new("chown")
+            .arg(format!("{user}:{user}"))
+            .arg(&env_file)
+            .output()
+            .unwrap(),
+        "chown the env file",
+    );
+    let said = text(&sc.make_as_root("doctor-system"));
+    assert!(
+        said.contains("[ ok ] cargo") && said.contains("RUSTUP_TOOLCHAIN=from-the-env-file"),
+        "{said}"
+    );
+}

@@ -645,7 +645,10 @@ fn make_install_system_renders_a_template_for_the_user_and_is_idempotent() {
     assert!(
         home.contains("ReadWritePaths=-\"/home/alice/.cargo\"")
             && home.contains("-\"/home/alice/.local/state/heph-selfupdate\"")
-            && home.contains("EnvironmentFile=-/home/alice/.config/heph-selfupdate/env\n"),
+            && home.contains(
+                "Environment=\"HEPH_SELFUPDATE_ENV_FILE=/home/alice/.config/heph-selfupdate/env\"\n"
+            )
+            && !home.lines().any(|l| l.starts_with("EnvironmentFile")),
         "{home}"
     );
     assert!(!service.contains("@BINDIR@") && !home.contains("@HOME@"));
@@ -834,7 +837,7 @@ fn the_system_units_pass_systemd_analyze_verify_silently_even_with_an_awkward_ho
     let h = home.display().to_string().replace('%', "%%");
     assert!(
         conf.contains(&format!(
-            "EnvironmentFile=-{h}/.config/heph-selfupdate/env\n"
+            "Environment=\"HEPH_SELFUPDATE_ENV_FILE={h}/.config/heph-selfupdate/env\"\n"
         )) && conf.contains(&format!("-\"{h}/.cache/heph-selfupdate\"")),
         "{conf}"
     );

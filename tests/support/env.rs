@@ -1,5 +1,6 @@
 //! A sandboxed home for one test: its own HOME, XDG dirs, `~/.cargo/bin`, fake programs
-//! first on PATH, and the environment of the one child it runs — nothing global.
+//! first on PATH and in `tool_path`, and the environment of the one child it runs —
+//! nothing global.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,12 @@ impl TestEnv {
         };
         let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.fakes.display());
         env.var("PATH", &path);
+        // The system's programs (git, systemctl, launchctl, kill) come from `tool_path`,
+        // never PATH: the stand-ins are put first there too.
+        env.var(
+            "HEPH_SELFUPDATE_TOOL_PATH",
+            &format!("{},/usr/local/bin,/usr/bin,/bin", env.fakes.display()),
+        );
         env.var("HOME", &home.display().to_string());
         env.var(
             "XDG_CONFIG_HOME",
@@ -161,12 +168,12 @@ impl TestEnv {
         path
     }
 
-    /// An executable script in the fake programs directory (first on PATH).
+    /// An executable script in the fake programs directory (first on PATH and in `tool_path`).
     pub fn fake_bin(&self, name: &str, script: &str) -> PathBuf {
         write_script(&self.fakes.join(name), script)
     }
 
-    /// The recording `cargo`, `systemctl` and `launchctl` first on PATH.
+    /// The recording `cargo`, `systemctl` and `launchctl` first on PATH and in `tool_path`.
     pub fn install_fakes(&self) {
         self.fake_bin("cargo", &super::fakes::cargo_script());
         // cargo comes with its rustc; the one doctor asks for its version.

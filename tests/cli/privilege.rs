@@ -1,0 +1,376 @@
+//! Privilege: root never reads the user's files; the process and its children stay
+//! private. docs/security.md lists each defence with its test here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::env::{Run, TestEnv};
+use crate::support::fixture::tagged_repo;
+use crate::support::forge::{FakeForge, FakeRelease, Flavour};
+use crate::support::sandbox::{UserGuard, create_user};
+
+const TOKEN: &str = "tok-5d1e0b-private-process";
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A sandbox that updates 0.1.0 to 0.2.0 with the stand-in cargo (`build = "git"`), the
+/// token in its environment, and no service manager to restart (so it can run as any
+/// user).
+fn update_env() -> (TestEnv, FakeForge) {
+    let forge = FakeForge::start(
+        Flavour::Forgejo,
+        vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")],
+    );
+    let mut env = TestEnv::new();
+    let repo = tagged_repo(&env.dir.path().join("repo"), &["v0.1.0", "v0.2.0"]);
+    env.forge(&forge)
+        .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+        .var("HEPH_SELFUPDATE_BUILD", "git")
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "none")
+        .var("HEPH_SELFUPDATE_RETRY_PAUSE", "0s")
+        .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "1MiB")
+        .var("HEPH_SELFUPDATE_TOKEN", TOKEN);
+    env.install_fakes();
+    env.install_plain("0.1.0", &["heph", "hephd"]);
+    (env, forge)
+}
+
+/// Gives everything under `dir` to `user`.
+fn chown_all(user: &str, dir: &Path) {
+    let out = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Runs `binary` as `user` (runuser) with exactly `env`'s variables.
+fn run_as(user: &str, env: &TestEnv, binary: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--", "env", "-i"])
+        .args(env.vars.iter().map(|(k, v)| format!("{k}={v}")))
+        .arg(binary)
+        .args(args)
+        .current_dir(env.dir.path());
+    let out = cmd.output().expect("runuser");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A stand-in `cargo` that first does what a hostile build script can: walks up its
+/// ancestors and reads each one's `/proc/<pid>/environ`, recording per ancestor whether
+/// it could and whether the token was there; then runs `next`.
+fn ancestor_reading_cargo(next: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+pid=$$
+while :; do
+  ppid=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$pid/status")
+  {{ [ -z "$ppid" ] || [ "$ppid" -le 1 ]; }} && break
+  comm=$(cat "/proc/$ppid/comm")
+  if environ=$(tr '\0' '\n' < "/proc/$ppid/environ" 2>/dev/null); then
+    case "$environ" in
+      *{TOKEN}*) echo "token-read $comm" >> "$FAKE_LOG";;
+      *) echo "environ-read $comm" >> "$FAKE_LOG";;
+    esac
+  else
+    echo "environ-denied $comm" >> "$FAKE_LOG"
+  fi
+  pid=$ppid
+done
+exec "{}" "$@"
+"#,
+        next.display()
+    )
+}
+
+#[test]
+fn a_build_step_of_the_same_user_cannot_read_the_token_from_any_ancestors_environ() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED: running heph-selfupdate as a throw-away user needs root (runuser); CI runs it as root"
+        );
+        return;
+    }
+    let (user, _uid, _home) = create_user();
+    let _guard = UserGuard(user.clone());
+    let (env, _forge) = update_env();
+    let installs = env.fakes.join("cargo-installs");
+    std::fs::rename(env.fakes.join("cargo"), &installs).unwrap();
+    env.fake_bin("cargo", &ancestor_reading_cargo(&installs));
+    // The binary where that user can run it.
+    let binary: PathBuf = env.dir.path().join("heph-selfupdate");
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    chown_all(&user, env.dir.path());
+
+    let run = run_as(&user, &env, &binary, &["check-and-apply"]);
+    let calls = env.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("cargo-installs install")),
+        "the build ran:\n{calls:?}\n{}",
+        run.all()
+    );
+    let seen: Vec<&String> = calls.iter().filter(|c| c.starts_with("environ-")).collect();
+    assert!(
+        seen.iter().any(|c| *c == "environ-denied heph-selfupdate"),
+        "the build looked at heph-selfupdate, its parent, and could not read its environment: {seen:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("token-read")),
+        "a build step read the token from an ancestor: {calls:?}"
+    );
+    assert!(!run.all().contains(TOKEN), "{}", run.all());
+}
+
+/// A stand-in that records who it is (`$1`, or the name it was run by) and the
+/// `SSL_CERT_FILE` it sees, then runs `next` (if any).
+fn cert_probe(next: Option<&str>) -> String {
+    let then = next.map_or_else(|| "exit 0".to_owned(), |n| format!("exec {n} \"$@\""));
+    format!(
+        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
+    )
+}
+
+#[test]
+fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let ca = s.env.dir.path().join("forge-ca.pem");
+    std::fs::write(&ca, "not used: the stand-in forge speaks plain http\n").unwrap();
+    let ca = ca.display().to_string();
+    let installs = s.env.fakes.join("cargo-installs");
+    std::fs::rename(s.env.fakes.join("cargo"), &installs).unwrap();
+    s.env.fake_bin(
+        "cargo",
+        &cert_probe(Some(&format!("\"{}\"", installs.display()))),
+    );
+    s.env
+        .fake_bin("git", &cert_probe(Some("\"$FAKE_REAL_GIT\"")));
+    let probe = s
+        .env
+        .fake_bin("probe", &cert_probe(None))
+        .display()
+        .to_string();
+    s.env
+        .var("FAKE_REAL_GIT", crate::support::env::real_git())
+        .var("HEPH_SELFUPDATE_CA_FILE", &ca)
+        .var("HEPH_SELFUPDATE_HEALTH_COMMAND", &format!("{probe} health"))
+        .var("HEPH_SELFUPDATE_NOTIFY_COMMAND", &format!("{probe} notify"));
+    let seen = |env: &TestEnv, who: &str| -> Vec<String> {
+        env.calls()
+            .into_iter()
+            .filter(|c| c.starts_with(&format!("{who} SSL_CERT_FILE=")))
+            .collect()
+    };
+
+    s.env.run(&["check-and-apply"]).expect(0);
+    for who in ["git", "cargo"] {
+        let lines = seen(&s.env, who);
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.ends_with(&format!("={ca}"))),
+            "{who} is given ca_file: {lines:?}"
+        );
+    }
+    for who in ["health", "notify"] {
+        assert_eq!(
+            seen(&s.env, who),
+            [format!("{who} SSL_CERT_FILE=unset")],
+            "{:?}",
+            s.env.calls()
+        );
+    }
+
+    // A value of the service's own environment reaches the hooks as it was.
+    s.env.clear_calls();
+    s.env.var("SSL_CERT_FILE", "/etc/ssl/the-services-own.pem");
+    s.release("v0.3.0");
+    s.env.run(&["check-and-apply"]).expect(0);
+    for who in ["health", "notify"] {
+        assert_eq!(
+            seen(&s.env, who),
+            [format!("{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem")],
+            "{:?}",
+            s.env.calls()
+        );
+    }
+}
+
+#[test]
+fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_first() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED: the refusal is for root (sudo make install-system); CI runs it as root"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("cargo.log");
+    // Any cargo make would run (to build, or to ask where it builds) records itself.
+    let cargo = crate::support::env::write_script(
+        &dir.path().join("cargo"),
+        &format!("#!/bin/sh\necho \"cargo $*\" >> '{}'\n", log.display()),
+    );
+    let out = Command::new("make")
+        .args(["--no-print-directory", "-n", "install-system"])
+        .arg(format!("CARGO={}", cargo.display()))
+        .args(["USER=alice", "USER_HOME=/home/alice"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success()
+            && stderr.contains("build it first as yourself")
+            && stderr.contains("BIN="),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains("cargo"), "a compile as root:\n{stdout}");
+    assert!(
+        !log.exists(),
+        "cargo ran as root: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.
+const PLANTED: &[&str] = &[
+    "git",
+    "ssh",
+    "ssh-keygen",
+    "kill",
+    "systemctl",
+    "launchctl",
+    "loginctl",
+];
+
+#[test]
+fn programs_a_build_plants_in_the_path_directory_it_writes_are_not_run_by_later_runs() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-system")
+        .var("HEPH_SELFUPDATE_RESTART", "respawn");
+    s.env.fake_mode("keepalive", "");
+    s.env.start_daemon();
+    // The unit's PATH: ~/.cargo/bin, which builds write, first.
+    let path = format!(
+        "{}:{}:/usr/local/bin:/usr/bin:/bin",
+        s.env.bin_dir.display(),
+        s.env.fakes.display()
+    );
+    s.env
+        .var("PATH", &path)
+        .var("FAKE_REAL_GIT", crate::support::env::real_git());
+    // The system's git (first in tool_path) says which ssh it would run.
+    s.env.fake_bin(
+        "git",
+        "#!/bin/sh\necho \"git finds ssh=$(command -v ssh) ssh-keygen=$(command -v ssh-keygen)\" >> \"$FAKE_LOG\"\nexec \"$FAKE_REAL_GIT\" \"$@\"\n",
+    );
+    // The build: says which git and ssh cargo would run, plants its programs, installs.
+    let installs = s.env.fakes.join("cargo-installs");
+    std::fs::rename(s.env.fakes.join("cargo"), &installs).unwrap();
+    let plant = format!(
+        "for p in {}; do printf '#!/bin/sh\\necho \"PLANTED %s $*\" >> \"$FAKE_LOG\"\\nexit 1\\n' \"$p\" > \"$HOME/.cargo/bin/$p\"; chmod +x \"$HOME/.cargo/bin/$p\"; done\n",
+        PLANTED.join(" ")
+    );
+    s.env.fake_bin(
+        "cargo",
+        &format!(
+            "#!/bin/sh\necho \"cargo finds git=$(command -v git) ssh=$(command -v ssh)\" >> \"$FAKE_LOG\"\n{plant}exec \"{}\" \"$@\"\n",
+            installs.display()
+        ),
+    );
+
+    s.env.run(&["check-and-apply"]).expect(0);
+    for p in PLANTED {
+        assert!(s.env.bin_dir.join(p).is_file(), "the build planted {p}");
+    }
+    // What was planted records itself when run (as the PATH lookup would run it).
+    s.env.clear_calls();
+    s.env.run_other(
+        Command::new("sh")
+            .args(["-c", "git --version || true"])
+            .env_clear(),
+    );
+    assert_eq!(s.env.calls(), ["PLANTED git --version"]);
+    s.release("v0.3.0");
+    s.env.clear_calls();
+    let run = s.env.run(&["check-and-apply"]);
+    let calls = s.env.calls();
+    let planted: Vec<&String> = calls.iter().filter(|c| c.starts_with("PLANTED")).collect();
+    assert!(
+        planted.is_empty(),
+        "a later run ran what a build planted: {planted:?}\n{}",
+        run.stderr
+    );
+    run.expect(0);
+    assert!(
+        run.stderr.contains("updated 0.2.0 -> 0.3.0"),
+        "{}",
+        run.stderr
+    );
+    let bin = s.env.bin_dir.display().to_string();
+    let lookups: Vec<&String> = calls.iter().filter(|c| c.contains(" finds ")).collect();
+    assert!(
+        lookups.iter().any(|c| c.starts_with("git finds"))
+            && lookups.iter().any(|c| c.starts_with("cargo finds git=/")),
+        "{calls:#?}"
+    );
+    assert!(
+        lookups.iter().all(|c| !c.contains(&bin)),
+        "git, or cargo's git and ssh, would come from {bin}: {lookups:#?}"
+    );
+}
+
+#[test]
+fn the_env_file_is_read_by_heph_selfupdate_as_its_user_and_never_as_root() {
+    let mut env = TestEnv::new();
+    let file = env.home.join(".config/heph-selfupdate/env");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "# the service's own\nHEPH_SELFUPDATE_REPO=from/the-env-file\nnot an assignment\n",
+    )
+    .unwrap();
+    env.var("HEPH_SELFUPDATE_ENV_FILE", file.to_str().unwrap());
+    let binary = env.dir.path().join("heph-selfupdate");
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    // As a user: its own file (a throw-away user when this runs as root).
+    let (run, _guard) = if is_root() {
+        let as_root = env.run(&["config"]);
+        as_root.expect(2);
+        assert!(
+            as_root.stderr.contains("not reading the environment file")
+                && as_root.stderr.contains("as root"),
+            "{}",
+            as_root.stderr
+        );
+        let (user, _uid, _home) = create_user();
+        chown_all(&user, env.dir.path());
+        let run = run_as(&user, &env, &binary, &["config", "--json"]);
+        (run, Some(UserGuard(user)))
+    } else {
+        (env.run(&["config", "--json"]), None)
+    };
+    run.expect(0);
+    let v = run.json();
+    assert_eq!(v["values"]["repo"]["value"], "from/the-env-file", "{v}");
+    assert_eq!(v["values"]["repo"]["source"], "env HEPH_SELFUPDATE_REPO");
+    assert!(
+        run.stderr.contains("line 3: not KEY=VALUE; skipped"),
+        "{}",
+        run.stderr
+    );
+}
