@@ -2187,9 +2187,21 @@ mod tests {
                 ..settings(dir.path())
             };
             let b = test_builder(&s, &runner, dir.path());
+            // The system's programs come from `tool_path`; compared by name here.
+            // The system's programs come from `tool_path`, cargo from where it was found;
+            // compared by name here.
+            let tools = format!("{}/", dir.path().join("tools").display());
+            let cargo_dir = b.tools.cargo.parent().map(|d| format!("{}/", d.display()));
             b.steps(&target, &BTreeMap::new())
                 .iter()
-                .map(|st| (st.phase(), st.reach(), st.cmd().display()))
+                .map(|st| {
+                    let shown = st.cmd().display().replace(&tools, "");
+                    let shown = match &cargo_dir {
+                        Some(d) => shown.replace(d.as_str(), ""),
+                        None => shown,
+                    };
+                    (st.phase(), st.reach(), shown)
+                })
                 .collect::<Vec<_>>()
         };
         let (checkout, git) = (steps_of(BuildMode::Checkout), steps_of(BuildMode::Git));
@@ -2218,7 +2230,7 @@ mod tests {
             steps
                 .iter()
                 .position(|(_, _, c)| c.starts_with(prefix))
-                .unwrap()
+                .unwrap_or_else(|| panic!("no `{prefix}` in {steps:#?}"))
         };
         // Checkout: right after the fetched tag is compared with the resolved commit.
         let c = shown(&checkout);
