@@ -49,6 +49,19 @@ pub(crate) fn killed_while_proving(env: &TestEnv) {
     let mut run = proving(env);
     run.kill().unwrap();
     run.wait().unwrap();
+    // A child the run was starting at the kill holds a copy of the lock's descriptor
+    // until it execs (close-on-exec); on a loaded machine the next run could meet it.
+    assert!(eventually(|| lock_is_free(env)), "the lock stays held");
+}
+
+/// True when nothing holds the run lock (tried as the tool takes it: `flock`, no wait).
+fn lock_is_free(env: &TestEnv) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(env.state_dir().join("lock")) else {
+        return true;
+    };
+    // SAFETY: flock(2) on a descriptor this function owns; released when `file` closes.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 pub(crate) fn stderr_of(child: &mut Child) -> String {
