@@ -25,3 +25,4 @@ mod trust;
 mod units;
 mod untested;
 mod version;
+mod workspaces;
