@@ -540,6 +540,11 @@ impl Config {
         })
     }
 
+    /// Where version roots live and the `bin_dir` linked into them.
+    pub fn layout(&self) -> crate::layout::Layout {
+        crate::layout::Layout::new(&self.data_dir, &self.bin_dir)
+    }
+
     /// Every key, in order, with its effective value (the token redacted; unset keys
     /// with no value) and where it came from.
     pub fn entries(&self) -> &[Entry] {

@@ -127,6 +127,7 @@ mod tests {
                 version,
                 commit: commit.map(String::from),
                 origin,
+                bins: None,
             },
         )
         .unwrap();

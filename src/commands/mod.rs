@@ -142,7 +142,7 @@ pub fn write_metrics(cfg: &Config, world: &World) {
     };
     let installed = crate::installed::probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );

@@ -7,14 +7,15 @@ use crate::e2e_cargo::{E2e, e2e_of, offer, run_bin};
 use crate::support::fixture::{self, TaskqShape, Taskqd, taskq_repo};
 
 /// The taskq fixture with `releases`, the forge offering `offered`; configured with
-/// `packages`, `binary = "taskqd"` and `taskq status` as the health command, and the
-/// stand-in service manager running `~/.cargo/bin/taskqd`.
+/// `packages`, `binary = "taskqd"`, `service = "taskqd.service"` and `taskq status` as the
+/// health command, and the stand-in service manager running `~/.cargo/bin/taskqd`.
 fn taskq(shape: TaskqShape, releases: &[(&str, Taskqd)], offered: &[&str], packages: &str) -> E2e {
     let mut e = e2e_of(|dir| taskq_repo(dir, shape, releases), offered);
     let client = e.env.bin_dir.join("taskq").display().to_string();
     e.env
         .var("HEPH_SELFUPDATE_PACKAGES", packages)
         .var("HEPH_SELFUPDATE_BINARY", "taskqd")
+        .var("HEPH_SELFUPDATE_SERVICE", "taskqd.service")
         .var(
             "HEPH_SELFUPDATE_HEALTH_COMMAND",
             &format!("{client} status"),
