@@ -64,6 +64,8 @@ pub struct BuildSettings {
     /// The binary whose `--version` must report the target version.
     pub binary: String,
     pub mode: BuildMode,
+    /// The cargo profile to build with (`cargo install --profile`).
+    pub profile: String,
     pub toolchain: Option<String>,
     /// The configured cargo, if any.
     pub cargo: Option<PathBuf>,
@@ -583,6 +585,7 @@ impl Builder<'_> {
             "--target-dir=",
             &self.layout.target_dir(&target.version),
         ))
+        .arg(format!("--profile={}", s.profile))
         .args(&s.packages);
         self.streamed(build_env(cmd, s))
     }
@@ -597,7 +600,8 @@ impl Builder<'_> {
         .args(["install", "--frozen", "--force"])
         .arg(opt_path("--path=", member_dir))
         .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-        .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+        .arg(opt_path("--target-dir=", &self.checkout().target_dir()))
+        .arg(format!("--profile={}", self.settings.profile));
         self.streamed(build_env(cmd, self.settings))
     }
 
@@ -1571,7 +1575,7 @@ impl Builder<'_> {
         let dir = self.checkout().target_dir();
         let max = self.settings.cache_max_size;
         let size = |b| bytesize::ByteSize::b(b);
-        match cache::keep_under(&dir, max) {
+        match cache::keep_under(&dir, max, cache::profile_dir(&self.settings.profile)) {
             Ok(b) => match b.decision {
                 cache::Bound::Within => log::debug!(
                     "the build cache {} holds {} (cache_max_size = {})",
@@ -1777,6 +1781,7 @@ mod tests {
             packages: vec!["hephd".into()],
             binary: "hephd".into(),
             mode: BuildMode::Checkout,
+            profile: "release".into(),
             toolchain: None,
             cargo: None,
             rustc: None,
@@ -2030,6 +2035,7 @@ mod tests {
             packages: vec!["hephd".into()],
             binary: "hephd".into(),
             mode: BuildMode::Checkout,
+            profile: "release".into(),
             toolchain: Some("stable".into()),
             cargo: None,
             rustc: None,

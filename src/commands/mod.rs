@@ -84,6 +84,7 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             packages: cfg.packages.clone(),
             binary: cfg.binary.clone(),
             mode: cfg.build,
+            profile: cfg.build_profile.clone(),
             toolchain: cfg.toolchain.clone(),
             cargo: cfg.cargo.clone(),
             rustc: world.env.get("RUSTC").map(std::path::PathBuf::from),

@@ -194,3 +194,50 @@ fn a_binary_the_packages_do_not_install_is_named_by_doctor_and_refused_before_co
         doctor.stdout
     );
 }
+
+#[test]
+fn build_profile_reaches_cargo_in_both_modes_and_the_checkout_keeps_that_profiles_artefacts() {
+    let mut e = taskq(
+        TaskqShape::OnePackage,
+        &[("v0.1.0", Taskqd::Answers), ("v0.2.0", Taskqd::Answers)],
+        &["v0.1.0"],
+        "taskq",
+    );
+    e.env.run(&["check-and-apply"]).expect(0);
+    let target = e.env.home.join(".cache/heph-selfupdate/checkout/target");
+    assert!(target.join("release").is_dir());
+    let release_size = heph_selfupdate::build::cache::dir_size(&target);
+
+    offer(&e, &["v0.1.0", "v0.2.0"]);
+    e.env.var("HEPH_SELFUPDATE_BUILD_PROFILE", "quick");
+    e.env.var("HEPH_SELFUPDATE_BUILD", "git");
+    let plan = e.env.run(&["check-and-apply", "--dry-run"]);
+    plan.expect(0);
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.contains(" install --locked --force --git=")
+                && l.contains(" --profile=quick ")),
+        "{}",
+        plan.stdout
+    );
+    e.env.unset("HEPH_SELFUPDATE_BUILD");
+    // Room for one profile's artefacts, not two: the other profile's go.
+    let limit = (release_size + release_size / 2).to_string();
+    e.env.var("HEPH_SELFUPDATE_CACHE_MAX_SIZE", &limit);
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(run.stderr.contains(" --profile=quick"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`quick` profile"),
+        "cargo built it: {}",
+        run.stderr
+    );
+    assert_eq!(run_bin(&e.env.bin_dir.join("taskqd")), "taskqd 0.2.0");
+    assert!(target.join("quick").is_dir(), "the profile in use is kept");
+    assert!(
+        !target.join("release").exists(),
+        "the other profile's artefacts went first: {}",
+        run.stderr
+    );
+}

@@ -476,7 +476,8 @@ pub enum TaskqShape {
 
 /// Writes release `version` of a workspace shaped like pueue (a client and a daemon that
 /// talk over a Unix socket, `$HOME/.taskq.sock`, and a library package they share): no
-/// dependencies, unoptimised, so it builds in seconds. Package `taskq` also has a third
+/// dependencies, unoptimised, so it builds in seconds (and a second profile, `quick`, like
+/// it). Package `taskq` also has a third
 /// `[[bin]]`, `taskq-dump`, behind a feature that is off by default: `cargo install` leaves
 /// it out. `taskq status` asks the daemon and exits 0 only when it answers.
 pub fn write_taskq_workspace(dir: &Path, version: &str, daemon: Taskqd, shape: TaskqShape) {
@@ -495,7 +496,7 @@ pub fn write_taskq_workspace(dir: &Path, version: &str, daemon: Taskqd, shape: T
     w(
         "Cargo.toml",
         &format!(
-            "[workspace]\nmembers = [{members}]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n"
+            "[workspace]\nmembers = [{members}]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n\n[profile.quick]\ninherits = \"release\"\n"
         ),
     );
     w(".gitignore", "/target\n");
