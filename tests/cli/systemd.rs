@@ -4,11 +4,12 @@
 //! repository); one start of heph-selfupdate.service — as the timer would — updates it to
 //! v0.2.0 with a new main PID; v0.3.0, whose daemon dies at start, is rolled back for
 //! real and marked bad; `make doctor` passes in the service's environment; `make disable`
-//! leaves no timer.
+//! leaves no timer. A workspace shaped like pueue (a client and a daemon in one package)
+//! goes the same way from an empty `~/.cargo/bin`, proved by the daemon's own client.
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::fixture::Daemon;
+use crate::support::fixture::{Daemon, Taskqd};
 use crate::support::forge::FakeRelease;
 use crate::support::sandbox::{self, Scenario, check};
 
@@ -530,4 +531,174 @@ fn a_real_system_timer_run_respawns_a_system_hephd_as_its_user_and_never_as_root
     ]);
     assert!(!left.status.success(), "{}", text(&left));
     assert_eq!(hephd("ActiveState"), "active", "hephd itself stays");
+}
+
+#[test]
+fn a_workspace_shaped_like_pueue_is_installed_updated_and_rolled_back_by_real_systemd_and_its_binaries_outlive_heph_selfupdate()
+ {
+    let Some(sc) = booted(|| {
+        Scenario::taskq(
+            &[
+                ("v0.1.0", Taskqd::Answers),
+                ("v0.2.0", Taskqd::Answers),
+                ("v0.3.0", Taskqd::Deaf),
+            ],
+            &["v0.1.0"],
+            "3s",
+        )
+    }) else {
+        return;
+    };
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let h = home.display();
+    let journal = || {
+        text(&sb.user(&[
+            "journalctl",
+            "--user",
+            "-u",
+            "heph-selfupdate",
+            "--no-pager",
+            "-o",
+            "cat",
+        ]))
+    };
+    let version_of = |b: &str| {
+        check(
+            &sb.user(&[&format!("{h}/.cargo/bin/{b}"), "--version"]),
+            &format!("{b} --version"),
+        )
+        .trim()
+        .to_owned()
+    };
+    // The daemon's own client asks it.
+    let client_status = || {
+        let out = sb.user(&[&format!("{h}/.cargo/bin/taskq"), "status"]);
+        (out.status.success(), text(&out).trim().to_owned())
+    };
+    let run_once = || sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
+    let daemon = |name: &str| sb.property("taskqd.service", name);
+    assert!(
+        std::fs::read_dir(home.join(".cargo/bin"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing installed yet"
+    );
+    check(&sc.make("install"), "make install");
+    check(
+        &sb.user(&["systemctl", "--user", "daemon-reload"]),
+        "daemon-reload",
+    );
+
+    // The first install, into an empty bin_dir: both binaries, and the unit starts the daemon.
+    let out = run_once();
+    let log = journal();
+    assert!(out.status.success(), "the first install failed:\n{log}");
+    assert!(log.contains("updated nothing -> 0.1.0"), "{log}");
+    assert_eq!(daemon("ActiveState"), "active", "{log}");
+    let first_pid = daemon("MainPID");
+    assert_ne!(first_pid, "0");
+    assert_eq!(version_of("taskqd"), "taskqd 0.1.0");
+    assert_eq!(version_of("taskq"), "taskq 0.1.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.1.0 is running".to_owned())
+    );
+
+    // `check` finds the daemon it installed: up to date.
+    let out = sb.user(&[&format!("{h}/.local/bin/heph-selfupdate"), "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("up to date (0.1.0)"), "{}", text(&out));
+
+    // An update: the daemon restarted onto the new binary, its client with it.
+    forge.set_releases(vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")]);
+    let out = run_once();
+    let log = journal();
+    assert!(out.status.success(), "the update failed:\n{log}");
+    assert!(log.contains("updated 0.1.0 -> 0.2.0"), "{log}");
+    assert_ne!(
+        daemon("MainPID"),
+        first_pid,
+        "restarted onto the new binary"
+    );
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+
+    // v0.3.0 stays up but never answers: only its client can tell. Rolled back.
+    forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    let out = run_once();
+    let log = journal();
+    assert!(!out.status.success(), "a rolled-back run fails the unit");
+    assert!(
+        log.contains("0.3.0 is unhealthy: health_command failed")
+            && log.contains("rolled back to 0.2.0"),
+        "{log}"
+    );
+    assert_eq!(daemon("ActiveState"), "active");
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(
+        version_of("taskq"),
+        "taskq 0.2.0",
+        "the client went back too"
+    );
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(state["bad"].get("0.3.0").is_some(), "{state}");
+
+    // Turned off and removed (there is no `unmanage` yet): every binary stays and runs.
+    check(&sc.make("disable"), "make disable");
+    check(&sc.make("uninstall"), "make uninstall");
+    assert!(!home.join(".local/bin/heph-selfupdate").exists());
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    // The README's last step: each binary copied back into bin_dir, then the version
+    // roots removed; the unit restarts onto the copy.
+    for b in ["taskq", "taskqd"] {
+        let link = home.join(".cargo/bin").join(b);
+        let resolved = std::fs::canonicalize(&link).unwrap();
+        check(
+            &sb.user(&[
+                "cp",
+                "--remove-destination",
+                &resolved.display().to_string(),
+                &link.display().to_string(),
+            ]),
+            "cp --remove-destination",
+        );
+    }
+    check(
+        &sb.user(&["rm", "-rf", &format!("{h}/.local/share/heph-selfupdate")]),
+        "remove the version roots",
+    );
+    check(
+        &sb.user(&["systemctl", "--user", "restart", "taskqd.service"]),
+        "restart taskqd",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client_status().0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
 }
