@@ -351,7 +351,7 @@ fn binary_check(cfg: &Config, release: &ReleaseRead) -> Check {
                 "binary",
                 Status::Ok,
                 format!(
-                    "{binary} is installed by {} ({}; {about})",
+                    "{binary} is installed by {}; {about}: {}",
                     by.join(", "),
                     crate::layout::describe_bins(&ws.bins, &cfg.packages)
                 ),
@@ -688,6 +688,11 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         format!(
             "managed: version root {}",
             layout.current().unwrap_or_default()
+        )
+    } else if !inst.binary_exists {
+        format!(
+            "not in {} (the first update installs it)",
+            cfg.bin_dir.display()
         )
     } else {
         "plain binaries (the first update takes them under management)".to_owned()

@@ -21,6 +21,22 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// heph-selfupdate's journal under the user's manager, plain text, with extra journalctl
+/// arguments.
+fn user_journal(sb: &sandbox::Sandbox, extra: &[&str]) -> String {
+    let mut args = vec![
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "--no-pager",
+        "-o",
+        "cat",
+    ];
+    args.extend_from_slice(extra);
+    text(&sb.user(&args))
+}
+
 /// The scenario `boot` makes in a systemd sandbox, or `None` (having said why the test
 /// is skipped) where this machine cannot run one: it needs root and systemd; CI runs it.
 fn booted(boot: impl FnOnce() -> Result<Scenario, String>) -> Option<Scenario> {
@@ -59,20 +75,7 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     let first_pid = sb.property("hephd.service", "MainPID");
     assert_ne!(first_pid, "0");
     let make = |target: &str| sc.make(target);
-    // heph-selfupdate's journal, plain text, with extra journalctl arguments.
-    let journal_of = |extra: &[&str]| {
-        let mut args = vec![
-            "journalctl",
-            "--user",
-            "-u",
-            "heph-selfupdate",
-            "--no-pager",
-            "-o",
-            "cat",
-        ];
-        args.extend_from_slice(extra);
-        text(&sb.user(&args))
-    };
+    let journal_of = |extra: &[&str]| user_journal(sb, extra);
     let hephd_version = || {
         check(
             &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
@@ -214,17 +217,7 @@ fn a_real_systemd_stop_or_kill_in_the_middle_of_a_switch_converges_on_the_next_r
         &sb.user(&["systemctl", "--user", "daemon-reload"]),
         "daemon-reload",
     );
-    let journal = || {
-        text(&sb.user(&[
-            "journalctl",
-            "--user",
-            "-u",
-            "heph-selfupdate",
-            "--no-pager",
-            "-o",
-            "cat",
-        ]))
-    };
+    let journal = || user_journal(sb, &[]);
     let hephd_version = || {
         check(
             &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
@@ -551,17 +544,7 @@ fn a_workspace_shaped_like_pueue_is_installed_updated_and_rolled_back_by_real_sy
     };
     let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
     let h = home.display();
-    let journal = || {
-        text(&sb.user(&[
-            "journalctl",
-            "--user",
-            "-u",
-            "heph-selfupdate",
-            "--no-pager",
-            "-o",
-            "cat",
-        ]))
-    };
+    let journal = || user_journal(sb, &[]);
     let version_of = |b: &str| {
         check(
             &sb.user(&[&format!("{h}/.cargo/bin/{b}"), "--version"]),

@@ -428,6 +428,18 @@ fn chown_home(user: &str, home: &Path) -> Result<(), String> {
 }
 
 impl Scenario {
+    /// The scenario of what was prepared, once its systemd runs.
+    fn of(p: Prepared, sb: Sandbox) -> Self {
+        Self {
+            sb,
+            forge: p.forge,
+            repo: p.repo,
+            home: p.home,
+            _user: p.guard,
+            _serial: p.serial,
+        }
+    }
+
     /// Sets everything up and boots systemd; `Err` says why it cannot run here.
     pub fn new(
         releases: &[(&str, super::fixture::Daemon)],
@@ -449,14 +461,7 @@ impl Scenario {
             &sb.user(&["systemctl", "--user", "start", "hephd.service"]),
             "start hephd",
         );
-        Ok(Self {
-            sb,
-            forge: p.forge,
-            repo: p.repo,
-            home: p.home,
-            _user: p.guard,
-            _serial: p.serial,
-        })
+        Ok(Self::of(p, sb))
     }
 
     /// The system-scope scenario: a stand-in hephd **system** unit that runs as the
@@ -506,14 +511,7 @@ impl Scenario {
             &sb.root(&["systemctl", "start", "hephd.service"]),
             "start hephd",
         );
-        Ok(Self {
-            sb,
-            forge: p.forge,
-            repo: p.repo,
-            home: p.home,
-            _user: p.guard,
-            _serial: p.serial,
-        })
+        Ok(Self::of(p, sb))
     }
 
     /// The scenario of a first install of the taskq fixture (shaped like pueue): nothing
@@ -542,14 +540,7 @@ impl Scenario {
             &sb.user(&["systemctl", "--user", "daemon-reload"]),
             "daemon-reload",
         );
-        Ok(Self {
-            sb,
-            forge: p.forge,
-            repo: p.repo,
-            home: p.home,
-            _user: p.guard,
-            _serial: p.serial,
-        })
+        Ok(Self::of(p, sb))
     }
 
     /// `make TARGET USER=<the user>` as root, in the copy of the project, with the
