@@ -317,7 +317,14 @@ pub struct HephdRelease<'a> {
     pub daemon: &'a str,
     /// `rust-version` of `hephd`, if any.
     pub rust_version: Option<&'a str>,
+    /// Profile tables appended to the workspace manifest (`""`: cargo's defaults).
+    pub profiles: &'a str,
 }
+
+/// A release profile like pueue's (and this project's): thin LTO and one codegen unit, so
+/// the final crates are optimised again at every build; and a profile `update` without
+/// them, for `build_profile`.
+pub const LTO_PROFILES: &str = "\n[profile.release]\nlto = \"thin\"\ncodegen-units = 1\n\n[profile.update]\ninherits = \"release\"\nlto = false\ncodegen-units = 16\n";
 
 /// Writes the benchmark workspace for `release` (its lock file is the caller's: see
 /// [`hephd_lock`]).
@@ -329,7 +336,10 @@ pub fn write_hephd_workspace(dir: &Path, release: &HephdRelease<'_>) {
     };
     w(
         "Cargo.toml",
-        "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\", \"crates/heph-tui\"]\nresolver = \"2\"\n\n[workspace.dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nregex = \"1\"\nrusqlite = { version = \"0.43\", features = [\"bundled\"] }\nclap = { version = \"4\", features = [\"derive\"] }\nheph-core = { path = \"crates/heph-core\" }\n",
+        &format!(
+            "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\", \"crates/heph-tui\"]\nresolver = \"2\"\n\n[workspace.dependencies]\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\nregex = \"1\"\nrusqlite = {{ version = \"0.43\", features = [\"bundled\"] }}\nclap = {{ version = \"4\", features = [\"derive\"] }}\nheph-core = {{ path = \"crates/heph-core\" }}\n{}",
+            release.profiles
+        ),
     );
     w(".gitignore", "/target\n");
     w(
