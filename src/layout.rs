@@ -169,17 +169,20 @@ pub fn write_meta(dir: &Path, meta: &RootMeta) -> Result<()> {
 /// A root's record: its own file, or (roots of earlier releases) what its name and cargo's
 /// install records tell. A record without binaries gets them from cargo's records.
 fn read_meta(dir: &Path, name: &str) -> RootMeta {
-    let records = crate::install_records::read(dir).unwrap_or_default();
-    let recorded = (!records.is_empty()).then(|| bins_of(&records));
+    let records = || crate::install_records::read(dir).unwrap_or_default();
+    let recorded = |records: &[crate::install_records::InstallRecord]| {
+        (!records.is_empty()).then(|| bins_of(records))
+    };
     if let Some(mut meta) = fs::read(dir.join(META_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice::<RootMeta>(&b).ok())
     {
         if meta.bins.is_none() {
-            meta.bins = recorded;
+            meta.bins = recorded(&records());
         }
         return meta;
     }
+    let records = records();
     RootMeta {
         version: root_version(name).map(|v| v.to_string()),
         commit: records.iter().find_map(|r| r.commit.clone()),
@@ -188,7 +191,7 @@ fn read_meta(dir: &Path, name: &str) -> RootMeta {
         } else {
             Origin::Built
         },
-        bins: recorded,
+        bins: recorded(&records),
     }
 }
 

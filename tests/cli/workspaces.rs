@@ -241,3 +241,29 @@ fn build_profile_reaches_cargo_in_both_modes_and_the_checkout_keeps_that_profile
         run.stderr
     );
 }
+
+#[test]
+fn a_root_without_the_daemons_binary_is_never_switched_to() {
+    let s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    s.env.run(&["check-and-apply"]).expect(0);
+    assert_eq!(run_bin(&s.env.bin_dir.join("hephd")), "hephd 0.2.0 (fake)");
+    // `binary` now names a binary no root holds: going back to 0.1.0 would leave the unit
+    // without its daemon.
+    let mut env = s.env;
+    env.var("HEPH_SELFUPDATE_BINARY", "hephd-next");
+    let run = env.run(&["rollback", "--to", "0.1.0"]);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains("the version root 0.1.0 holds no `hephd-next` (`binary`): heph installs heph; hephd installs hephd"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("one of: heph, hephd"), "{}", run.stderr);
+    assert_eq!(
+        run_bin(&env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (fake)",
+        "nothing switched"
+    );
+    assert_eq!(env.current_root().as_deref(), Some("0.2.0"));
+}
