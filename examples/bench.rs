@@ -7,7 +7,10 @@
 //!    cold and for a change in one binary, in the core, in `Cargo.lock`; `build = "git"`;
 //!    the target dir's size over ten releases with and without `cache_max_size`; a
 //!    too-old toolchain — each against the plain `cargo install --locked --git … --tag …`
-//!    people run today, and each must install the new code;
+//!    people run today, and each must install the new code; then the same workspace with
+//!    a release profile like pueue's (thin LTO, one codegen unit), where link-time
+//!    optimisation dominates every build, and with `build_profile` set to a profile
+//!    without it;
 //! 4. downtime of the daemon during an update vs the whole update;
 //! 5. binary size and `--version` start-up.
 //!
@@ -464,6 +467,14 @@ const RELEASES: &[Release] = &[
     ("v1.4.0", "c1", "d1", None, Some("1.999")), // needs a Rust that does not exist yet
 ];
 
+/// The releases of the benchmark workspace with an LTO release profile: a code change in
+/// hephd, then a `Cargo.lock` that bumps one dependency.
+const LTO_RELEASES: &[Release] = &[
+    ("v1.0.0", "c0", "d0", None, None),
+    ("v1.1.0", "c0", "d1", None, None),
+    ("v1.2.0", "c0", "d1", Some("itoa"), None),
+];
+
 /// Ten successive releases after v1.3.0, each a code change in the core library.
 const SERIES: usize = 10;
 
@@ -471,9 +482,10 @@ fn series_tag(i: usize) -> String {
     format!("v1.{}.0", 5 + i)
 }
 
-/// The benchmark workspace in a git repository, one tag per release (crates.io needed
+/// The benchmark workspace in a git repository, one tag per release, then `series`
+/// releases that each change the core, with `profiles` in its manifest (crates.io needed
 /// once: the dependencies are fetched outside every measurement).
-fn hephd_repo(dir: &Path) -> Repo {
+fn hephd_repo(dir: &Path, releases: &[Release], series: usize, profiles: &str) -> Repo {
     let repo = Repo::init(dir);
     let write = |tag: &str, core: &str, daemon: &str, bump: Option<&str>, rv: Option<&str>| {
         fixture::write_hephd_workspace(
@@ -483,6 +495,7 @@ fn hephd_repo(dir: &Path) -> Repo {
                 core,
                 daemon,
                 rust_version: rv,
+                profiles,
             },
         );
         if tag == "v1.0.0" {
@@ -495,10 +508,10 @@ fn hephd_repo(dir: &Path) -> Repo {
         }
         repo.commit_and_tag(tag);
     };
-    for (tag, core, daemon, bump, rv) in RELEASES {
+    for (tag, core, daemon, bump, rv) in releases {
         write(tag, core, daemon, *bump, *rv);
     }
-    for i in 0..SERIES {
+    for i in 0..series {
         write(&series_tag(i), &format!("s{i}"), "d1", None, None);
     }
     let fetch = Command::new(fixture::cargo())
@@ -511,25 +524,28 @@ fn hephd_repo(dir: &Path) -> Repo {
     repo
 }
 
+/// Makes the forge offer `tags` up to `upto`, newest first.
+fn offer_upto(forge: &FakeForge, tags: &[String], upto: &str) {
+    let n = tags.iter().position(|t| t == upto).unwrap();
+    forge.set_releases(
+        tags[..=n]
+            .iter()
+            .rev()
+            .map(|t| FakeRelease::new(t))
+            .collect(),
+    );
+}
+
 const PACKAGES: [&str; 3] = ["heph", "hephd", "heph-tui"];
 
 /// 3. Rebuild times and the build cache, on a workspace shaped like hephaestus.
 fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
     let base = TestEnv::new();
-    let repo = hephd_repo(&base.dir.path().join("repo"));
+    let repo = hephd_repo(&base.dir.path().join("repo"), RELEASES, SERIES, "");
     let forge = FakeForge::start(Flavour::Forgejo, vec![FakeRelease::new("v1.0.0")]);
-    let offer = |upto: &str| {
-        let mut tags: Vec<String> = RELEASES.iter().map(|r| r.0.to_owned()).collect();
-        tags.extend((0..SERIES).map(series_tag));
-        let n = tags.iter().position(|t| t == upto).unwrap();
-        forge.set_releases(
-            tags[..=n]
-                .iter()
-                .rev()
-                .map(|t| FakeRelease::new(t))
-                .collect(),
-        );
-    };
+    let mut tags: Vec<String> = RELEASES.iter().map(|r| r.0.to_owned()).collect();
+    tags.extend((0..SERIES).map(series_tag));
+    let offer = |upto: &str| offer_upto(&forge, &tags, upto);
     let setup = |build: &str, extra: &[(&str, &str)]| {
         let mut env = TestEnv::new();
         env.use_real_toolchain(&cargo_home());
@@ -780,6 +796,111 @@ fn rebuild(report: &mut Report, chart: &mut Vec<(String, f64)>) {
     ]);
 }
 
+/// 3'. Rebuild times on the same workspace with a release profile like pueue's (thin LTO,
+/// `codegen-units = 1`), installing the daemon's package alone, as `packages = ["pueue"]`
+/// does: what such users see, and what `build_profile` changes.
+fn rebuild_lto(report: &mut Report) {
+    let base = TestEnv::new();
+    let repo = hephd_repo(
+        &base.dir.path().join("repo-lto"),
+        LTO_RELEASES,
+        0,
+        fixture::LTO_PROFILES,
+    );
+    let forge = FakeForge::start(Flavour::Forgejo, vec![FakeRelease::new("v1.0.0")]);
+    let tags: Vec<String> = LTO_RELEASES.iter().map(|r| r.0.to_owned()).collect();
+    let offer = |n: usize| offer_upto(&forge, &tags, &tags[n]);
+    let setup = |profile: &str| {
+        let mut env = TestEnv::new();
+        env.use_real_toolchain(&cargo_home());
+        env.forge(&forge)
+            .var("HEPH_SELFUPDATE_GIT_URL", &repo.url())
+            .var("HEPH_SELFUPDATE_PACKAGES", "hephd")
+            .var("HEPH_SELFUPDATE_BUILD_PROFILE", profile)
+            .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "none")
+            .var("HEPH_SELFUPDATE_MIN_FREE_SPACE", "200MiB");
+        env
+    };
+    let apply = |env: &TestEnv| timed(&mut env.command(&["check-and-apply"]), 0);
+    let hephd = |env: &TestEnv| output_of(&env.bin_dir.join("hephd"), &["--version"]);
+    report.commands.push(format!(
+        "cargo install --locked --force --git {} --tag v1.0.0 hephd   (plain; the workspace's release profile: thin LTO, codegen-units = 1)",
+        repo.url()
+    ));
+
+    eprintln!("bench:   LTO profile: plain cargo install v1.0.0 of hephd");
+    let plain_root = base.dir.path().join("plain-lto");
+    let plain = timed(
+        &mut fixture::plain_install_of(&repo, "v1.0.0", &plain_root, &cargo_home(), &["hephd"]),
+        0,
+    );
+    assert_eq!(
+        output_of(&plain_root.join("bin/hephd"), &["--version"]),
+        "hephd 1.0.0 (core c0, d0)"
+    );
+    let measure = |profile: &str| {
+        eprintln!(
+            "bench:   LTO profile: checkout mode, build_profile = {profile}: cold, hephd change, lock bump"
+        );
+        let env = setup(profile);
+        offer(0);
+        let cold = apply(&env);
+        offer(1);
+        let change = apply(&env);
+        assert_eq!(
+            hephd(&env),
+            "hephd 1.1.0 (core c0, d1)",
+            "{profile}: new code"
+        );
+        offer(2);
+        let bump = apply(&env);
+        assert_eq!(
+            hephd(&env),
+            "hephd 1.2.0 (core c0, d1)",
+            "{profile}: new code"
+        );
+        (cold, change, bump)
+    };
+    let (cold, change, bump) = measure("release");
+    let (quick_cold, quick_change, quick_bump) = measure("update");
+    let fixture_note = "LTO fixture (thin LTO, codegen-units = 1), package hephd alone";
+    report.rows.push(Row {
+        what: format!("{fixture_note}: cold first update, checkout"),
+        ours: secs(cold),
+        baseline: format!("{} (plain, cold)", secs(plain)),
+        ratio: format!("{:.2}x the plain time", cold / plain),
+        target: "report".into(),
+        met: true,
+    });
+    for (what, t) in [
+        ("update: a code change in hephd", change),
+        ("update: Cargo.lock bumps one dependency (itoa)", bump),
+        (
+            "update: a code change in hephd, `build_profile = \"update\"` (no LTO, 16 codegen units)",
+            quick_change,
+        ),
+        (
+            "update: Cargo.lock bumps one dependency, `build_profile = \"update\"`",
+            quick_bump,
+        ),
+    ] {
+        report.rows.push(Row {
+            what: format!("{fixture_note}, {what}"),
+            ours: secs(t),
+            baseline: format!("{} (plain)", secs(plain)),
+            ratio: format!("{:.1}x faster", plain / t),
+            target: "report".into(),
+            met: true,
+        });
+    }
+    report.notes.push(format!(
+        "The LTO rows: the same workspace with pueue's kind of release profile (`lto = \"thin\"`, `codegen-units = 1`), and only the daemon's package installed, so the plain command compiles the dependencies once, as `cargo install --git … pueue` does. Link-time optimisation of the final crates is redone at every build, whatever the target dir holds, so the incremental update gains far less than on the fixture above. A profile `update` (inherits release, `lto = false`, `codegen-units = 16`) given as `build_profile` builds cold in {} and updates in {} and {}, at the cost of a daemon built without the optimisations its release profile asks for. Measured on pueue itself (355 crates, 2 cores): the plain `cargo install --git --tag v4.0.4` took 149 s cold, the checkout build of the update 4.0.3 → 4.0.4 (a dependency bump) 70 s: 2.1x.",
+        secs(quick_cold),
+        secs(quick_change),
+        secs(quick_bump)
+    ));
+}
+
 fn svg(chart: &[(String, f64)]) -> String {
     let max = chart.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(0.001);
     let (w, bar, gap, left) = (720.0, 26.0, 14.0, 250.0);
@@ -849,6 +970,12 @@ fn main() {
     if run("build") {
         eprintln!("bench: build times (real cargo builds; about twenty minutes)");
         rebuild(&mut report, &mut chart);
+    }
+    if run("lto") {
+        eprintln!(
+            "bench: build times with a release profile like pueue's (thin LTO; about ten minutes)"
+        );
+        rebuild_lto(&mut report);
     }
 
     let mut md = String::new();

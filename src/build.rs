@@ -71,6 +71,8 @@ pub struct BuildSettings {
     /// The binary whose `--version` must report the target version.
     pub binary: String,
     pub mode: BuildMode,
+    /// The cargo profile to build with (`cargo install --profile`).
+    pub profile: String,
     pub toolchain: Option<String>,
     /// The configured cargo, if any.
     pub cargo: Option<PathBuf>,
@@ -471,6 +473,74 @@ pub struct Workspace {
     pub members: BTreeMap<String, PathBuf>,
     /// Package name → its `rust-version`, where it declares one (inherited ones resolved).
     pub rust_versions: BTreeMap<String, String>,
+    /// Package name → the binaries `cargo install` of it installs (see [`installed_bins`]).
+    pub bins: crate::layout::Bins,
+}
+
+impl Workspace {
+    /// `Err(message)` when none of `packages` installs `binary`; the message lists what
+    /// they do install and says what to set.
+    pub fn check_binary(&self, binary: &str, packages: &[String], at: &str) -> Result<(), String> {
+        let installs = |p: &String| {
+            self.bins
+                .get(p)
+                .is_some_and(|b| b.iter().any(|b| b == binary))
+        };
+        if packages.iter().any(installs) {
+            return Ok(());
+        }
+        let all = crate::layout::binaries_of(&self.bins, packages);
+        Err(format!(
+            "`binary` = {binary} is not a binary the packages install at {at}: {}\nhelp: set `binary` to the daemon's binary, one of: {} (or add the package that installs {binary} to `packages`)",
+            crate::layout::describe_bins(&self.bins, packages),
+            all.join(", ")
+        ))
+    }
+}
+
+/// The binaries `cargo install` installs of a package described by `cargo metadata`: its
+/// `bin` targets (auto-discovered or `[[bin]]`, named like the package or not) whose
+/// `required-features` its default features enable (cargo leaves the others out).
+fn installed_bins(package: &serde_json::Value) -> Vec<String> {
+    let features = package
+        .get("features")
+        .and_then(serde_json::Value::as_object);
+    // The default features, followed through the features they enable.
+    let mut enabled: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut todo = vec!["default".to_owned()];
+    while let Some(f) = todo.pop() {
+        if !enabled.insert(f.clone()) {
+            continue;
+        }
+        if let Some(list) = features
+            .and_then(|fs| fs.get(&f))
+            .and_then(serde_json::Value::as_array)
+        {
+            todo.extend(list.iter().filter_map(|v| v.as_str().map(String::from)));
+        }
+    }
+    let on = |req: &str| {
+        // `dep/feature` (or `dep?/feature`): on when enabled literally, or its dependency is.
+        let dep = req.split('/').next().unwrap_or(req).trim_end_matches('?');
+        enabled.contains(req) || (req.contains('/') && enabled.contains(dep))
+    };
+    package
+        .get("targets")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t.get("kind")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .filter(|t| {
+            t.get("required-features")
+                .and_then(serde_json::Value::as_array)
+                .is_none_or(|r| r.iter().filter_map(|f| f.as_str()).all(on))
+        })
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(String::from))
+        .collect()
 }
 
 /// Reads `cargo metadata` output.
@@ -496,6 +566,7 @@ pub fn read_metadata(metadata_json: &str) -> Result<Workspace> {
         if let Some(rv) = p.get("rust_version").and_then(|r| r.as_str()) {
             ws.rust_versions.insert(name.to_owned(), rv.to_owned());
         }
+        ws.bins.insert(name.to_owned(), installed_bins(p));
     }
     Ok(ws)
 }
@@ -588,6 +659,7 @@ impl Builder<'_> {
                 "--target-dir=",
                 &self.layout.target_dir(&target.version),
             ))
+            .arg(format!("--profile={}", s.profile))
             .args(&s.packages);
         self.streamed(build_env(cmd, s))
     }
@@ -601,7 +673,8 @@ impl Builder<'_> {
             .args(["install", "--frozen", "--force"])
             .arg(opt_path("--path=", member_dir))
             .arg(opt_path("--root=", &self.layout.staging(&target.version)))
-            .arg(opt_path("--target-dir=", &self.checkout().target_dir()));
+            .arg(opt_path("--target-dir=", &self.checkout().target_dir()))
+            .arg(format!("--profile={}", self.settings.profile));
         self.streamed(build_env(cmd, self.settings))
     }
 
@@ -827,44 +900,22 @@ impl Builder<'_> {
         }
     }
 
-    /// The `rust-version` the checked-out release needs and the rustc a build would use
-    /// now, compared: for `doctor`. `Ok(None)`: no checkout to compare with.
-    pub fn toolchain_report(&self) -> Result<Option<ToolchainReport>> {
-        let rustc_out = crate::process::run_checked(self.runner, &self.rustc_cmd())?;
-        let rustc = toolchain::parse_rustc_version(&rustc_out.stdout)
-            .with_context(|| format!("rustc printed {:?}", rustc_out.stdout.trim()))?;
+    /// The workspace of the release last checked out, as `cargo metadata` reads it now
+    /// (read-only): for `doctor`. `Ok(None)`: there is no checkout (`build = "git"` keeps
+    /// none).
+    pub fn checkout_workspace(&self) -> Result<Option<Workspace>> {
         if self.settings.mode != BuildMode::Checkout || !self.checkout().exists() {
-            return Ok(Some(ToolchainReport {
-                rustc,
-                required: Vec::new(),
-                problem: None,
-            }));
+            return Ok(None);
         }
         let meta = crate::process::run_checked(self.runner, &self.metadata_cmd())?;
-        let ws = read_metadata(&meta.stdout)?;
-        let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
-        let problem = toolchain::check(
-            "the release last checked out",
-            &required,
-            &rustc_out.stdout,
-            self.settings.toolchain.as_deref(),
-        )
-        .err();
-        Ok(Some(ToolchainReport {
-            rustc,
-            required,
-            problem,
-        }))
+        read_metadata(&meta.stdout).map(Some)
     }
 
-    /// The `rust-version` release `tag` needs and the rustc a build would use now,
-    /// compared: for `doctor`, about the newest release. Changes nothing: the tag's files
-    /// are read from the build checkout's objects when it has the tag, else fetched alone
-    /// (`--depth=1`) into a scratch repository that is removed afterwards.
-    pub fn toolchain_report_for(&self, tag: &str) -> Result<ToolchainReport> {
-        let rustc_out = crate::process::run_checked(self.runner, &self.rustc_cmd())?;
-        let rustc = toolchain::parse_rustc_version(&rustc_out.stdout)
-            .with_context(|| format!("rustc printed {:?}", rustc_out.stdout.trim()))?;
+    /// The workspace of release `tag`, as `cargo metadata` reads it: for `doctor`, about the
+    /// newest release. Changes nothing: the tag's files are read from the build checkout's
+    /// objects when it has the tag, else fetched alone (`--depth=1`) into a scratch
+    /// repository that is removed afterwards.
+    pub fn release_workspace(&self, tag: &str) -> Result<Workspace> {
         let scratch = tempfile::Builder::new()
             .prefix("heph-selfupdate-doctor-")
             .tempdir()
@@ -900,10 +951,20 @@ impl Builder<'_> {
             self.runner,
             &self.metadata_of(&git::workspace_manifest(&tree, &self.settings.packages)),
         )?;
-        let ws = read_metadata(&meta.stdout)?;
-        let required = toolchain::required_versions(&ws.rust_versions, &self.settings.packages);
+        read_metadata(&meta.stdout)
+    }
+
+    /// The rustc a build would use now, against the `rust-version` the packages need in
+    /// `ws` (release `label`): for `doctor`. Without a workspace, the rustc alone.
+    pub fn toolchain_report(&self, ws: Option<&Workspace>, label: &str) -> Result<ToolchainReport> {
+        let rustc_out = crate::process::run_checked(self.runner, &self.rustc_cmd())?;
+        let rustc = toolchain::parse_rustc_version(&rustc_out.stdout)
+            .with_context(|| format!("rustc printed {:?}", rustc_out.stdout.trim()))?;
+        let required = ws.map_or_else(Vec::new, |ws| {
+            toolchain::required_versions(&ws.rust_versions, &self.settings.packages)
+        });
         let problem = toolchain::check(
-            tag,
+            label,
             &required,
             &rustc_out.stdout,
             self.settings.toolchain.as_deref(),
@@ -1106,24 +1167,24 @@ impl Builder<'_> {
             }
             BuildStep::Metadata(_) => {
                 let ws = read_metadata(&out.stdout).map_err(|e| fail(FailureKind::Compile, e))?;
-                progress.members = ws.members;
-                progress.rust_versions = ws.rust_versions;
                 for p in &self.settings.packages {
-                    if !progress.members.contains_key(p) {
+                    if !ws.members.contains_key(p) {
                         return Err(fail(
                             FailureKind::Verification,
                             anyhow!(
                                 "the workspace at {tag} has no package `{p}` (it has: {})",
-                                progress
-                                    .members
-                                    .keys()
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                ws.members.keys().cloned().collect::<Vec<_>>().join(", ")
                             ),
                         ));
                     }
                 }
+                // Before anything compiles: a build whose daemon is not among what it
+                // installs could never be switched to. Not the release's fault as far as
+                // can be told (the configuration names another binary): no backoff.
+                ws.check_binary(&self.settings.binary, &self.settings.packages, tag)
+                    .map_err(|m| fail(FailureKind::Environment, anyhow!(m)))?;
+                progress.members = ws.members;
+                progress.rust_versions = ws.rust_versions;
             }
             BuildStep::Toolchain(_) => {
                 let required =
@@ -1600,22 +1661,37 @@ impl Builder<'_> {
         ))
     }
 
-    /// Checks the staging root holds what was asked for: every binary, built from the
-    /// resolved commit (git mode: cargo's records), reporting the target version.
+    /// Checks the staging root holds what was asked for: every binary cargo recorded for
+    /// each package, `binary` among them, built from the resolved commit (git mode:
+    /// cargo's records), reporting the target version.
     fn verify(&self, cmd: &Cmd, target: &Target, progress: &Progress) -> Result<(), BuildFailure> {
         let verification = |e: anyhow::Error| fail(FailureKind::Verification, e);
         let staging = self.layout.staging(&target.version);
+        let records = crate::install_records::read(&staging).map_err(verification)?;
+        let bins = crate::layout::bins_of(&records);
         for p in &self.settings.packages {
-            if !staging.join("bin").join(p).exists() {
+            let of_p = bins.get(p).filter(|b| !b.is_empty());
+            let Some(of_p) = of_p else {
                 return Err(verification(anyhow!(
                     "cargo did not install `{p}` into {}",
                     staging.display()
                 )));
+            };
+            if let Some(gone) = of_p.iter().find(|b| !staging.join("bin").join(b).exists()) {
+                return Err(verification(anyhow!(
+                    "cargo recorded `{gone}` of `{p}` but did not put it in {}",
+                    staging.join("bin").display()
+                )));
             }
         }
+        let ws = Workspace {
+            bins,
+            ..Workspace::default()
+        };
+        ws.check_binary(&self.settings.binary, &self.settings.packages, &target.tag)
+            .map_err(|m| verification(anyhow!(m)))?;
         let commit = progress.commit.as_deref().unwrap_or_default();
         if self.settings.mode == BuildMode::Git {
-            let records = crate::install_records::read(&staging).map_err(verification)?;
             for p in &self.settings.packages {
                 let recorded = records
                     .iter()
@@ -1632,7 +1708,6 @@ impl Builder<'_> {
         } else {
             // cargo recorded the path it built; the checkout is at the resolved commit
             // (TagCommit compared it with the fetched tag, Checkout went there).
-            let records = crate::install_records::read(&staging).map_err(verification)?;
             let checkout = self.checkout().dir;
             for p in &self.settings.packages {
                 let source = records
@@ -1697,6 +1772,8 @@ impl Builder<'_> {
     pub fn finish(&self, target: &Target, progress: &Progress) -> Result<PathBuf, BuildFailure> {
         self.forget_tag(target);
         let staging = self.layout.staging(&target.version);
+        let records = crate::install_records::read(&staging)
+            .map_err(|e| fail(FailureKind::Verification, e))?;
         crate::layout::write_meta(
             &staging,
             &crate::layout::RootMeta {
@@ -1704,6 +1781,7 @@ impl Builder<'_> {
                 commit: progress.commit.clone(),
                 origin: crate::layout::Origin::Built,
                 signed_by: progress.signer.clone(),
+                bins: Some(crate::layout::bins_of(&records)),
             },
         )
         .map_err(|e| fail(FailureKind::Environment, e))?;
@@ -1760,7 +1838,7 @@ impl Builder<'_> {
         let dir = self.checkout().target_dir();
         let max = self.settings.cache_max_size;
         let size = |b| bytesize::ByteSize::b(b);
-        match cache::keep_under(&dir, max) {
+        match cache::keep_under(&dir, max, cache::profile_dir(&self.settings.profile)) {
             Ok(b) => match b.decision {
                 cache::Bound::Within => log::debug!(
                     "the build cache {} holds {} (cache_max_size = {})",
@@ -1898,6 +1976,47 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_binaries_cargo_install_would_install_from_cargo_metadata() {
+        // Shaped like `cargo metadata` of pueue's workspace, with features added: a bin
+        // behind a feature the defaults turn on through another feature, one behind a
+        // feature that is off, a library package, a daemon in a package named unlike it.
+        let json = r#"{"packages":[
+            {"name":"pueue","manifest_path":"/w/pueue/Cargo.toml",
+             "features":{"default":["client"],"client":["dep:crossterm"],"tui":[],"crossterm":["dep:crossterm"]},
+             "targets":[
+                {"kind":["bin"],"name":"pueue","required-features":["client"]},
+                {"kind":["bin"],"name":"pueued"},
+                {"kind":["bin"],"name":"pueue-tui","required-features":["tui"]},
+                {"kind":["lib"],"name":"pueue"},
+                {"kind":["test"],"name":"integration"}]},
+            {"name":"pueue_lib","manifest_path":"/w/pueue_lib/Cargo.toml","features":{},
+             "targets":[{"kind":["lib"],"name":"pueue_lib"}]},
+            {"name":"hephaestus-daemon","manifest_path":"/w/d/Cargo.toml",
+             "targets":[{"kind":["bin"],"name":"hephd","required-features":null}]}
+        ]}"#;
+        let ws = read_metadata(json).unwrap();
+        assert_eq!(ws.bins["pueue"], ["pueue", "pueued"]);
+        assert!(ws.bins["pueue_lib"].is_empty());
+        assert_eq!(ws.bins["hephaestus-daemon"], ["hephd"]);
+        let packages = |p: &[&str]| p.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert!(
+            ws.check_binary("pueued", &packages(&["pueue"]), "v4.0.4")
+                .is_ok()
+        );
+        assert!(
+            ws.check_binary("hephd", &packages(&["pueue", "hephaestus-daemon"]), "v1")
+                .is_ok()
+        );
+        let err = ws
+            .check_binary("pueue-tui", &packages(&["pueue", "pueue_lib"]), "v4.0.4")
+            .unwrap_err();
+        assert!(
+            err.starts_with("`binary` = pueue-tui is not a binary the packages install at v4.0.4: pueue installs pueue, pueued; pueue_lib installs no binary\nhelp: set `binary`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn phases_add_up_in_the_order_they_began() {
         let mut p = Progress::default();
         p.add_phase("resolve", Duration::from_millis(400));
@@ -1927,6 +2046,7 @@ mod tests {
             packages: vec!["hephd".into()],
             binary: "hephd".into(),
             mode: BuildMode::Checkout,
+            profile: "release".into(),
             toolchain: None,
             cargo: None,
             rustc: None,
@@ -2374,6 +2494,7 @@ mod tests {
             packages: vec!["hephd".into()],
             binary: "hephd".into(),
             mode: BuildMode::Checkout,
+            profile: "release".into(),
             toolchain: Some("stable".into()),
             cargo: None,
             rustc: None,

@@ -177,6 +177,8 @@ pub struct Config {
     pub http_timeout: Duration,
     pub mode: Mode,
     pub build: BuildMode,
+    /// The cargo profile builds use (`cargo install --profile`).
+    pub build_profile: String,
     pub toolchain: Option<String>,
     pub cargo: Option<PathBuf>,
     /// The directories the system's own programs are run from (see [`crate::tool_path`]).
@@ -399,6 +401,17 @@ impl Config {
 
         let mode = raw.mode.get_or_insert(Pick(Mode::Apply)).0;
         let build = raw.build.get_or_insert(Pick(BuildMode::Checkout)).0;
+        let build_profile = raw
+            .build_profile
+            .get_or_insert_with(|| Name("release".into()))
+            .0
+            .clone();
+        if let Err(why) = check_profile_name(&build_profile) {
+            return Err(config_err(format!(
+                "`build_profile` ({}) {why}",
+                source("build_profile")
+            )));
+        }
         let toolchain = raw.toolchain.as_ref().map(|t| t.0.clone());
         let cargo = expand(&mut raw.cargo, None, home);
         let tool_path = tool_path(&mut raw, inputs, &bin_dir, &mut warnings)
@@ -502,6 +515,7 @@ impl Config {
             http_timeout,
             mode,
             build,
+            build_profile,
             toolchain,
             cargo,
             tool_path,
@@ -536,6 +550,11 @@ impl Config {
             origins,
             entries,
         })
+    }
+
+    /// Where version roots live and the `bin_dir` linked into them.
+    pub fn layout(&self) -> crate::layout::Layout {
+        crate::layout::Layout::new(&self.data_dir, &self.bin_dir)
     }
 
     /// Every key, in order, with its effective value (the token redacted; unset keys
@@ -603,6 +622,26 @@ fn tool_path(
             .collect(),
     ));
     Ok(dirs)
+}
+
+/// `Err(why)` unless `name` can be a cargo profile given to `cargo install --profile`:
+/// letters, digits, `-` and `_` (cargo's rule), and not `debug`, which cargo reserves
+/// (its development profile is `dev`).
+fn check_profile_name(name: &str) -> Result<(), String> {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    {
+        return Err(format!(
+            "must be a cargo profile name of letters, digits, - and _; found {name:?}"
+        ));
+    }
+    if name == "debug" {
+        return Err(
+            "is \"debug\", which cargo reserves: the development profile is \"dev\"".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 fn secs(n: u64) -> Duration {
@@ -1418,6 +1457,26 @@ mod tests {
         }
         let long = format!("host_id={}", "h".repeat(129));
         assert!(load(None, &[], &[&long]).is_err());
+    }
+
+    #[test]
+    fn build_profile_is_release_unless_set_and_must_be_a_cargo_profile_name() {
+        assert_eq!(load(None, &[], &[]).unwrap().build_profile, "release");
+        let c = load(Some("build_profile = \"quick-release\"\n"), &[], &[]).unwrap();
+        assert_eq!(c.build_profile, "quick-release");
+        let c = load(None, &[("HEPH_SELFUPDATE_BUILD_PROFILE", "dev")], &[]).unwrap();
+        assert_eq!(c.build_profile, "dev");
+        for (set, needle) in [
+            ("build_profile=debug", "the development profile is \"dev\""),
+            ("build_profile=fast.release", "letters, digits, - and _"),
+            ("build_profile=-Zfoo", "a name"),
+        ] {
+            let err = load(None, &[], &[set]).unwrap_err().to_string();
+            assert!(
+                err.contains("`build_profile` (flag --set)") && err.contains(needle),
+                "{set}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -299,20 +299,31 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    fn point_at(&self, root: &str) -> Result<()> {
+    /// Points `current` at `root` and links every binary the packages installed there.
+    /// `with_daemon`: the root must hold `binary` (a release to switch to; the way back
+    /// goes wherever the daemon ran before).
+    fn point_at(&self, root: &str, with_daemon: bool) -> Result<()> {
         // A root that is gone (removed by hand) must never become `current`.
         let found = self.layout.find(root);
-        if !found
-            .as_ref()
-            .is_some_and(|r| r.has_all(&self.settings.packages))
-        {
+        let Some((found, binaries)) = found.and_then(|r| {
+            let b = r.binaries(&self.settings.packages)?;
+            Some((r, b))
+        }) else {
             anyhow::bail!(
                 "the version root {root} is gone or incomplete ({})",
                 self.layout.root(root).display()
             );
+        };
+        let binary = &self.settings.binary;
+        if with_daemon && !binaries.contains(binary) {
+            anyhow::bail!(
+                "the version root {root} holds no `{binary}` (`binary`): {}\nhelp: set `binary` to the daemon's binary, one of: {}",
+                found.describe(&self.settings.packages),
+                binaries.join(", ")
+            );
         }
         self.layout.set_current(root)?;
-        self.layout.link_binaries(&self.settings.packages)
+        self.layout.link_binaries(&binaries)
     }
 
     /// Runs the switch from the intent's phase to an ending.
@@ -321,7 +332,7 @@ impl<'a> Deployer<'a> {
         let _finishing = self.world.interrupt.finishing("the switch");
         if !intent.phase.reverting() {
             if intent.phase == Phase::Switching || resume {
-                if let Err(e) = self.point_at(&intent.to) {
+                if let Err(e) = self.point_at(&intent.to, true) {
                     if resume {
                         // Taken up again: the daemon may run either version. Go back (not
                         // the release's fault), or keep the intent for the next run.
@@ -329,7 +340,7 @@ impl<'a> Deployer<'a> {
                     }
                     // Nothing was restarted: put `current` back where it was.
                     if let Some(from) = &intent.from {
-                        let _ = self.point_at(from);
+                        let _ = self.point_at(from, false);
                     }
                     self.close(state);
                     return Ending::SwitchFailed(e.context("switching to the new version root"));
@@ -480,7 +491,7 @@ impl<'a> Deployer<'a> {
             return Ending::NoWayBack { why, proven_bad };
         };
         log::warn!("rolling back to {from}");
-        if let Err(e) = self.point_at(&from) {
+        if let Err(e) = self.point_at(&from, false) {
             return Ending::Unfinished {
                 why: format!("could not switch back to {from}: {e:#}"),
                 interrupted: false,

@@ -78,7 +78,7 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let installed = installed::probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );

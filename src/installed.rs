@@ -1,11 +1,12 @@
 //! What is installed: the daemon's version (from `<bin_dir>/<binary> --version`, else
-//! cargo's install records) and which package binaries are present.
+//! cargo's install records) and which of the binaries the packages install are present.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use semver::Version;
 
+use crate::layout::Layout;
 use crate::policy::InstalledState;
 use crate::process::{Cmd, Runner};
 use crate::version::parse_version_output;
@@ -33,7 +34,8 @@ pub struct Installed {
     /// `<bin_dir>/<binary>`.
     pub binary_path: PathBuf,
     pub binary_exists: bool,
-    /// Packages whose binary is not in `bin_dir`.
+    /// Binaries the packages install (as recorded, see [`Layout::expected_binaries`]),
+    /// `binary` among them, that are not in `bin_dir`.
     pub missing: Vec<String>,
     /// What went wrong asking the binary, if anything.
     pub problem: Option<String>,
@@ -96,14 +98,19 @@ pub fn answer(cmd: &Cmd, out: &crate::process::Output) -> Result<Version, String
     }
 }
 
-/// Finds out what is installed in `bin_dir`.
-pub fn probe(runner: &dyn Runner, bin_dir: &Path, binary: &str, packages: &[String]) -> Installed {
+/// Finds out what is installed in `layout.bin_dir`: the daemon `binary`, and which of the
+/// binaries `packages` install are there.
+pub fn probe(runner: &dyn Runner, layout: &Layout, binary: &str, packages: &[String]) -> Installed {
+    let bin_dir = &layout.bin_dir;
     let binary_path = bin_dir.join(binary);
     let binary_exists = binary_path.exists();
-    let missing = packages
-        .iter()
-        .filter(|p| !bin_dir.join(p.as_str()).exists())
-        .cloned()
+    let mut expected = layout.expected_binaries(packages);
+    if !expected.iter().any(|b| b == binary) {
+        expected.push(binary.to_owned());
+    }
+    let missing = expected
+        .into_iter()
+        .filter(|b| !bin_dir.join(b).exists())
         .collect();
     let mut installed = Installed {
         version: None,
@@ -169,11 +176,50 @@ mod tests {
         vec!["heph".into(), "hephd".into()]
     }
 
+    fn layout(dir: &tempfile::TempDir) -> Layout {
+        Layout::new(&dir.path().join("data"), &dir.path().join("bin"))
+    }
+
+    #[test]
+    fn missing_means_a_binary_cargo_recorded_for_the_packages_not_a_package() {
+        // A plain `cargo install pueue hephaestus-daemon` into the cargo root of bin_dir.
+        let dir = setup(&["pueue", "hephd"]);
+        std::fs::write(
+            dir.path().join(".crates2.json"),
+            r#"{"installs":{
+                "pueue 4.0.3 (git+https://f/p.git?tag=v4.0.3#0123456789abcdef0123456789abcdef01234567)":{"bins":["pueue","pueued"]},
+                "hephaestus-daemon 1.0.0 (git+https://f/h.git?tag=v1.0.0#0123456789abcdef0123456789abcdef01234567)":{"bins":["hephd"]}
+            }}"#,
+        )
+        .unwrap();
+        let r = Recorder::new(|_| ok("pueued 4.0.3\n"));
+        let packages: Vec<String> = vec!["pueue".into(), "hephaestus-daemon".into()];
+        let i = probe(&r, &layout(&dir), "pueued", &packages);
+        assert_eq!(
+            i.missing,
+            ["pueued"],
+            "the daemon pueue installs is not there"
+        );
+        assert!(!i.binary_exists);
+        std::fs::write(dir.path().join("bin/pueued"), "").unwrap();
+        let i = probe(&r, &layout(&dir), "pueued", &packages);
+        assert!(i.missing.is_empty(), "{:?}", i.missing);
+        assert_eq!(i.version, Some(Version::new(4, 0, 3)));
+    }
+
+    #[test]
+    fn the_daemon_counts_as_missing_even_when_no_record_names_it() {
+        let dir = setup(&["heph", "hephd"]);
+        let r = Recorder::new(|_| ok(""));
+        let i = probe(&r, &layout(&dir), "pueued", &pkgs());
+        assert_eq!(i.missing, ["pueued"]);
+    }
+
     #[test]
     fn reads_the_version_the_daemon_prints() {
         let dir = setup(&["heph", "hephd"]);
         let r = Recorder::new(|_| ok("hephd 1.8.1 (3fa9c2d)\n"));
-        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        let i = probe(&r, &layout(&dir), "hephd", &pkgs());
         assert_eq!(i.version, Some(Version::new(1, 8, 1)));
         assert_eq!(i.source, VersionSource::Binary);
         assert!(i.missing.is_empty());
@@ -184,7 +230,7 @@ mod tests {
     fn a_missing_binary_is_not_installed_and_not_run() {
         let dir = setup(&["heph"]);
         let r = Recorder::new(|_| ok(""));
-        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        let i = probe(&r, &layout(&dir), "hephd", &pkgs());
         assert_eq!(i.version, None);
         assert_eq!(i.missing, ["hephd"]);
         assert!(r.seen.borrow().is_empty());
@@ -202,7 +248,7 @@ mod tests {
             code: Some(1),
             ..Output::default()
         });
-        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        let i = probe(&r, &layout(&dir), "hephd", &pkgs());
         assert_eq!(i.version, Some(Version::new(1, 7, 0)));
         assert_eq!(i.source, VersionSource::InstallRecords);
         assert!(i.problem.unwrap().contains("failed"));
@@ -212,7 +258,7 @@ mod tests {
     fn a_lying_or_empty_version_output_is_unknown() {
         let dir = setup(&["heph", "hephd"]);
         let r = Recorder::new(|_| ok(""));
-        let i = probe(&r, &dir.path().join("bin"), "hephd", &pkgs());
+        let i = probe(&r, &layout(&dir), "hephd", &pkgs());
         assert_eq!(i.version, None);
         assert_eq!(i.source, VersionSource::Unknown);
     }

@@ -1,14 +1,20 @@
 //! Version roots and the switch between them.
 //!
 //! ```text
-//! <data>/versions/<X.Y.Z>/bin/<package>   one cargo --root per built release
+//! <data>/versions/<X.Y.Z>/bin/<binary>    one cargo --root per built release
 //! <data>/current -> versions/<X.Y.Z>      one symlink: switching is one rename
-//! <bin_dir>/<package> -> <data>/current/bin/<package>
+//! <bin_dir>/<binary> -> <data>/current/bin/<binary>
 //! ```
 //! The service runs `<bin_dir>/hephd`; it resolves through `current` at exec time, so
 //! the next restart runs whatever `current` names, and a rename switches every binary at
 //! once. The running daemon keeps its already-open file.
+//!
+//! A package is not a binary: one package may install several (pueue installs `pueue` and
+//! `pueued`), named unlike it (`bore-cli` installs `bore`). Which binaries a package
+//! installed is what cargo recorded (`.crates2.json`): in a built root, in the root's own
+//! record, and for a plain install in the cargo root `bin_dir` belongs to.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +47,11 @@ pub struct RootMeta {
     /// Who signed the tag it was built from (`verify_tag`); none when it was not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_by: Option<Signer>,
+    /// Package → the binaries it put in the root. Records written before binaries were
+    /// recorded have none: then cargo's install records in the root say (built roots), or
+    /// each package is taken to have installed one binary named like it (adopted roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<Bins>,
 }
 
 /// The signer of a release tag, as `verify_tag` found it.
@@ -50,6 +61,49 @@ pub struct Signer {
     pub principal: String,
     /// The key, as ssh-keygen names it (`ED25519 key SHA256:…`).
     pub key: String,
+}
+
+/// Package → the binaries it installed, in cargo's order.
+pub type Bins = BTreeMap<String, Vec<String>>;
+
+/// Package → binaries, from cargo's install records.
+pub fn bins_of(records: &[crate::install_records::InstallRecord]) -> Bins {
+    records
+        .iter()
+        .map(|r| (r.package.clone(), r.bins.clone()))
+        .collect()
+}
+
+/// The binaries `packages` install according to `bins`, in order and without repeats; a
+/// package `bins` does not name is taken to install one binary named like it.
+pub fn binaries_of(bins: &Bins, packages: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in packages {
+        let of_p = bins
+            .get(p)
+            .filter(|b| !b.is_empty())
+            .cloned()
+            .unwrap_or_else(|| vec![p.clone()]);
+        for b in of_p {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// "taskq installs taskq, taskqd; taskq-server installs taskqd": what `bins` says the
+/// packages install, for messages.
+pub fn describe_bins(bins: &Bins, packages: &[String]) -> String {
+    packages
+        .iter()
+        .map(|p| match bins.get(p).filter(|b| !b.is_empty()) {
+            Some(b) => format!("{p} installs {}", b.join(", ")),
+            None => format!("{p} installs no binary"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The directories version roots live in, and the `bin_dir` linked into them.
@@ -77,11 +131,44 @@ impl Root {
             .or_else(|| root_version(&self.name))
     }
 
-    /// True when every package has its binary in the root.
+    /// The binaries the root holds for `packages` (what each package installed there, in
+    /// order); `None` when a package put none there or one of them is gone.
+    pub fn binaries(&self, packages: &[String]) -> Option<Vec<String>> {
+        let bin = self.path.join("bin");
+        let mut out: Vec<String> = Vec::new();
+        for p in packages {
+            let of_p = match &self.meta.bins {
+                Some(bins) => bins.get(p).filter(|b| !b.is_empty())?.clone(),
+                // Roots adopted before binaries were recorded: one named like the package.
+                None => vec![p.clone()],
+            };
+            for b in of_p {
+                if !bin.join(&b).exists() {
+                    return None;
+                }
+                if !out.contains(&b) {
+                    out.push(b);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// True when every package has its binaries in the root.
     pub fn has_all(&self, packages: &[String]) -> bool {
-        packages
-            .iter()
-            .all(|p| self.path.join("bin").join(p).exists())
+        self.binaries(packages).is_some()
+    }
+
+    /// What the packages installed in this root, for messages.
+    pub fn describe(&self, packages: &[String]) -> String {
+        match &self.meta.bins {
+            Some(bins) => describe_bins(bins, packages),
+            None => packages
+                .iter()
+                .map(|p| format!("{p} installs {p}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
     }
 }
 
@@ -92,15 +179,22 @@ pub fn write_meta(dir: &Path, meta: &RootMeta) -> Result<()> {
 }
 
 /// A root's record: its own file, or (roots of earlier releases) what its name and cargo's
-/// install records tell.
+/// install records tell. A record without binaries gets them from cargo's records.
 fn read_meta(dir: &Path, name: &str) -> RootMeta {
-    if let Some(meta) = fs::read(dir.join(META_FILE))
+    let records = || crate::install_records::read(dir).unwrap_or_default();
+    let recorded = |records: &[crate::install_records::InstallRecord]| {
+        (!records.is_empty()).then(|| bins_of(records))
+    };
+    if let Some(mut meta) = fs::read(dir.join(META_FILE))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice::<RootMeta>(&b).ok())
     {
+        if meta.bins.is_none() {
+            meta.bins = recorded(&records());
+        }
         return meta;
     }
-    let records = crate::install_records::read(dir).unwrap_or_default();
+    let records = records();
     RootMeta {
         version: root_version(name).map(|v| v.to_string()),
         commit: records.iter().find_map(|r| r.commit.clone()),
@@ -110,6 +204,7 @@ fn read_meta(dir: &Path, name: &str) -> RootMeta {
             Origin::Built
         },
         signed_by: None,
+        bins: recorded(&records),
     }
 }
 
@@ -155,14 +250,14 @@ impl Layout {
         target.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
-    /// The link target `<bin_dir>/<package>` has when we manage it.
-    pub fn link_target(&self, package: &str) -> PathBuf {
-        self.current_link().join("bin").join(package)
+    /// The link target `<bin_dir>/<binary>` has when we manage it.
+    pub fn link_target(&self, binary: &str) -> PathBuf {
+        self.current_link().join("bin").join(binary)
     }
 
-    /// True when `<bin_dir>/<package>` is our link into `current`.
-    pub fn is_managed(&self, package: &str) -> bool {
-        fs::read_link(self.bin_dir.join(package)).is_ok_and(|t| t == self.link_target(package))
+    /// True when `<bin_dir>/<binary>` is our link into `current`.
+    pub fn is_managed(&self, binary: &str) -> bool {
+        fs::read_link(self.bin_dir.join(binary)).is_ok_and(|t| t == self.link_target(binary))
     }
 
     /// The kept roots, newest first.
@@ -241,16 +336,53 @@ impl Layout {
         })
     }
 
-    /// Makes `<bin_dir>/<package>` our link for every package, and removes our links
-    /// whose binary the current root no longer has.
-    pub fn link_binaries(&self, packages: &[String]) -> Result<()> {
+    /// What cargo recorded in the cargo root `bin_dir` belongs to (`bin_dir/..`, e.g.
+    /// `~/.cargo/.crates2.json`): the binaries of each plainly installed package.
+    pub fn plain_bins(&self) -> Bins {
+        self.bin_dir
+            .parent()
+            .and_then(|root| crate::install_records::read(root).ok())
+            .map(|records| bins_of(&records))
+            .unwrap_or_default()
+    }
+
+    /// Package → the binaries it installs, as this machine's records tell: the current
+    /// root's, else cargo's records beside `bin_dir`; a package neither names is absent.
+    pub fn recorded_bins(&self, packages: &[String]) -> Bins {
+        let current = self
+            .current()
+            .and_then(|c| self.find(&c))
+            .and_then(|r| r.meta.bins)
+            .unwrap_or_default();
+        let plain = self.plain_bins();
+        packages
+            .iter()
+            .filter_map(|p| {
+                let b = current
+                    .get(p)
+                    .or_else(|| plain.get(p))
+                    .filter(|b| !b.is_empty())?;
+                Some((p.clone(), b.clone()))
+            })
+            .collect()
+    }
+
+    /// The binaries `packages` install (see [`Self::recorded_bins`]; a package nothing
+    /// records is taken to install one binary named like it).
+    pub fn expected_binaries(&self, packages: &[String]) -> Vec<String> {
+        binaries_of(&self.recorded_bins(packages), packages)
+    }
+
+    /// Makes `<bin_dir>/<binary>` our link for every binary, and removes our links whose
+    /// binary the current root no longer has.
+    pub fn link_binaries(&self, binaries: &[String]) -> Result<()> {
         // bin_dir (~/.cargo/bin) is not ours: create it if needed, never change its mode.
         fs::create_dir_all(&self.bin_dir)
             .with_context(|| format!("could not create {}", self.bin_dir.display()))?;
-        for p in packages {
-            if !self.is_managed(p) {
-                replace_with_symlink(&self.bin_dir.join(p), &self.link_target(p)).with_context(
-                    || format!("could not link {} into {}", p, self.bin_dir.display()),
+        for b in binaries {
+            if !self.is_managed(b) {
+                replace_with_symlink(&self.bin_dir.join(b), &self.link_target(b)).with_context(
+                    || format!("could not link {} into {}", b, self.bin_dir.display()),
                 )?;
             }
         }
@@ -258,7 +390,7 @@ impl Layout {
             for e in entries.filter_map(Result::ok) {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let ours = fs::read_link(e.path()).is_ok_and(|t| t == self.link_target(&name));
-                if ours && !e.path().exists() && !packages.contains(&name) {
+                if ours && !e.path().exists() && !binaries.contains(&name) {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -266,38 +398,49 @@ impl Layout {
         Ok(())
     }
 
-    /// Brings what `bin_dir` holds under management: when any package binary there is
-    /// not our link (a plain `cargo install`, or a manual reinstall), its files — as they
-    /// resolve now — are hard-linked (or copied) into a new root, `current` points at it,
-    /// and the entries become links. The daemon's files do not change, only their place;
-    /// this root is what a rollback returns to. A root already holding exactly these files
-    /// (left by an adoption that was interrupted) is used again. Returns the root's name.
+    /// Brings what `bin_dir` holds under management: when any binary of the packages there
+    /// (as cargo's records list them, see [`Self::recorded_bins`]) is not our link (a plain
+    /// `cargo install`, or a manual reinstall), their files — as they resolve now — are
+    /// hard-linked (or copied) into a new root, `current` points at it, and the entries
+    /// become links. The daemon's files do not change, only their place; this root is what
+    /// a rollback returns to. A root already holding exactly these files (left by an
+    /// adoption that was interrupted) is used again. Returns the root's name.
     pub fn adopt(&self, packages: &[String], version: Option<&Version>) -> Result<Option<String>> {
-        let present: Vec<&String> = packages
+        let recorded = self.recorded_bins(packages);
+        // Package → its binaries that are in bin_dir.
+        let mut present = Bins::new();
+        for p in packages {
+            let of_p: Vec<String> = binaries_of(&recorded, std::slice::from_ref(p))
+                .into_iter()
+                .filter(|b| self.bin_dir.join(b).exists())
+                .collect();
+            if !of_p.is_empty() {
+                present.insert(p.clone(), of_p);
+            }
+        }
+        let adopted: Vec<String> = packages
             .iter()
-            .filter(|p| self.bin_dir.join(p.as_str()).exists())
+            .filter(|p| present.contains_key(*p))
+            .cloned()
             .collect();
-        if present.is_empty() || present.iter().all(|p| self.is_managed(p)) {
+        let binaries = binaries_of(&present, &adopted);
+        if binaries.is_empty() || binaries.iter().all(|b| self.is_managed(b)) {
             return Ok(None);
         }
         let mut resolved = Vec::new();
-        for p in &present {
-            let from = fs::canonicalize(self.bin_dir.join(p.as_str())).with_context(|| {
-                format!(
-                    "could not resolve {}",
-                    self.bin_dir.join(p.as_str()).display()
-                )
-            })?;
-            resolved.push((p.as_str(), from));
+        for b in &binaries {
+            let from = fs::canonicalize(self.bin_dir.join(b))
+                .with_context(|| format!("could not resolve {}", self.bin_dir.join(b).display()))?;
+            resolved.push((b.as_str(), from));
         }
         if let Some(same) = self.roots().into_iter().find(|r| {
             r.meta.origin == Origin::Adopted
                 && resolved
                     .iter()
-                    .all(|(p, from)| same_file(&r.path.join("bin").join(p), from))
+                    .all(|(b, from)| same_file(&r.path.join("bin").join(b), from))
         }) {
             self.set_current(&same.name)?;
-            self.link_binaries(packages)?;
+            self.link_binaries(&binaries)?;
             return Ok(Some(same.name));
         }
         let name =
@@ -309,8 +452,8 @@ impl Layout {
         crate::fsutil::remove_all(&staging)?;
         fs::create_dir_all(staging.join("bin"))
             .with_context(|| format!("could not create {}", staging.display()))?;
-        for (p, from) in &resolved {
-            let to = staging.join("bin").join(p);
+        for (b, from) in &resolved {
+            let to = staging.join("bin").join(b);
             if fs::hard_link(from, &to).is_err() {
                 fs::copy(from, &to).with_context(|| {
                     format!("could not copy {} into {}", from.display(), to.display())
@@ -324,12 +467,13 @@ impl Layout {
                 commit: None,
                 origin: Origin::Adopted,
                 signed_by: None,
+                bins: Some(present),
             },
         )?;
         fs::rename(&staging, &root)
             .with_context(|| format!("could not create {}", root.display()))?;
         self.set_current(&name)?;
-        self.link_binaries(packages)?;
+        self.link_binaries(&binaries)?;
         Ok(Some(name))
     }
 
@@ -498,6 +642,155 @@ mod tests {
             "heph 0.1.0",
             "the linked one is kept as it resolved"
         );
+    }
+
+    /// cargo's install records: `(package, binaries)`.
+    fn records(dir: &Path, installs: &[(&str, &[&str])]) {
+        let installs: serde_json::Map<String, serde_json::Value> = installs
+            .iter()
+            .map(|(p, bins)| {
+                (
+                    format!("{p} 1.0.0 (path+file:///src/{p})"),
+                    serde_json::json!({ "bins": bins }),
+                )
+            })
+            .collect();
+        fs::create_dir_all(dir).unwrap();
+        fs::write(
+            dir.join(".crates2.json"),
+            serde_json::json!({ "installs": installs }).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_binary_of_a_package_is_linked_and_switched_together_and_back() {
+        let (_d, l) = layout();
+        let pueue = names(&["pueue"]);
+        make_root(&l, "4.0.3", &["pueue", "pueued"]);
+        records(&l.root("4.0.3"), &[("pueue", &["pueue", "pueued"])]);
+        // The next release adds a third binary.
+        make_root(&l, "4.0.4", &["pueue", "pueued", "pueue-tui"]);
+        records(
+            &l.root("4.0.4"),
+            &[("pueue", &["pueue", "pueued", "pueue-tui"])],
+        );
+        let old = l.find("4.0.3").unwrap();
+        let new = l.find("4.0.4").unwrap();
+        assert_eq!(old.binaries(&pueue), Some(names(&["pueue", "pueued"])));
+        assert_eq!(
+            new.binaries(&pueue),
+            Some(names(&["pueue", "pueued", "pueue-tui"]))
+        );
+        assert!(
+            old.describe(&pueue)
+                .contains("pueue installs pueue, pueued")
+        );
+
+        l.set_current("4.0.3").unwrap();
+        l.link_binaries(&old.binaries(&pueue).unwrap()).unwrap();
+        assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.3");
+        l.set_current("4.0.4").unwrap();
+        l.link_binaries(&new.binaries(&pueue).unwrap()).unwrap();
+        assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.4");
+        assert_eq!(read_bin(&l, "pueue-tui"), "pueue-tui 4.0.4");
+        // Back: the daemon and its client go back together; the new binary's link goes.
+        l.set_current("4.0.3").unwrap();
+        l.link_binaries(&old.binaries(&pueue).unwrap()).unwrap();
+        assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.3");
+        assert_eq!(read_bin(&l, "pueue"), "pueue 4.0.3");
+        assert!(fs::symlink_metadata(l.bin_dir.join("pueue-tui")).is_err());
+
+        // A root missing a binary its package recorded is incomplete.
+        fs::remove_file(l.root("4.0.4").join("bin/pueued")).unwrap();
+        assert_eq!(l.find("4.0.4").unwrap().binaries(&pueue), None);
+        // So is a root without the package.
+        assert_eq!(old.binaries(&names(&["pueue", "heph"])), None);
+    }
+
+    #[test]
+    fn adopts_every_binary_cargos_records_list_for_the_packages() {
+        let (d, l) = layout();
+        // A plain `cargo install pueue hephaestus-daemon` into the cargo root of bin_dir.
+        records(
+            d.path(),
+            &[
+                ("pueue", &["pueue", "pueued"]),
+                ("hephaestus-daemon", &["hephd"]),
+                ("ripgrep", &["rg"]),
+            ],
+        );
+        for b in ["pueue", "pueued", "hephd", "rg"] {
+            fs::write(l.bin_dir.join(b), format!("plain {b}")).unwrap();
+        }
+        let packages = names(&["pueue", "hephaestus-daemon"]);
+        assert_eq!(
+            l.expected_binaries(&packages),
+            names(&["pueue", "pueued", "hephd"])
+        );
+        let name = l.adopt(&packages, Some(&Version::new(4, 0, 3))).unwrap();
+        assert_eq!(name.as_deref(), Some("4.0.3"));
+        for b in ["pueue", "pueued", "hephd"] {
+            assert!(l.is_managed(b), "{b}");
+            assert_eq!(read_bin(&l, b), format!("plain {b}"));
+        }
+        assert!(
+            !l.is_managed("rg"),
+            "another package's binary is left alone"
+        );
+        let root = l.find("4.0.3").unwrap();
+        assert_eq!(
+            root.binaries(&packages),
+            Some(names(&["pueue", "pueued", "hephd"]))
+        );
+        // Now the current root's record speaks for the packages.
+        assert_eq!(
+            l.recorded_bins(&packages).get("pueue"),
+            Some(&names(&["pueue", "pueued"]))
+        );
+        assert_eq!(l.adopt(&packages, None).unwrap(), None, "nothing left");
+    }
+
+    #[test]
+    fn root_records_written_before_binaries_were_recorded_still_work() {
+        let (_d, l) = layout();
+        // A built root: its record has no binaries, cargo's records in it do.
+        make_root(&l, "0.2.0", &["pueue", "pueued"]);
+        records(&l.root("0.2.0"), &[("pueue", &["pueue", "pueued"])]);
+        fs::write(
+            l.root("0.2.0").join(META_FILE),
+            r#"{"version":"0.2.0","commit":"c2","origin":"built"}"#,
+        )
+        .unwrap();
+        // An adopted root: one binary per package, named like it.
+        make_root(&l, "0.1.0", &["heph", "hephd"]);
+        fs::write(
+            l.root("0.1.0").join(META_FILE),
+            r#"{"version":"0.1.0","commit":null,"origin":"adopted"}"#,
+        )
+        .unwrap();
+        let built = l.find("0.2.0").unwrap();
+        assert_eq!(built.meta.commit.as_deref(), Some("c2"));
+        assert_eq!(
+            built.binaries(&names(&["pueue"])),
+            Some(names(&["pueue", "pueued"]))
+        );
+        let adopted = l.find("0.1.0").unwrap();
+        assert_eq!(adopted.meta.origin, Origin::Adopted);
+        assert_eq!(adopted.binaries(&pkgs()), Some(pkgs()));
+        // A record written now keeps the binaries, and reads back the same.
+        let meta = RootMeta {
+            bins: Some(bins_of(
+                &crate::install_records::read(&l.root("0.2.0")).unwrap(),
+            )),
+            ..built.meta.clone()
+        };
+        write_meta(&l.root("0.2.0"), &meta).unwrap();
+        assert_eq!(l.find("0.2.0").unwrap().meta, meta);
     }
 
     #[test]

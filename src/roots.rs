@@ -128,6 +128,7 @@ mod tests {
                 commit: commit.map(String::from),
                 origin,
                 signed_by: None,
+                bins: None,
             },
         )
         .unwrap();

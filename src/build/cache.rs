@@ -221,8 +221,15 @@ pub fn bound(size: u64, stale: u64, max: u64) -> Bound {
     }
 }
 
-/// The profile `cargo install` builds with (its directory in the target dir).
-const PROFILE_DIR: &str = "release";
+/// The directory of cargo profile `profile` in a target dir: `dev` and `test` build into
+/// `debug`, `bench` into `release`, any other profile into its own name.
+pub fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
+}
 
 /// The `-<16 hex>` suffix cargo gives a unit's files and directories.
 fn unit_hash(name: &str) -> Option<&str> {
@@ -258,23 +265,23 @@ fn unit_rustc(fingerprint_dir: &Path) -> Option<(u64, std::time::SystemTime)> {
     best
 }
 
-/// What in `target` does not belong to the current toolchain and profile: every entry
-/// beside the profile directory (other profiles, `--target` triples, docs), and in the
-/// profile directory every file of a unit whose fingerprint names another rustc than the
-/// most recently built unit.
-pub fn stale_entries(target: &Path) -> Vec<PathBuf> {
+/// What in `target` does not belong to the current toolchain and profile (whose directory
+/// is `profile_dir`, see [`profile_dir`]): every entry beside the profile directory (other
+/// profiles, `--target` triples, docs), and in the profile directory every file of a unit
+/// whose fingerprint names another rustc than the most recently built unit.
+pub fn stale_entries(target: &Path, profile_dir: &str) -> Vec<PathBuf> {
     let mut stale = Vec::new();
     let Ok(entries) = std::fs::read_dir(target) else {
         return stale;
     };
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name();
-        let keep = name == PROFILE_DIR || e.file_type().is_ok_and(|t| t.is_file());
+        let keep = name == profile_dir || e.file_type().is_ok_and(|t| t.is_file());
         if !keep {
             stale.push(e.path());
         }
     }
-    let profile = target.join(PROFILE_DIR);
+    let profile = target.join(profile_dir);
     let units: Vec<(String, u64, std::time::SystemTime)> =
         std::fs::read_dir(profile.join(".fingerprint"))
             .map(|d| {
@@ -321,10 +328,11 @@ pub struct Bounded {
     pub after: u64,
 }
 
-/// Keeps `target` under `max` bytes ([`bound`]).
-pub fn keep_under(target: &Path, max: u64) -> Result<Bounded> {
+/// Keeps `target` under `max` bytes ([`bound`]); the profile builds use is in
+/// `profile_dir`.
+pub fn keep_under(target: &Path, max: u64, profile_dir: &str) -> Result<Bounded> {
     let before = dir_size(target);
-    let stale = stale_entries(target);
+    let stale = stale_entries(target, profile_dir);
     let stale_bytes: u64 = stale.iter().map(|p| dir_size(p)).sum();
     let decision = bound(before, stale_bytes, max);
     match decision {
@@ -418,7 +426,7 @@ mod tests {
         unit(&t, "regex", "00000000000000cc", 2);
         write(&t.join("debug/deps/libx-00000000000000dd.rlib"), 100);
         write(&t.join(".rustc_info.json"), 10);
-        let mut stale: Vec<String> = stale_entries(&t)
+        let mut stale: Vec<String> = stale_entries(&t, "release")
             .iter()
             .map(|p| p.strip_prefix(&t).unwrap().display().to_string())
             .collect();
@@ -440,7 +448,7 @@ mod tests {
 
         // Over the limit: the stale part goes, the current unit stays.
         let size = dir_size(&t);
-        let b = keep_under(&t, size - 1500).unwrap();
+        let b = keep_under(&t, size - 1500, "release").unwrap();
         assert_eq!(b.decision, Bound::PruneStale);
         assert!(
             t.join("release/deps/libregex-00000000000000cc.rlib")
@@ -451,7 +459,7 @@ mod tests {
                 .exists()
         );
         // Far over: everything goes.
-        let b = keep_under(&t, 10).unwrap();
+        let b = keep_under(&t, 10, "release").unwrap();
         assert_eq!(b.decision, Bound::Clear);
         assert!(!t.exists());
         assert_eq!(b.after, 0);
@@ -463,8 +471,35 @@ mod tests {
         let t = dir.path().join("target");
         unit(&t, "regex", "00000000000000aa", 7);
         unit(&t, "serde", "00000000000000bb", 7);
-        assert!(stale_entries(&t).is_empty());
-        assert!(stale_entries(&dir.path().join("missing")).is_empty());
+        assert!(stale_entries(&t, "release").is_empty());
+        assert!(stale_entries(&dir.path().join("missing"), "release").is_empty());
+    }
+
+    #[test]
+    fn the_directory_of_the_profile_in_use_is_kept_and_the_others_are_stale() {
+        assert_eq!(profile_dir("release"), "release");
+        assert_eq!(profile_dir("dev"), "debug");
+        assert_eq!(profile_dir("bench"), "release");
+        assert_eq!(profile_dir("quick-release"), "quick-release");
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("target");
+        unit(&t, "regex", "00000000000000aa", 7);
+        write(
+            &t.join("quick-release/deps/libregex-00000000000000bb.rlib"),
+            100,
+        );
+        write(&t.join("debug/deps/libregex-00000000000000cc.rlib"), 100);
+        let stale = |profile: &str| {
+            let mut s: Vec<String> = stale_entries(&t, profile_dir(profile))
+                .iter()
+                .map(|p| p.strip_prefix(&t).unwrap().display().to_string())
+                .collect();
+            s.sort();
+            s
+        };
+        assert_eq!(stale("quick-release"), ["debug", "release"]);
+        assert_eq!(stale("release"), ["debug", "quick-release"]);
+        assert_eq!(stale("dev"), ["quick-release", "release"]);
     }
 
     #[test]

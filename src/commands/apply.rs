@@ -73,7 +73,7 @@ pub fn run(cfg: &Config, world: &World, args: &ApplyArgs) -> Result<i32> {
     // Fresh facts under the lock: another run may have updated since the check above.
     let installed = probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );
@@ -311,9 +311,10 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
         });
         return Planned::Plan(Plan { steps });
     }
-    let unmanaged = packages
+    let unmanaged = layout
+        .expected_binaries(packages)
         .iter()
-        .any(|p| settings.bin_dir.join(p).exists() && !layout.is_managed(p));
+        .any(|b| settings.bin_dir.join(b).exists() && !layout.is_managed(b));
     if unmanaged {
         steps.push(Step::Adopt {
             version: i.installed.version.clone(),

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::build::diagnose::{Reach, diagnose};
-use crate::build::{Builder, FailureKind, Tools, build_env};
+use crate::build::{Builder, FailureKind, Tools, Workspace, build_env};
 use crate::colour::{self, Stream, Style};
 use crate::config::Config;
 use crate::evaluate::fetch_releases;
@@ -201,42 +201,67 @@ fn newest_release(
     .map(|c| c.tag)
 }
 
+/// The release whose manifests doctor reads: the newest one, or the one last checked out.
+struct ReleaseRead {
+    /// Its workspace (`Ok(None)`: no release checked out and the newest not known).
+    ws: Result<Option<Workspace>>,
+    /// The release in words for toolchain messages: its tag, or "the release last
+    /// checked out".
+    label: String,
+    /// Which release that is and why, for the check lines.
+    about: String,
+}
+
+/// Reads the newest release's manifests (without changing anything), or the checkout's
+/// when the newest is not known or cannot be read.
+fn read_release(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) -> ReleaseRead {
+    const LAST: &str = "the release last checked out";
+    let Some(tag) = newest else {
+        return ReleaseRead {
+            ws: builder.checkout_workspace(),
+            label: LAST.to_owned(),
+            about: LAST.to_owned(),
+        };
+    };
+    match builder.release_workspace(tag) {
+        Ok(ws) => ReleaseRead {
+            ws: Ok(Some(ws)),
+            label: tag.to_owned(),
+            about: format!("{tag} (the newest release)"),
+        },
+        Err(e) => {
+            log::debug!("could not read the manifests of {tag}: {e:#}");
+            // What failed and the program's last word, without the scratch paths of the
+            // command line.
+            let why = match e.downcast_ref::<crate::process::CmdFailed>() {
+                Some(f) => format!(
+                    "could not {}: {}",
+                    f.summary,
+                    f.output.tail.last().map_or("", |l| l.trim())
+                ),
+                None => format!("{e:#}").lines().next().unwrap_or("").to_owned(),
+            };
+            let why = hide_url_secret(&why, &cfg.git_url);
+            log::info!("could not read the manifests of {tag}: {why}");
+            ReleaseRead {
+                ws: builder.checkout_workspace(),
+                label: LAST.to_owned(),
+                about: format!("{LAST} (the newest, {tag}, could not be read: {why})"),
+            }
+        }
+    }
+}
+
 /// The rustc a build would use, against the `rust-version` of the newest release (read
 /// without changing anything), or of the release last checked out when the newest is not
 /// known (a release can need a newer Rust than the service's toolchain).
-fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) -> Check {
-    let (report, about) = match newest {
-        Some(tag) => match builder.toolchain_report_for(tag) {
-            Ok(r) => (Ok(Some(r)), format!("{tag} (the newest release)")),
-            Err(e) => {
-                log::debug!("could not read the rust-version of {tag}: {e:#}");
-                // What failed and the program's last word, without the scratch paths
-                // of the command line.
-                let why = match e.downcast_ref::<crate::process::CmdFailed>() {
-                    Some(f) => format!(
-                        "could not {}: {}",
-                        f.summary,
-                        f.output.tail.last().map_or("", |l| l.trim())
-                    ),
-                    None => format!("{e:#}").lines().next().unwrap_or("").to_owned(),
-                };
-                let why = hide_url_secret(&why, &cfg.git_url);
-                log::info!("could not read the rust-version of {tag}: {why}");
-                (
-                    builder.toolchain_report(),
-                    format!(
-                        "the release last checked out (the newest, {tag}, could not be read: {why})"
-                    ),
-                )
-            }
-        },
-        None => (
-            builder.toolchain_report(),
-            "the release last checked out".to_owned(),
-        ),
+fn toolchain_check(builder: &Builder<'_>, cfg: &Config, release: &ReleaseRead) -> Check {
+    let report = match &release.ws {
+        Ok(ws) => builder.toolchain_report(ws.as_ref(), &release.label),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     match report {
-        Ok(Some(r)) if r.problem.is_none() => {
+        Ok(r) if r.problem.is_none() => {
             let needs = if r.required.is_empty() {
                 String::new()
             } else {
@@ -245,7 +270,7 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) ->
                     .iter()
                     .map(|(p, v)| format!("{p} needs {v}"))
                     .collect();
-                format!("; {about}: {}", list.join(", "))
+                format!("; {}: {}", release.about, list.join(", "))
             };
             check(
                 "toolchain",
@@ -254,7 +279,7 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) ->
                 None,
             )
         }
-        Ok(Some(r)) => {
+        Ok(r) => {
             let problem = r.problem.unwrap_or_default();
             let (detail, fix) = match problem.split_once("\nhelp: ") {
                 Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
@@ -262,12 +287,6 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) ->
             };
             check("toolchain", Status::Fail, detail, fix)
         }
-        Ok(None) => check(
-            "toolchain",
-            Status::Info,
-            "no release checked out yet".to_owned(),
-            None,
-        ),
         Err(e) => {
             let (detail, help) = crate::logger::split_help(&e);
             let fix = help.first().map_or_else(
@@ -288,6 +307,63 @@ fn toolchain_check(builder: &Builder<'_>, cfg: &Config, newest: Option<&str>) ->
                 format!("could not ask the toolchain: {detail}"),
                 Some(fix),
             )
+        }
+    }
+}
+
+/// `binary` must be one of the binaries the packages install: from the release's
+/// manifests (bin targets whose `required-features` are on by default), else from what
+/// cargo recorded of the installed packages.
+fn binary_check(cfg: &Config, release: &ReleaseRead) -> Check {
+    let binary = &cfg.binary;
+    let found = if let Ok(Some(ws)) = &release.ws {
+        Some((ws.bins.clone(), release.about.clone()))
+    } else {
+        let recorded = cfg.layout().recorded_bins(&cfg.packages);
+        let about = "cargo's records of the installed packages";
+        (recorded.len() == cfg.packages.len()).then(|| (recorded, about.to_owned()))
+    };
+    let Some((bins, about)) = found else {
+        let why = match &release.ws {
+            Err(e) => format!("the release's manifests could not be read: {e:#}"),
+            _ => "no release read and no install records".to_owned(),
+        };
+        return check(
+            "binary",
+            Status::Info,
+            format!("which binaries the packages install is unknown ({why})"),
+            None,
+        );
+    };
+    let ws = Workspace {
+        bins,
+        ..Workspace::default()
+    };
+    match ws.check_binary(binary, &cfg.packages, &about) {
+        Ok(()) => {
+            let by: Vec<&str> = cfg
+                .packages
+                .iter()
+                .filter(|p| ws.bins.get(*p).is_some_and(|b| b.contains(binary)))
+                .map(String::as_str)
+                .collect();
+            check(
+                "binary",
+                Status::Ok,
+                format!(
+                    "{binary} is installed by {}; {about}: {}",
+                    by.join(", "),
+                    crate::layout::describe_bins(&ws.bins, &cfg.packages)
+                ),
+                None,
+            )
+        }
+        Err(message) => {
+            let (detail, fix) = match message.split_once("\nhelp: ") {
+                Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
+                None => (message, None),
+            };
+            check("binary", Status::Fail, detail, fix)
         }
     }
 }
@@ -510,7 +586,9 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         .as_ref()
         .ok()
         .and_then(|releases| newest_release(cfg, releases, world));
-    out.push(toolchain_check(&builder, cfg, newest.as_deref()));
+    let release = read_release(&builder, cfg, newest.as_deref());
+    out.push(toolchain_check(&builder, cfg, &release));
+    out.push(binary_check(cfg, &release));
     out.push(cache_check(cfg));
 
     for (name, dir, ours) in [
@@ -557,6 +635,25 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         Err(e) => check("disk", Status::Fail, format!("{e:#}"), None),
     });
 
+    // The daemon's own client in bin_dir (`~/.cargo/bin/pueue status`) is not there
+    // before the first update installs it.
+    let installs = match &release.ws {
+        Ok(Some(ws)) => crate::layout::binaries_of(&ws.bins, &cfg.packages),
+        _ => cfg.layout().expected_binaries(&cfg.packages),
+    };
+    let first_update_installs = |argv: &[String]| {
+        let program = Path::new(argv.first()?);
+        let name = program.file_name()?.to_string_lossy().into_owned();
+        (program.parent() == Some(cfg.bin_dir.as_path())
+            && !program.exists()
+            && installs.contains(&name))
+        .then(|| {
+            format!(
+                "{} is not there yet: the first update installs it",
+                program.display()
+            )
+        })
+    };
     for (name, argv) in [
         ("health_command", cfg.health_command.as_ref()),
         ("notify_command", cfg.notify_command.as_ref()),
@@ -564,14 +661,17 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         if let Some(argv) = argv {
             out.push(match runnable(argv, world.path_var()) {
                 Ok(detail) => check(name, Status::Ok, detail, None),
-                Err(e) => check(
-                    name,
-                    Status::Fail,
-                    e,
-                    Some(format!(
-                        "install it, give its absolute path in `{name}`, or put it on the service's PATH"
-                    )),
-                ),
+                Err(e) => match first_update_installs(argv) {
+                    Some(detail) => check(name, Status::Ok, detail, None),
+                    None => check(
+                        name,
+                        Status::Fail,
+                        e,
+                        Some(format!(
+                            "install it, give its absolute path in `{name}`, or put it on the service's PATH"
+                        )),
+                    ),
+                },
             });
         }
     }
@@ -580,7 +680,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
 
     let inst = installed::probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );
@@ -589,6 +689,11 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         format!(
             "managed: version root {}",
             layout.current().unwrap_or_default()
+        )
+    } else if !inst.binary_exists {
+        format!(
+            "not in {} (the first update installs it)",
+            cfg.bin_dir.display()
         )
     } else {
         "plain binaries (the first update takes them under management)".to_owned()

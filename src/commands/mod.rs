@@ -85,6 +85,7 @@ pub fn run_settings(cfg: &Config, world: &World) -> RunSettings {
             packages: cfg.packages.clone(),
             binary: cfg.binary.clone(),
             mode: cfg.build,
+            profile: cfg.build_profile.clone(),
             toolchain: cfg.toolchain.clone(),
             cargo: cfg.cargo.clone(),
             rustc: world.env.get("RUSTC").map(std::path::PathBuf::from),
@@ -145,7 +146,7 @@ pub fn write_metrics(cfg: &Config, world: &World) {
     };
     let installed = crate::installed::probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );

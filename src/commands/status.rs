@@ -314,7 +314,7 @@ fn build(
 ) -> Result<StatusReport> {
     let inst = installed::probe(
         world.runner.as_ref(),
-        &cfg.bin_dir,
+        &cfg.layout(),
         &cfg.binary,
         &cfg.packages,
     );

@@ -52,6 +52,8 @@ pub struct RawConfig {
     pub mode: Option<Pick<Mode>>,
     /// `git` or `checkout`.
     pub build: Option<Pick<BuildMode>>,
+    /// The cargo profile builds use (`cargo install --profile`).
+    pub build_profile: Option<Name>,
     /// `RUSTUP_TOOLCHAIN` for the build.
     pub toolchain: Option<Name>,
     /// The cargo to run.

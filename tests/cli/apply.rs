@@ -20,7 +20,7 @@ fn updates_by_building_switching_restarting_and_proving_health() {
     assert_eq!(
         cargo,
         [format!(
-            "cargo install --locked --force --git={} --tag=v0.2.0 --root={} --target-dir={} heph hephd",
+            "cargo install --locked --force --git={} --tag=v0.2.0 --root={} --target-dir={} --profile=release heph hephd",
             s.repo.url(),
             data.join("versions/.partial-0.2.0").display(),
             data.join("tmp/target-0.2.0").display()

@@ -18,8 +18,13 @@ pub(crate) struct E2e {
 }
 
 pub(crate) fn e2e(releases: &[(&str, Daemon)], offered: &[&str]) -> E2e {
+    e2e_of(|dir| workspace_repo(dir, releases), offered)
+}
+
+/// [`e2e`] with the repository `make_repo` writes in the directory it is given.
+pub(crate) fn e2e_of(make_repo: impl FnOnce(&Path) -> Repo, offered: &[&str]) -> E2e {
     let mut env = TestEnv::new();
-    let repo = workspace_repo(&env.dir.path().join("repo"), releases);
+    let repo = make_repo(&env.dir.path().join("repo"));
     let forge = FakeForge::start(
         Flavour::Forgejo,
         offered.iter().rev().map(|t| FakeRelease::new(t)).collect(),

@@ -27,3 +27,4 @@ mod trust;
 mod units;
 mod untested;
 mod version;
+mod workspaces;

@@ -4,11 +4,12 @@
 //! repository); one start of heph-selfupdate.service — as the timer would — updates it to
 //! v0.2.0 with a new main PID; v0.3.0, whose daemon dies at start, is rolled back for
 //! real and marked bad; `make doctor` passes in the service's environment; `make disable`
-//! leaves no timer.
+//! leaves no timer. A workspace shaped like pueue (a client and a daemon in one package)
+//! goes the same way from an empty `~/.cargo/bin`, proved by the daemon's own client.
 
 use std::os::unix::fs::MetadataExt;
 
-use crate::support::fixture::Daemon;
+use crate::support::fixture::{Daemon, Taskqd};
 use crate::support::forge::FakeRelease;
 use crate::support::sandbox::{self, Scenario, check};
 
@@ -18,6 +19,22 @@ fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// heph-selfupdate's journal under the user's manager, plain text, with extra journalctl
+/// arguments.
+fn user_journal(sb: &sandbox::Sandbox, extra: &[&str]) -> String {
+    let mut args = vec![
+        "journalctl",
+        "--user",
+        "-u",
+        "heph-selfupdate",
+        "--no-pager",
+        "-o",
+        "cat",
+    ];
+    args.extend_from_slice(extra);
+    text(&sb.user(&args))
 }
 
 /// The scenario `boot` makes in a systemd sandbox, or `None` (having said why the test
@@ -58,20 +75,7 @@ fn a_real_systemd_timer_run_updates_rolls_back_and_turns_off() {
     let first_pid = sb.property("hephd.service", "MainPID");
     assert_ne!(first_pid, "0");
     let make = |target: &str| sc.make(target);
-    // heph-selfupdate's journal, plain text, with extra journalctl arguments.
-    let journal_of = |extra: &[&str]| {
-        let mut args = vec![
-            "journalctl",
-            "--user",
-            "-u",
-            "heph-selfupdate",
-            "--no-pager",
-            "-o",
-            "cat",
-        ];
-        args.extend_from_slice(extra);
-        text(&sb.user(&args))
-    };
+    let journal_of = |extra: &[&str]| user_journal(sb, extra);
     let hephd_version = || {
         check(
             &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
@@ -213,17 +217,7 @@ fn a_real_systemd_stop_or_kill_in_the_middle_of_a_switch_converges_on_the_next_r
         &sb.user(&["systemctl", "--user", "daemon-reload"]),
         "daemon-reload",
     );
-    let journal = || {
-        text(&sb.user(&[
-            "journalctl",
-            "--user",
-            "-u",
-            "heph-selfupdate",
-            "--no-pager",
-            "-o",
-            "cat",
-        ]))
-    };
+    let journal = || user_journal(sb, &[]);
     let hephd_version = || {
         check(
             &sb.user(&[&format!("{h}/.cargo/bin/hephd"), "--version"]),
@@ -638,4 +632,164 @@ fn a_real_system_unit_and_doctor_system_never_read_the_users_env_file_as_root() 
         said.contains("[ ok ] cargo") && said.contains("RUSTUP_TOOLCHAIN=from-the-env-file"),
         "{said}"
     );
+}
+
+#[test]
+fn a_workspace_shaped_like_pueue_is_installed_updated_and_rolled_back_by_real_systemd_and_its_binaries_outlive_heph_selfupdate()
+ {
+    let Some(sc) = booted(|| {
+        Scenario::taskq(
+            &[
+                ("v0.1.0", Taskqd::Answers),
+                ("v0.2.0", Taskqd::Answers),
+                ("v0.3.0", Taskqd::Deaf),
+            ],
+            &["v0.1.0"],
+            "3s",
+        )
+    }) else {
+        return;
+    };
+    let (sb, forge, home) = (&sc.sb, &sc.forge, &sc.home);
+    let h = home.display();
+    let journal = || user_journal(sb, &[]);
+    let version_of = |b: &str| {
+        check(
+            &sb.user(&[&format!("{h}/.cargo/bin/{b}"), "--version"]),
+            &format!("{b} --version"),
+        )
+        .trim()
+        .to_owned()
+    };
+    // The daemon's own client asks it.
+    let client_status = || {
+        let out = sb.user(&[&format!("{h}/.cargo/bin/taskq"), "status"]);
+        (out.status.success(), text(&out).trim().to_owned())
+    };
+    let run_once = || sb.user(&["systemctl", "--user", "start", "heph-selfupdate.service"]);
+    let daemon = |name: &str| sb.property("taskqd.service", name);
+    assert!(
+        std::fs::read_dir(home.join(".cargo/bin"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing installed yet"
+    );
+    check(&sc.make("install"), "make install");
+    check(
+        &sb.user(&["systemctl", "--user", "daemon-reload"]),
+        "daemon-reload",
+    );
+
+    // The first install, into an empty bin_dir: both binaries, and the unit starts the daemon.
+    let out = run_once();
+    let log = journal();
+    assert!(out.status.success(), "the first install failed:\n{log}");
+    assert!(log.contains("updated nothing -> 0.1.0"), "{log}");
+    assert_eq!(daemon("ActiveState"), "active", "{log}");
+    let first_pid = daemon("MainPID");
+    assert_ne!(first_pid, "0");
+    assert_eq!(version_of("taskqd"), "taskqd 0.1.0");
+    assert_eq!(version_of("taskq"), "taskq 0.1.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.1.0 is running".to_owned())
+    );
+
+    // `check` finds the daemon it installed: up to date.
+    let out = sb.user(&[&format!("{h}/.local/bin/heph-selfupdate"), "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("up to date (0.1.0)"), "{}", text(&out));
+
+    // An update: the daemon restarted onto the new binary, its client with it.
+    forge.set_releases(vec![FakeRelease::new("v0.2.0"), FakeRelease::new("v0.1.0")]);
+    let out = run_once();
+    let log = journal();
+    assert!(out.status.success(), "the update failed:\n{log}");
+    assert!(log.contains("updated 0.1.0 -> 0.2.0"), "{log}");
+    assert_ne!(
+        daemon("MainPID"),
+        first_pid,
+        "restarted onto the new binary"
+    );
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+
+    // v0.3.0 stays up but never answers: only its client can tell. Rolled back.
+    forge.set_releases(vec![
+        FakeRelease::new("v0.3.0"),
+        FakeRelease::new("v0.2.0"),
+        FakeRelease::new("v0.1.0"),
+    ]);
+    let out = run_once();
+    let log = journal();
+    assert!(!out.status.success(), "a rolled-back run fails the unit");
+    assert!(
+        log.contains("0.3.0 is unhealthy: health_command failed")
+            && log.contains("rolled back to 0.2.0"),
+        "{log}"
+    );
+    assert_eq!(daemon("ActiveState"), "active");
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(
+        version_of("taskq"),
+        "taskq 0.2.0",
+        "the client went back too"
+    );
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(home.join(".local/state/heph-selfupdate/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(state["bad"].get("0.3.0").is_some(), "{state}");
+
+    // Turned off and removed (there is no `unmanage` yet): every binary stays and runs.
+    check(&sc.make("disable"), "make disable");
+    check(&sc.make("uninstall"), "make uninstall");
+    assert!(!home.join(".local/bin/heph-selfupdate").exists());
+    assert_eq!(version_of("taskqd"), "taskqd 0.2.0");
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    // The README's last step: each binary copied back into bin_dir, then the version
+    // roots removed; the unit restarts onto the copy.
+    for b in ["taskq", "taskqd"] {
+        let link = home.join(".cargo/bin").join(b);
+        let resolved = std::fs::canonicalize(&link).unwrap();
+        check(
+            &sb.user(&[
+                "cp",
+                "--remove-destination",
+                &resolved.display().to_string(),
+                &link.display().to_string(),
+            ]),
+            "cp --remove-destination",
+        );
+    }
+    check(
+        &sb.user(&["rm", "-rf", &format!("{h}/.local/share/heph-selfupdate")]),
+        "remove the version roots",
+    );
+    check(
+        &sb.user(&["systemctl", "--user", "restart", "taskqd.service"]),
+        "restart taskqd",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client_status().0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        client_status(),
+        (true, "taskqd 0.2.0 is running".to_owned())
+    );
+    assert_eq!(version_of("taskq"), "taskq 0.2.0");
 }

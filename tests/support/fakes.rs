@@ -92,7 +92,8 @@ echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 }
 
 /// A service manager stand-in: `systemctl` and `launchctl` in one script (by its name).
-/// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again;
+/// `restart`/`kickstart -k` kill the daemon and start `$HOME/.cargo/bin/hephd` again (or the
+/// binary `$FAKE_STATE/daemon` names there);
 /// `show`/`print` report it as systemd/launchd would. With `$FAKE_STATE/manager-down`
 /// it fails as if the manager could not be reached; with `$FAKE_STATE/stuck-<version>`
 /// `show` says that version is forever starting; with `$FAKE_STATE/restart-fails-once`
@@ -116,6 +117,8 @@ pub fn service_manager_script() -> String {
 {RECORD}
 S="$FAKE_STATE"
 me=$(basename "$0")
+# The daemon the unit runs: `$FAKE_STATE/daemon` names another binary in ~/.cargo/bin.
+D="$HOME/.cargo/bin/$(cat "$S/daemon" 2>/dev/null || echo hephd)"
 if [ -f "$S/manager-down" ]; then echo "Failed to connect to bus: No such file or directory" >&2; exit 1; fi
 running() {{
   [ -r "/proc/$1/stat" ] || return 1
@@ -132,7 +135,7 @@ count() {{
   n=$(cat "$S/$1" 2>/dev/null || echo 0); echo $((n+1)) > "$S/$1"
 }}
 spawn() {{
-  "$HOME/.cargo/bin/hephd" --mode local </dev/null >>"$S/daemon.log" 2>&1 9>&- &
+  "$D" --mode local </dev/null >>"$S/daemon.log" 2>&1 9>&- &
   echo $! > "$S/pid"
   date '+%a %Y-%m-%d %H:%M:%S %Z' > "$S/since"
   count invocations
@@ -144,7 +147,7 @@ supervise() {{
     echo $? > "$S/last-exit"
     sleep 0.2
     # The sandbox is gone (the test ended): stop.
-    [ -x "$HOME/.cargo/bin/hephd" ] || exit 0
+    [ -x "$D" ] || exit 0
     # The count and the new PID change together for `show` (which takes the same lock).
     flock 9
     count restarts
@@ -190,7 +193,7 @@ case "$me:$verb" in
       exit 0;;
     esac
     exec 9>>"$S/state.lock"; flock 9
-    v=$(FAKE_RECORD_ALL= "$HOME/.cargo/bin/hephd" --version 2>/dev/null | cut -d' ' -f2)
+    v=$(FAKE_RECORD_ALL= "$D" --version 2>/dev/null | cut -d' ' -f2)
     if [ -f "$S/up-at" ] && [ "$(date +%s%3N)" -lt "$(cat "$S/up-at")" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if [ -f "$S/stuck-$v" ]; then echo "ActiveState=activating"; echo "SubState=start"; echo "MainPID=0"; echo "NRestarts=0"; echo "LoadState=loaded"; exit 0; fi
     if alive; then echo "ActiveState=active"; echo "SubState=running"; echo "MainPID=$(cat "$S/pid")"; echo "ActiveEnterTimestamp=$(cat "$S/since" 2>/dev/null)";
@@ -205,7 +208,7 @@ case "$me:$verb" in
     elif [ -f "$S/keepalive" ]; then echo "Restart=always"; else echo "Restart=no"; fi
     echo "RestartUSec=200ms"
     echo "User=$(cat "$S/unit-user" 2>/dev/null || id -un)"
-    exe=$(cat "$S/unit-exec" 2>/dev/null || echo "$HOME/.cargo/bin/hephd")
+    exe=$(cat "$S/unit-exec" 2>/dev/null || echo "$D")
     echo "ExecStart={{ path=$exe ; argv[]=$exe --mode local ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }}";;
   launchctl:print)
     exec 9>>"$S/state.lock"; flock 9

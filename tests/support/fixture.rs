@@ -317,7 +317,14 @@ pub struct HephdRelease<'a> {
     pub daemon: &'a str,
     /// `rust-version` of `hephd`, if any.
     pub rust_version: Option<&'a str>,
+    /// Profile tables appended to the workspace manifest (`""`: cargo's defaults).
+    pub profiles: &'a str,
 }
+
+/// A release profile like pueue's (and this project's): thin LTO and one codegen unit, so
+/// the final crates are optimised again at every build; and a profile `update` without
+/// them, for `build_profile`.
+pub const LTO_PROFILES: &str = "\n[profile.release]\nlto = \"thin\"\ncodegen-units = 1\n\n[profile.update]\ninherits = \"release\"\nlto = false\ncodegen-units = 16\n";
 
 /// Writes the benchmark workspace for `release` (its lock file is the caller's: see
 /// [`hephd_lock`]).
@@ -329,7 +336,10 @@ pub fn write_hephd_workspace(dir: &Path, release: &HephdRelease<'_>) {
     };
     w(
         "Cargo.toml",
-        "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\", \"crates/heph-tui\"]\nresolver = \"2\"\n\n[workspace.dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\nregex = \"1\"\nrusqlite = { version = \"0.43\", features = [\"bundled\"] }\nclap = { version = \"4\", features = [\"derive\"] }\nheph-core = { path = \"crates/heph-core\" }\n",
+        &format!(
+            "[workspace]\nmembers = [\"crates/heph-core\", \"crates/heph\", \"crates/hephd\", \"crates/heph-tui\"]\nresolver = \"2\"\n\n[workspace.dependencies]\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\nregex = \"1\"\nrusqlite = {{ version = \"0.43\", features = [\"bundled\"] }}\nclap = {{ version = \"4\", features = [\"derive\"] }}\nheph-core = {{ path = \"crates/heph-core\" }}\n{}",
+            release.profiles
+        ),
     );
     w(".gitignore", "/target\n");
     w(
@@ -451,4 +461,186 @@ pub fn hephd_lock_members(dir: &Path) {
         .status()
         .expect("cargo");
     assert!(status.success(), "cargo update --workspace failed");
+}
+
+/// How a release of the taskq fixture's daemon behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taskqd {
+    /// Listens and answers its client.
+    Answers,
+    /// Exits with an error as soon as it starts.
+    DiesAtStart,
+    /// Starts, listens and stays up, but never answers: only its client can tell.
+    Deaf,
+}
+
+/// Where the taskq fixture puts its daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskqShape {
+    /// As pueue does: package `taskq` installs the client `taskq` and the daemon `taskqd`.
+    OnePackage,
+    /// The daemon in a package of its own, `taskq-server`, whose one binary is `taskqd`
+    /// (as a `hephaestus-daemon` package installing `hephd` would).
+    DaemonPackage,
+}
+
+/// Writes release `version` of a workspace shaped like pueue (a client and a daemon that
+/// talk over a Unix socket, `$HOME/.taskq.sock`, and a library package they share): no
+/// dependencies, unoptimised, so it builds in seconds (and a second profile, `quick`, like
+/// it). Package `taskq` also has a third
+/// `[[bin]]`, `taskq-dump`, behind a feature that is off by default: `cargo install` leaves
+/// it out. `taskq status` asks the daemon and exits 0 only when it answers.
+pub fn write_taskq_workspace(dir: &Path, version: &str, daemon: Taskqd, shape: TaskqShape) {
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    let _ = std::fs::remove_dir_all(dir.join("crates"));
+    let server = shape == TaskqShape::DaemonPackage;
+    let members = if server {
+        "\"crates/taskq-proto\", \"crates/taskq\", \"crates/taskq-server\""
+    } else {
+        "\"crates/taskq-proto\", \"crates/taskq\""
+    };
+    w(
+        "Cargo.toml",
+        &format!(
+            "[workspace]\nmembers = [{members}]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n\n[profile.quick]\ninherits = \"release\"\n"
+        ),
+    );
+    w(".gitignore", "/target\n");
+    w(
+        "crates/taskq-proto/Cargo.toml",
+        &format!(
+            "[package]\nname = \"taskq-proto\"\nversion = \"{version}\"\nedition = \"2021\"\n"
+        ),
+    );
+    w(
+        "crates/taskq-proto/src/lib.rs",
+        r#"//! What the client and the daemon share: where the daemon listens.
+
+/// The daemon's socket: `$TASKQ_SOCKET`, else `$HOME/.taskq.sock`.
+pub fn socket() -> std::path::PathBuf {
+    match std::env::var_os("TASKQ_SOCKET") {
+        Some(p) => p.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".taskq.sock"),
+    }
+}
+"#,
+    );
+    let daemon_bin = "[[bin]]\nname = \"taskqd\"\npath = \"src/daemon.rs\"\n\n";
+    let dependency = format!(
+        "[dependencies]\ntaskq-proto = {{ path = \"../taskq-proto\", version = \"{version}\" }}\n"
+    );
+    w(
+        "crates/taskq/Cargo.toml",
+        &format!(
+            "[package]\nname = \"taskq\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[[bin]]\nname = \"taskq\"\npath = \"src/client.rs\"\n\n{}[[bin]]\nname = \"taskq-dump\"\npath = \"src/dump.rs\"\nrequired-features = [\"dump\"]\n\n[features]\ndump = []\n\n{dependency}",
+            if server { "" } else { daemon_bin }
+        ),
+    );
+    w(
+        "crates/taskq/src/client.rs",
+        r#"use std::io::{BufRead, BufReader, Write};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--version") => println!("taskq {}", env!("CARGO_PKG_VERSION")),
+        Some("status") => {
+            let path = taskq_proto::socket();
+            let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("taskq: cannot reach the daemon at {}: {e}", path.display());
+                    std::process::exit(1);
+                }
+            };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = stream.write_all(b"status\n");
+            let mut answer = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut answer);
+            if answer.trim().is_empty() {
+                eprintln!("taskq: the daemon did not answer");
+                std::process::exit(1);
+            }
+            println!("{}", answer.trim());
+        }
+        _ => {
+            eprintln!("usage: taskq status | taskq --version");
+            std::process::exit(2);
+        }
+    }
+}
+"#,
+    );
+    w(
+        "crates/taskq/src/dump.rs",
+        "fn main() {\n    println!(\"taskq-dump {}\", env!(\"CARGO_PKG_VERSION\"));\n}\n",
+    );
+    let (dies, deaf) = (daemon == Taskqd::DiesAtStart, daemon == Taskqd::Deaf);
+    let daemon_code = format!(
+        r#"use std::io::{{BufRead, BufReader, Write}};
+
+fn main() {{
+    if std::env::args().any(|a| a == "--version") {{
+        println!("taskqd {{}}", env!("CARGO_PKG_VERSION"));
+        return;
+    }}
+    if {dies} {{
+        eprintln!("taskqd: fatal: cannot open the task database");
+        std::process::exit(1);
+    }}
+    let path = taskq_proto::socket();
+    let _ = std::fs::remove_file(&path);
+    let listener = match std::os::unix::net::UnixListener::bind(&path) {{
+        Ok(l) => l,
+        Err(e) => {{
+            eprintln!("taskqd: cannot listen on {{}}: {{e}}", path.display());
+            std::process::exit(1);
+        }}
+    }};
+    eprintln!("taskqd {{}} listening on {{}}", env!("CARGO_PKG_VERSION"), path.display());
+    for stream in listener.incoming() {{
+        let Ok(mut stream) = stream else {{ continue }};
+        if {deaf} {{
+            continue;
+        }}
+        let mut line = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut line);
+        if line.trim() == "status" {{
+            let _ = writeln!(stream, "taskqd {{}} is running", env!("CARGO_PKG_VERSION"));
+        }}
+    }}
+}}
+"#
+    );
+    if server {
+        w(
+            "crates/taskq-server/Cargo.toml",
+            &format!(
+                "[package]\nname = \"taskq-server\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[[bin]]\nname = \"taskqd\"\npath = \"src/daemon.rs\"\n\n{dependency}"
+            ),
+        );
+        w("crates/taskq-server/src/daemon.rs", &daemon_code);
+    } else {
+        w("crates/taskq/src/daemon.rs", &daemon_code);
+    }
+    let status = Command::new(cargo())
+        .args(["generate-lockfile", "--quiet", "--offline"])
+        .current_dir(dir)
+        .status()
+        .expect("cargo generate-lockfile");
+    assert!(status.success(), "generate-lockfile failed");
+}
+
+/// A taskq repository with one tag per `(tag, daemon)`, in order.
+pub fn taskq_repo(dir: &Path, shape: TaskqShape, releases: &[(&str, Taskqd)]) -> Repo {
+    let repo = Repo::init(dir);
+    for (tag, daemon) in releases {
+        write_taskq_workspace(dir, tag.trim_start_matches('v'), *daemon, shape);
+        repo.commit_and_tag(tag);
+    }
+    repo
 }

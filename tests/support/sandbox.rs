@@ -317,11 +317,23 @@ const PROJECT_FILES: &[&str] = &[
     "plists/heph-selfupdate.plist",
 ];
 
+/// What a scenario's repository holds, and what is installed before the test.
+#[derive(Debug, Clone, Copy)]
+pub enum Project<'a> {
+    /// The hephd fixture; its first release installed by a plain `cargo install`, as
+    /// people do today.
+    Hephd(&'a [(&'a str, super::fixture::Daemon)]),
+    /// The taskq fixture (shaped like pueue: a client and a daemon in one package);
+    /// nothing installed, `~/.cargo/bin` empty.
+    Taskq(&'a [(&'a str, super::fixture::Taskqd)]),
+}
+
 /// The throw-away user, its repository, the loopback forge, the plain install of the first
-/// release, the project's files and binary, the configuration (`config` added to it) and
-/// the service's environment file — everything but the daemon's unit.
+/// release (for the hephd fixture), the project's files and binary, the configuration
+/// (`config` added to it, `%h` in it standing for the user's home) and the service's
+/// environment file — everything but the daemon's unit.
 fn prepare(
-    releases: &[(&str, super::fixture::Daemon)],
+    project: Project<'_>,
     offered: &[&str],
     health_settle: &str,
     config: &str,
@@ -336,7 +348,14 @@ fn prepare(
     let (user, uid, home) = create_user();
     let guard = UserGuard(user.clone());
     // Everything the user needs is in the user's home (never /tmp: the sandbox has its own).
-    let repo = fixture::workspace_repo(&home.join("hephaestus"), releases);
+    let repo = match project {
+        Project::Hephd(releases) => fixture::workspace_repo(&home.join("hephaestus"), releases),
+        Project::Taskq(releases) => fixture::taskq_repo(
+            &home.join("taskq"),
+            fixture::TaskqShape::OnePackage,
+            releases,
+        ),
+    };
     let forge = super::forge::FakeForge::start(
         super::forge::Flavour::Forgejo,
         offered
@@ -345,10 +364,13 @@ fn prepare(
             .collect(),
     );
     let cargo_home = home.join(".cargo");
-    let out = fixture::plain_install(&repo, releases[0].0, &cargo_home, &cargo_home)
-        .output()
-        .map_err(|e| e.to_string())?;
-    check(&out, "installing the first release");
+    std::fs::create_dir_all(cargo_home.join("bin")).map_err(|e| e.to_string())?;
+    if let Project::Hephd(releases) = project {
+        let out = fixture::plain_install(&repo, releases[0].0, &cargo_home, &cargo_home)
+            .output()
+            .map_err(|e| e.to_string())?;
+        check(&out, "installing the first release");
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for f in PROJECT_FILES {
         write(
@@ -363,9 +385,10 @@ fn prepare(
     write(
         &home.join(".config/heph-selfupdate/config.toml"),
         &format!(
-            "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"{health_settle}\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n{config}",
+            "forge = \"forgejo\"\nforge_url = \"{}\"\ngit_url = \"{}\"\nhealth_settle = \"{health_settle}\"\nhealth_timeout = \"30s\"\nmin_free_space = \"50MiB\"\nretry_pause = \"1s\"\n{}",
             forge.url(),
-            repo.url()
+            repo.url(),
+            config.replace("%h", &h.to_string())
         ),
     );
     // The service's own environment: the toolchain (bind-mounted inside) and ~/.cargo/bin.
@@ -405,13 +428,25 @@ fn chown_home(user: &str, home: &Path) -> Result<(), String> {
 }
 
 impl Scenario {
+    /// The scenario of what was prepared, once its systemd runs.
+    fn of(p: Prepared, sb: Sandbox) -> Self {
+        Self {
+            sb,
+            forge: p.forge,
+            repo: p.repo,
+            home: p.home,
+            _user: p.guard,
+            _serial: p.serial,
+        }
+    }
+
     /// Sets everything up and boots systemd; `Err` says why it cannot run here.
     pub fn new(
         releases: &[(&str, super::fixture::Daemon)],
         offered: &[&str],
         health_settle: &str,
     ) -> Result<Self, String> {
-        let p = prepare(releases, offered, health_settle, "")?;
+        let p = prepare(Project::Hephd(releases), offered, health_settle, "")?;
         write(
             &p.home.join(".config/systemd/user/hephd.service"),
             "[Unit]\nDescription=stand-in hephd\n\n[Service]\nExecStart=%h/.cargo/bin/hephd --mode local\nEnvironment=HEPHD_READY_FILE=%h/hephd.ready\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
@@ -426,14 +461,7 @@ impl Scenario {
             &sb.user(&["systemctl", "--user", "start", "hephd.service"]),
             "start hephd",
         );
-        Ok(Self {
-            sb,
-            forge: p.forge,
-            repo: p.repo,
-            home: p.home,
-            _user: p.guard,
-            _serial: p.serial,
-        })
+        Ok(Self::of(p, sb))
     }
 
     /// The system-scope scenario: a stand-in hephd **system** unit that runs as the
@@ -447,7 +475,7 @@ impl Scenario {
         health_settle: &str,
     ) -> Result<Self, String> {
         let p = prepare(
-            releases,
+            Project::Hephd(releases),
             offered,
             health_settle,
             "service_manager = \"systemd-system\"\nrestart = \"respawn\"\n",
@@ -483,14 +511,36 @@ impl Scenario {
             &sb.root(&["systemctl", "start", "hephd.service"]),
             "start hephd",
         );
-        Ok(Self {
-            sb,
-            forge: p.forge,
-            repo: p.repo,
-            home: p.home,
-            _user: p.guard,
-            _serial: p.serial,
-        })
+        Ok(Self::of(p, sb))
+    }
+
+    /// The scenario of a first install of the taskq fixture (shaped like pueue): nothing
+    /// in `~/.cargo/bin`; a user unit `taskqd.service` that runs `~/.cargo/bin/taskqd`
+    /// (`Restart=always`), loaded but not started (its binary is not there yet); a
+    /// configuration with `packages = ["taskq"]`, `binary = "taskqd"`, that unit, and the
+    /// daemon's own client, `taskq status`, as `health_command`.
+    pub fn taskq(
+        releases: &[(&str, super::fixture::Taskqd)],
+        offered: &[&str],
+        health_settle: &str,
+    ) -> Result<Self, String> {
+        let p = prepare(
+            Project::Taskq(releases),
+            offered,
+            health_settle,
+            "packages = [\"taskq\"]\nbinary = \"taskqd\"\nservice = \"taskqd.service\"\nhealth_command = [\"%h/.cargo/bin/taskq\", \"status\"]\n",
+        )?;
+        write(
+            &p.home.join(".config/systemd/user/taskqd.service"),
+            "[Unit]\nDescription=taskq daemon (the fixture shaped like pueue)\n\n[Service]\nExecStart=%h/.cargo/bin/taskqd\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=default.target\n",
+        );
+        chown_home(&p.user, &p.home)?;
+        let sb = Sandbox::boot(&p.user, p.uid, &p.home, &p.binds, &[])?;
+        check(
+            &sb.user(&["systemctl", "--user", "daemon-reload"]),
+            "daemon-reload",
+        );
+        Ok(Self::of(p, sb))
     }
 
     /// `make TARGET USER=<the user>` as root, in the copy of the project, with the
