@@ -226,25 +226,30 @@ fn the_default_checkout_build_reuses_its_build_tree_and_never_installs_stale_cod
 /// Signed tags for the fixture repository: ssh keys made by the real ssh-keygen, and an
 /// OpenPGP key made by the real gpg in the service user's own keyring (`~/.gnupg` of the
 /// test's HOME, where the gpg that `git verify-tag` runs would look).
-struct Signing {
+pub(crate) struct Signing {
     keys: PathBuf,
     gnupg: PathBuf,
     repo: PathBuf,
 }
 
 impl Signing {
-    fn new(e: &E2e) -> Self {
-        let keys = e.env.dir.path().join("keys");
+    pub(crate) fn new(e: &E2e) -> Self {
+        Self::at(&e.env, &e.repo.dir)
+    }
+
+    /// Keys under `env`'s directory, for the repository in `repo`.
+    pub(crate) fn at(env: &TestEnv, repo: &Path) -> Self {
+        let keys = env.dir.path().join("keys");
         std::fs::create_dir_all(&keys).unwrap();
         Self {
             keys,
-            gnupg: e.env.home.join(".gnupg"),
-            repo: e.repo.dir.clone(),
+            gnupg: env.home.join(".gnupg"),
+            repo: repo.to_path_buf(),
         }
     }
 
     /// A new ed25519 key `name`; its public key line.
-    fn ssh_key(&self, name: &str) -> String {
+    pub(crate) fn ssh_key(&self, name: &str) -> String {
         let status = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
             .arg(self.keys.join(name))
@@ -256,7 +261,7 @@ impl Signing {
     }
 
     /// Writes the allowed-signers file; its path.
-    fn allowed(&self, lines: &str) -> PathBuf {
+    pub(crate) fn allowed(&self, lines: &str) -> PathBuf {
         let path = self.keys.join("allowed_signers");
         std::fs::write(&path, lines).unwrap();
         path
@@ -297,7 +302,7 @@ impl Signing {
         );
     }
 
-    fn sign_ssh(&self, tag: &str, key: &str, date: Option<&str>) {
+    pub(crate) fn sign_ssh(&self, tag: &str, key: &str, date: Option<&str>) {
         self.sign(
             tag,
             &[
@@ -381,7 +386,7 @@ fn have(program: &str, package: &str) -> bool {
     found
 }
 
-fn verify_tags(e: &mut E2e, signers: &Path) {
+pub(crate) fn verify_tags(e: &mut E2e, signers: &Path) {
     e.env.var("HEPH_SELFUPDATE_VERIFY_TAG", "true").var(
         "HEPH_SELFUPDATE_ALLOWED_SIGNERS",
         &signers.display().to_string(),
@@ -389,7 +394,7 @@ fn verify_tags(e: &mut E2e, signers: &Path) {
 }
 
 /// The version roots and where `bin_dir`'s links point: what an update changes.
-fn installed_now(e: &E2e) -> (Vec<String>, Vec<Option<PathBuf>>) {
+pub(crate) fn installed_now(e: &E2e) -> (Vec<String>, Vec<Option<PathBuf>>) {
     let mut roots: Vec<String> = std::fs::read_dir(e.env.data_dir().join("versions"))
         .map(|d| {
             d.map(|x| x.unwrap().file_name().to_string_lossy().into_owned())
