@@ -20,6 +20,7 @@ mod promises_ux;
 mod publish;
 mod recovery;
 mod respawn;
+mod review18;
 mod stdout;
 mod systemd;
 mod transaction;
