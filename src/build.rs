@@ -9,9 +9,10 @@
 //! failure can only happen in a fetch phase. A compile failure is retried once from a
 //! clean target dir before it counts. A damaged checkout is made again.
 //!
-//! `git` mode: `cargo install --git … --tag …` with a fresh, empty target dir (a reused
-//! one silently installs stale code, rust-lang/cargo#13259), then the commit cargo
-//! recorded must be the one the tag named when checked.
+//! `git` mode: `cargo install --git … --rev=<commit>` with a fresh, empty target dir (a
+//! reused one silently installs stale code, rust-lang/cargo#13259): the commit the tag
+//! named when resolved, never the tag by name (cargo would fetch it again, and a forge
+//! could answer with another commit); the commit cargo recorded must be that one.
 //!
 //! With `verify_tag`, both modes check the tag the same way before anything is built
 //! ([`signature`]): the checkout build reads it from the checkout, the git build from a
@@ -45,7 +46,8 @@ use self::diagnose::{Diagnosis, Reach, diagnose};
 /// How a release is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildMode {
-    /// `cargo install --git … --tag …` with a fresh target dir (the conservative choice).
+    /// `cargo install --git … --rev=<commit>` with a fresh target dir (the conservative
+    /// choice).
     Git,
     /// A persistent checkout of the tag, `cargo install --path` per package (the default).
     Checkout,
@@ -645,15 +647,23 @@ impl Builder<'_> {
         .timeout(self.settings.resolve_timeout)
     }
 
-    /// `cargo install --git … --tag …` of every package (`build = "git"`).
-    fn git_install(&self, target: &Target) -> Cmd {
+    /// `cargo install --git … --rev=<commit>` of every package (`build = "git"`): the
+    /// commit the tag named when it was resolved (and, with `verify_tag`, whose
+    /// signature was checked), never the tag by name, which cargo would fetch again and a
+    /// forge could answer with another commit. `commit`: `None` before the resolve (the
+    /// plan shows where it comes from).
+    fn git_install(&self, target: &Target, commit: Option<&str>) -> Cmd {
         let s = self.settings;
+        let rev = commit.map_or_else(
+            || format!("<commit of {}, from ls-remote>", target.tag),
+            str::to_owned,
+        );
         let cmd = self
             .tools
             .cargo_cmd(format!("build {} {}", s.packages.join(" "), target.tag))
             .args(["install", "--locked", "--force"])
             .arg(format!("--git={}", s.git_url))
-            .arg(format!("--tag={}", target.tag))
+            .arg(format!("--rev={rev}"))
             .arg(opt_path("--root=", &self.layout.staging(&target.version)))
             .arg(opt_path(
                 "--target-dir=",
@@ -776,7 +786,7 @@ impl Builder<'_> {
                 }
                 steps.push(BuildStep::Install {
                     package: None,
-                    cmd: self.git_install(target),
+                    cmd: self.git_install(target, None),
                 });
             }
             BuildMode::Checkout => {
@@ -1101,6 +1111,17 @@ impl Builder<'_> {
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
             BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, tag, deadline),
+            // The plan was made before the resolve: build the commit it found.
+            BuildStep::Install { package: None, .. } => {
+                let commit = progress.commit.as_deref().ok_or_else(|| {
+                    fail(
+                        FailureKind::Environment,
+                        anyhow!("no commit was resolved for {tag} before the build"),
+                    )
+                })?;
+                self.run_cmd(step, &self.git_install(target, Some(commit)), deadline)?;
+                return Ok(());
+            }
             BuildStep::HideCargoConfig(_) => {
                 self.checkout().write_sparse_patterns().map_err(env)?;
             }
@@ -1699,7 +1720,7 @@ impl Builder<'_> {
                     .and_then(|r| r.commit.clone());
                 if recorded.as_deref() != Some(commit) {
                     return Err(verification(anyhow!(
-                        "cargo built `{p}` from commit {} but {} named {commit} when checked (was the tag moved?)\nhelp: a moved tag is refused; it is retried after the backoff",
+                        "cargo built `{p}` from commit {} but was asked for {commit}, which {} named when checked\nhelp: a build of another commit is refused; it is retried after the backoff",
                         recorded.as_deref().unwrap_or("(unrecorded)"),
                         target.tag,
                     )));
