@@ -283,9 +283,9 @@ impl fmt::Display for StepFailed {
 impl std::error::Error for StepFailed {}
 
 /// Gives a cargo, git or rustc command the environment builds need under a service
-/// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain and
-/// CA (`ca_file`, which no other child gets), and none of the variables that would point
-/// cargo at a shared target dir.
+/// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain, and
+/// none of the variables that would point cargo at a shared target dir. A step that
+/// reaches the network takes [`network_env`] instead.
 pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
@@ -298,11 +298,18 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     if let Some(t) = &settings.toolchain {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
+    cmd
+}
+
+/// [`build_env`] for a step that reaches the network (`git ls-remote`, `git fetch`,
+/// `cargo fetch`, git mode's `cargo install --git`): `ca_file` as the variables git and
+/// cargo read (`GIT_SSL_CAINFO`, `CARGO_HTTP_CAINFO`), never as `SSL_CERT_FILE`, which
+/// every program a build script starts would trust instead of the system's roots. No
+/// other child gets `ca_file`: the compile (`--frozen`) and the hooks do not.
+pub fn network_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
+    let mut cmd = build_env(cmd, settings);
     if let Some(ca) = &settings.ca_file {
-        cmd = cmd
-            .env("GIT_SSL_CAINFO", ca)
-            .env("CARGO_HTTP_CAINFO", ca)
-            .env("SSL_CERT_FILE", ca);
+        cmd = cmd.env("GIT_SSL_CAINFO", ca).env("CARGO_HTTP_CAINFO", ca);
     }
     cmd
 }
@@ -640,7 +647,7 @@ impl Builder<'_> {
 
     /// The `git ls-remote` that resolves `tag`.
     pub fn resolve_cmd(&self, tag: &str) -> Cmd {
-        build_env(
+        network_env(
             git::ls_remote(&self.tools.git, &self.settings.git_url, tag),
             self.settings,
         )
@@ -671,7 +678,7 @@ impl Builder<'_> {
             ))
             .arg(format!("--profile={}", s.profile))
             .args(&s.packages);
-        self.streamed(build_env(cmd, s))
+        self.streamed(network_env(cmd, s))
     }
 
     /// `cargo install --frozen --path` of one package of the checkout: offline, with the
@@ -730,7 +737,7 @@ impl Builder<'_> {
             cmd = cmd.arg("--locked");
         }
         let cmd = cmd.arg(opt_path("--manifest-path=", manifest));
-        self.streamed(build_env(cmd, self.settings))
+        self.streamed(network_env(cmd, self.settings))
     }
 
     /// The directory of `package` in the checkout; before the checkout's metadata is
@@ -775,7 +782,7 @@ impl Builder<'_> {
                     let scratch = self.tag_scratch(target);
                     steps.push(BuildStep::ScratchInit(scratch.init()));
                     steps.push(BuildStep::ScratchFetch(
-                        build_env(
+                        network_env(
                             scratch.fetch(&self.settings.git_url, &target.tag),
                             self.settings,
                         )
@@ -806,7 +813,7 @@ impl Builder<'_> {
                     }
                     steps.push(BuildStep::InitCheckout { cmd, damage });
                 }
-                steps.push(BuildStep::Fetch(build_env(
+                steps.push(BuildStep::Fetch(network_env(
                     co.fetch_tag(&self.settings.git_url, tag),
                     self.settings,
                 )));
@@ -823,7 +830,7 @@ impl Builder<'_> {
                 steps.push(BuildStep::Clean(co.clean()));
                 steps.push(BuildStep::Origin(co.set_origin(&self.settings.git_url)));
                 steps.push(BuildStep::SyncSubmodules(co.sync_submodules()));
-                steps.push(BuildStep::Submodules(build_env(
+                steps.push(BuildStep::Submodules(network_env(
                     co.submodules(git::is_local_url(&self.settings.git_url)),
                     self.settings,
                 )));
@@ -948,7 +955,7 @@ impl Builder<'_> {
                 git_dir: scratch.path().join("repo.git"),
             };
             crate::process::run_checked(self.runner, &peek.init())?;
-            let fetch = build_env(peek.fetch(&self.settings.git_url, tag), self.settings)
+            let fetch = network_env(peek.fetch(&self.settings.git_url, tag), self.settings)
                 .timeout(self.settings.resolve_timeout);
             crate::process::run_checked(self.runner, &fetch)?;
             peek
@@ -1293,7 +1300,7 @@ impl Builder<'_> {
             damage: None,
         };
         let fetched = self.run_cmd(&init, init.cmd(), deadline).and_then(|_| {
-            let fetch = build_env(fresh.fetch_tag(&self.settings.git_url, tag), self.settings);
+            let fetch = network_env(fresh.fetch_tag(&self.settings.git_url, tag), self.settings);
             self.run_cmd(step, &fetch, deadline)
         });
         match fetched {
@@ -2532,19 +2539,65 @@ mod tests {
             data_dir: "/d".into(),
             home: "/h".into(),
         };
-        let cmd = build_env(Cmd::new("git", "x"), &settings);
-        let has = |k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
-        assert!(has("GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
-        assert!(has("CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
-        assert!(has("SSL_CERT_FILE", "/etc/ssl/forge-ca.pem"));
-        assert!(has("RUSTUP_TOOLCHAIN", "stable"));
-        let none = build_env(
+        let cmd = network_env(Cmd::new("git", "x"), &settings);
+        let has = |cmd: &Cmd, k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
+        let names = |cmd: &Cmd| -> Vec<String> {
+            cmd.env
+                .iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(has(&cmd, "GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has(&cmd, "CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has(&cmd, "RUSTUP_TOOLCHAIN", "stable"));
+        assert!(!names(&cmd).contains(&"SSL_CERT_FILE".to_owned()));
+        // A step that stays offline (the compile, metadata, rustc) gets none of it.
+        let offline = build_env(Cmd::new("cargo", "x"), &settings);
+        assert!(has(&offline, "RUSTUP_TOOLCHAIN", "stable"));
+        for k in ["GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "SSL_CERT_FILE"] {
+            assert!(!names(&offline).contains(&k.to_owned()), "{k}");
+        }
+        let none = network_env(
             Cmd::new("git", "x"),
             &BuildSettings {
                 ca_file: None,
                 ..settings
             },
         );
-        assert!(!none.env.iter().any(|(k, _)| k == "GIT_SSL_CAINFO"));
+        assert!(!names(&none).contains(&"GIT_SSL_CAINFO".to_owned()));
+    }
+
+    #[test]
+    fn only_the_steps_that_reach_the_network_get_the_ca_file() {
+        use crate::process::fake::{Recorder, ok};
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Recorder::new(|_: &Cmd| ok(""));
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        for mode in [BuildMode::Checkout, BuildMode::Git] {
+            let s = BuildSettings {
+                mode,
+                ca_file: Some("/etc/ssl/forge-ca.pem".into()),
+                ..settings(dir.path())
+            };
+            let b = test_builder(&s, &runner, dir.path());
+            for step in b.steps(&target, &BTreeMap::new()) {
+                let has_ca = step
+                    .cmd()
+                    .env
+                    .iter()
+                    .any(|(k, v)| v == "/etc/ssl/forge-ca.pem" && k != "SSL_CERT_FILE");
+                let cert_file = step.cmd().env.iter().any(|(k, _)| k == "SSL_CERT_FILE");
+                assert_eq!(
+                    has_ca,
+                    step.reach() != Reach::Offline,
+                    "{mode:?}: {}",
+                    step.cmd().display()
+                );
+                assert!(!cert_file, "{}", step.cmd().display());
+            }
+        }
     }
 }

@@ -565,7 +565,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
             Some("check forge, forge_url, repo and the token (`heph-selfupdate config`)".into()),
         ),
     });
-    let ls_remote = build_env(
+    let ls_remote = crate::build::network_env(
         tools
             .git
             .cmd("reach the git URL")

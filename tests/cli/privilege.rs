@@ -131,16 +131,22 @@ fn a_build_step_of_the_same_user_cannot_read_the_token_from_any_ancestors_enviro
 }
 
 /// A stand-in that records who it is (`$1`, or the name it was run by) and the
-/// `SSL_CERT_FILE` it sees, then runs `next` (if any).
+/// `SSL_CERT_FILE`, `GIT_SSL_CAINFO` and `CARGO_HTTP_CAINFO` it sees, then runs `next`
+/// (if any).
 fn cert_probe(next: Option<&str>) -> String {
     let then = next.map_or_else(|| "exit 0".to_owned(), |n| format!("exec {n} \"$@\""));
     format!(
-        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
+        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}} GIT_SSL_CAINFO=${{GIT_SSL_CAINFO-unset}} CARGO_HTTP_CAINFO=${{CARGO_HTTP_CAINFO-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
     )
 }
 
+/// `ca_file` is for the forge, git and cargo: the fetches of git and cargo get it as the
+/// variables they read (`GIT_SSL_CAINFO`, `CARGO_HTTP_CAINFO`), and no child gets it as
+/// `SSL_CERT_FILE`, which the hooks, the daemon and every program a build script starts
+/// would trust instead of the system's roots. (The checkout build's compile, which is
+/// offline, gets none of it: unit `build::tests::only_the_steps_that_reach_the_network_get_the_ca_file`.)
 #[test]
-fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
+fn only_the_fetches_of_git_and_cargo_get_ca_file_and_no_child_gets_it_as_ssl_cert_file() {
     let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     let ca = s.env.dir.path().join("forge-ca.pem");
     std::fs::write(&ca, "not used: the stand-in forge speaks plain http\n").unwrap();
@@ -171,17 +177,23 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
     };
 
     s.env.run(&["check-and-apply"]).expect(0);
+    // git ls-remote and cargo install --git (git mode) both reach the network.
     for who in ["git", "cargo"] {
         let lines = seen(&s.env, who);
         assert!(
-            !lines.is_empty() && lines.iter().all(|l| l.ends_with(&format!("={ca}"))),
-            "{who} is given ca_file: {lines:?}"
+            !lines.is_empty()
+                && lines.iter().all(|l| l.ends_with(&format!(
+                    "SSL_CERT_FILE=unset GIT_SSL_CAINFO={ca} CARGO_HTTP_CAINFO={ca}"
+                ))),
+            "{who} is given ca_file, not as SSL_CERT_FILE: {lines:?}"
         );
     }
     for who in ["health", "notify"] {
         assert_eq!(
             seen(&s.env, who),
-            [format!("{who} SSL_CERT_FILE=unset")],
+            [format!(
+                "{who} SSL_CERT_FILE=unset GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset"
+            )],
             "{:?}",
             s.env.calls()
         );
@@ -195,11 +207,48 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
     for who in ["health", "notify"] {
         assert_eq!(
             seen(&s.env, who),
-            [format!("{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem")],
+            [format!(
+                "{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset"
+            )],
             "{:?}",
             s.env.calls()
         );
     }
+}
+
+/// Issue 17, item 10 names build scripts among the children that must not inherit
+/// `ca_file`. The checkout build's compile is offline (`--frozen`): a release's build
+/// script sees none of `ca_file`, neither as `SSL_CERT_FILE` (which everything it starts
+/// would trust instead of the system's roots) nor as git's or cargo's variables. (cargo
+/// itself may set `SSL_CERT_FILE` to the system's bundle, by `openssl-probe`: not ours.)
+#[test]
+fn a_release_s_build_scripts_do_not_get_ca_file() {
+    use crate::e2e_cargo::{add_release, e2e, plain_install};
+    use crate::support::fixture::Daemon;
+    let mut e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0", "v0.2.0"]);
+    let ca = e.env.dir.path().join("forge-ca.pem");
+    std::fs::write(&ca, "not used: the repository is on this machine\n").unwrap();
+    let ca = ca.display().to_string();
+    let seen = e.env.dir.path().join("build-script-saw");
+    let script = format!(
+        "fn main() {{\n    let v = |k: &str| std::env::var(k).unwrap_or_else(|_| \"unset\".into());\n    std::fs::write({:?}, format!(\"SSL_CERT_FILE={{}} GIT_SSL_CAINFO={{}} CARGO_HTTP_CAINFO={{}}\", v(\"SSL_CERT_FILE\"), v(\"GIT_SSL_CAINFO\"), v(\"CARGO_HTTP_CAINFO\"))).unwrap();\n}}\n",
+        seen.display().to_string()
+    );
+    add_release(&e, "v0.2.0", |dir| {
+        std::fs::write(dir.join("crates/hephd/build.rs"), &script).unwrap();
+    });
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.var("HEPH_SELFUPDATE_CA_FILE", &ca);
+
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    let saw = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        saw.contains("GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset") && !saw.contains(&ca),
+        "the build script saw ca_file: {saw}\n{}",
+        run.stderr
+    );
 }
 
 #[test]

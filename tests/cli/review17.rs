@@ -5,9 +5,8 @@
 
 use std::path::Path;
 
-use crate::e2e_cargo::{Signing, add_release, e2e, plain_install};
+use crate::e2e_cargo::Signing;
 use crate::support::env::write_script;
-use crate::support::fixture::Daemon;
 
 /// The real ssh-keygen, or a SKIPPED message.
 fn real_ssh_keygen() -> Option<&'static str> {
@@ -18,42 +17,6 @@ fn real_ssh_keygen() -> Option<&'static str> {
         eprintln!("SKIPPED: no ssh-keygen (Debian package `openssh-client`)");
     }
     found
-}
-
-/// Issue 17, item 10 asks that `ca_file` reach git and cargo only, naming build scripts
-/// among the children that must not inherit it as `SSL_CERT_FILE`. cargo is given
-/// `SSL_CERT_FILE=ca_file` (besides `CARGO_HTTP_CAINFO` and `GIT_SSL_CAINFO`, which are
-/// what cargo and git read), so every build script and everything it starts trusts only
-/// the forge's CA — in the checkout build even for the compile, which is `--frozen`.
-#[test]
-#[ignore = "reproduction: build scripts inherit ca_file as SSL_CERT_FILE through cargo"]
-fn build_scripts_do_not_get_ca_file_as_ssl_cert_file() {
-    let ca = "/etc/ssl/certs/ca-certificates.crt";
-    if !Path::new(ca).exists() {
-        eprintln!("SKIPPED: no {ca} (Debian package `ca-certificates`)");
-        return;
-    }
-    let mut e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0", "v0.2.0"]);
-    let seen = e.env.dir.path().join("build-script-ssl-cert-file");
-    let script = format!(
-        "fn main() {{\n    let v = std::env::var(\"SSL_CERT_FILE\").unwrap_or_else(|_| \"unset\".into());\n    std::fs::write({:?}, v).unwrap();\n}}\n",
-        seen.display().to_string()
-    );
-    add_release(&e, "v0.2.0", |dir| {
-        std::fs::write(dir.join("crates/hephd/build.rs"), &script).unwrap();
-    });
-    plain_install(&e, "v0.1.0");
-    e.env.start_daemon();
-    e.env.var("HEPH_SELFUPDATE_CA_FILE", ca);
-
-    let run = e.env.run(&["check-and-apply"]);
-    run.expect(0);
-    assert_eq!(
-        std::fs::read_to_string(&seen).unwrap(),
-        "unset",
-        "the build script saw SSL_CERT_FILE as heph-selfupdate was not started with it:\n{}",
-        run.stderr
-    );
 }
 
 /// A key removed from `allowed_signers` (compromised, retired) no longer signs anything:
