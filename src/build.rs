@@ -21,6 +21,7 @@
 
 pub mod cache;
 pub mod diagnose;
+pub mod kept;
 pub mod signature;
 pub mod toolchain;
 
@@ -602,6 +603,8 @@ pub struct Progress {
     pub principals: Vec<String>,
     /// Who did (`verify_tag`).
     pub signer: Option<Signer>,
+    /// The tag object whose signature was checked (`verify_tag`), kept with the root.
+    pub tag_object: Option<String>,
 }
 
 impl Progress {
@@ -1135,7 +1138,7 @@ impl Builder<'_> {
             BuildStep::ScratchInit(_) => {
                 crate::fsutil::remove_all(&self.tag_scratch(target).git_dir).map_err(env)?;
             }
-            BuildStep::ReadTag(cmd) => return self.read_tag(cmd, target),
+            BuildStep::ReadTag(cmd) => return self.read_tag(cmd, target, progress),
             BuildStep::FindSigners(cmd) => return self.find_signers(cmd, target, progress),
             BuildStep::VerifySignature(_) => return self.verify_signature(target, progress),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
@@ -1600,9 +1603,16 @@ impl Builder<'_> {
         )
     }
 
-    /// Reads the tag object: only an SSH signature goes on; its payload and signature
-    /// are written for ssh-keygen.
-    fn read_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
+    /// Reads the tag object: only an SSH signature goes on, of a tag that names itself
+    /// `target`'s tag (a signed tag replayed under another name is refused) and, tagging
+    /// a commit, the one resolved; its payload and signature are written for ssh-keygen,
+    /// and the object is kept for the version root (see [`kept`]).
+    fn read_tag(
+        &self,
+        cmd: &Cmd,
+        target: &Target,
+        progress: &mut Progress,
+    ) -> Result<(), BuildFailure> {
         let tag = &target.tag;
         let refused = |what: String| {
             fail(
@@ -1625,10 +1635,30 @@ impl Builder<'_> {
                 signed.armour.name()
             )));
         }
+        let header = signature::header(signed.payload).ok_or_else(|| {
+            refused(format!(
+                "the tag object of {tag} has no object, type or tag line"
+            ))
+        })?;
+        if header.name != tag.as_str() {
+            return Err(refused(format!(
+                "the tag {tag} is a tag object signed as {:?}: a signed tag under another name is refused",
+                header.name
+            )));
+        }
+        let resolved = progress.commit.as_deref().unwrap_or_default();
+        if header.kind == "commit" && header.object != resolved {
+            return Err(refused(format!(
+                "the tag object of {tag} names commit {}, not {resolved}, which the tag named when checked",
+                header.object
+            )));
+        }
         let (sig, payload) = self.signature_files(target);
         crate::fsutil::atomic_write(&sig, signed.signature.as_bytes())
             .and_then(|()| crate::fsutil::atomic_write(&payload, signed.payload.as_bytes()))
-            .map_err(|e| fail(FailureKind::Environment, e))
+            .map_err(|e| fail(FailureKind::Environment, e))?;
+        progress.tag_object = Some(out.stdout.clone());
+        Ok(())
     }
 
     /// Who in `allowed_signers` has the key that signed, valid now: nobody is a refusal.
@@ -1813,6 +1843,9 @@ impl Builder<'_> {
             },
         )
         .map_err(|e| fail(FailureKind::Environment, e))?;
+        if let Some(tag_object) = &progress.tag_object {
+            kept::keep_tag(&staging, tag_object).map_err(|e| fail(FailureKind::Environment, e))?;
+        }
         let total: Duration = progress.phases.iter().map(|(_, d)| *d).sum();
         log::info!(
             "built {} {} in {}: {}",
@@ -2068,7 +2101,7 @@ mod tests {
         fn sleep(&self, _: Duration) {}
     }
 
-    fn settings(dir: &Path) -> BuildSettings {
+    pub(super) fn settings(dir: &Path) -> BuildSettings {
         BuildSettings {
             git_url: "https://f/x.git".into(),
             packages: vec!["hephd".into()],
@@ -2116,7 +2149,7 @@ mod tests {
     }
 
     /// A builder over `runner` with the tools by their names, its layout under `dir`.
-    fn test_builder<'a>(
+    pub(super) fn test_builder<'a>(
         settings: &'a BuildSettings,
         runner: &'a dyn Runner,
         dir: &Path,
@@ -2416,10 +2449,21 @@ mod tests {
     }
 
     #[test]
-    fn a_tag_signed_otherwise_than_by_ssh_or_not_at_all_is_refused_as_the_release_s_fault() {
+    fn a_tag_signed_otherwise_than_by_ssh_or_not_at_all_or_as_another_tag_is_refused_as_the_release_s_fault()
+     {
         use crate::process::fake::{Recorder, ok};
         let head = "object 1111111111111111111111111111111111111111\ntype commit\ntag v1.0.0\ntagger R <r@x> 1559347200 +0000\n\nrelease\n";
+        let ssh = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
         for (object, said) in [
+            // A signed tag of another name (an old release's, say) replayed as v1.0.0.
+            (
+                format!("{}{ssh}", head.replace("tag v1.0.0", "tag v0.9.0")),
+                "the tag v1.0.0 is a tag object signed as \"v0.9.0\": a signed tag under another name is refused",
+            ),
+            (
+                format!("{}{ssh}", head.replace("object 1111", "object 2222")),
+                "the tag object of v1.0.0 names commit 2222111111111111111111111111111111111111, not 1111111111111111111111111111111111111111",
+            ),
             (
                 format!(
                     "{head}-----BEGIN SIGNED MESSAGE-----\nMII\n-----END SIGNED MESSAGE-----\n"
@@ -2449,11 +2493,15 @@ mod tests {
                 .into_iter()
                 .find(|st| matches!(st, BuildStep::ReadTag(_)))
                 .unwrap();
+            let mut progress = Progress {
+                commit: Some("1111111111111111111111111111111111111111".into()),
+                ..Progress::default()
+            };
             let f = b
                 .run_step(
                     &step,
                     &target,
-                    &mut Progress::default(),
+                    &mut progress,
                     Instant::now() + Duration::from_secs(60),
                 )
                 .unwrap_err();

@@ -105,7 +105,7 @@ impl Step {
             ),
             Self::Build(b) => b.cmd().summary.clone(),
             Self::Keep => {
-                "keep the new build as a version root (a kept build of the same commit is used instead)"
+                "keep the new build as a version root (a kept build of the same commit is used instead; with verify_tag, only when the signature kept with it verifies now)"
                     .to_owned()
             }
             Self::UseRoot { name } => format!("use the kept version root {name}; nothing is built"),
@@ -516,9 +516,10 @@ impl Executor<'_> {
                 &self.settings.build.packages,
             )
             .filter(|r| Some(&r.name) != self.layout.current().as_ref())
-            // With `verify_tag` only a build whose tag was checked: one kept from before
-            // would be switched to without a signature anybody looked at.
-            .filter(|r| !self.settings.build.verify_tag || r.meta.signed_by.is_some());
+            // With `verify_tag` only a build whose tag's signature, kept with it, verifies
+            // now: one kept from before, or signed by a key removed since, would be
+            // switched to without a signature that counts today.
+            .filter(|r| self.builder.reusable(r, target));
             if let Some(kept) = kept {
                 log::info!("reusing the kept build {} of {}", kept.name, target.tag);
                 *root = Some(kept.name);
