@@ -294,6 +294,194 @@ fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_fi
     );
 }
 
+/// A working tree for `sudo make install-system … BIN=…` in `dir`: the Makefile, the unit
+/// templates (the timer's a link to `secret`, when `linked`), and at `BIN` a program that
+/// records the uid it ran as in `ran_as`; each path owned by `owner(path)` (relative to
+/// the tree; "" for the tree itself).
+fn install_tree(
+    dir: &Path,
+    secret: &Path,
+    ran_as: &Path,
+    linked: bool,
+    owner: impl Fn(&str) -> u32,
+) -> PathBuf {
+    let tree = dir.join("tree");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = [
+        "Makefile",
+        "units/heph-selfupdate@.service",
+        "units/heph-selfupdate@.timer",
+        "units/heph-selfupdate@.service.d/home.conf",
+    ];
+    for f in files {
+        std::fs::create_dir_all(tree.join(f).parent().unwrap()).unwrap();
+        if linked && f == "units/heph-selfupdate@.timer" {
+            std::os::unix::fs::symlink(secret, tree.join(f)).unwrap();
+        } else {
+            std::fs::copy(repo.join(f), tree.join(f)).unwrap();
+        }
+    }
+    crate::support::env::write_script(
+        &tree.join("target/release/heph-selfupdate"),
+        &format!("#!/bin/sh\nid -u >> '{}'\n", ran_as.display()),
+    );
+    for p in files.iter().chain(&[
+        "units/heph-selfupdate@.service.d",
+        "units",
+        "target/release/heph-selfupdate",
+        "target/release",
+        "target",
+        "",
+    ]) {
+        let uid = owner(p);
+        std::os::unix::fs::lchown(tree.join(p), Some(uid), Some(uid)).unwrap();
+    }
+    tree
+}
+
+/// Issue 17 asks that root never open the service user's files, naming Makefile
+/// targets, and item 7 takes seriously a working tree the service user owns. `sudo make
+/// install-system … BIN=…` reads the tree's unit templates as root (`__render
+/// --template=`, `install`), following links, and runs the `BIN` it installs
+/// (`heph-selfupdate __render`). As root it refuses, before anything runs, a link among
+/// them, and any of them (the Makefile too) or a directory above them that someone other
+/// than root or the user who ran sudo owns or may change; it says what to do instead.
+#[test]
+fn make_install_system_as_root_neither_reads_nor_runs_what_another_user_owns_in_the_tree() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("SKIPPED: the install is root's (sudo make install-system); CI runs it as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A root-only KEY=VALUE file, as a WireGuard key is.
+    let vault = dir.path().join("vault");
+    std::fs::create_dir(&vault).unwrap();
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = vault.join("wg0.conf");
+    std::fs::write(&secret, "PrivateKey = root-only-7f3a9c\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ran_as = dir.path().join("ran-as");
+    std::fs::write(&ran_as, "").unwrap();
+    std::fs::set_permissions(&ran_as, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let nobody = 65534;
+    let install = |name: &str, linked: bool, owner: &dyn Fn(&str) -> u32, sudo_uid: Option<u32>| {
+        let case = dir.path().join(name);
+        std::fs::create_dir(&case).unwrap();
+        let tree = install_tree(&case, &secret, &ran_as, linked, owner);
+        let dest = case.join("dest");
+        let mut make = Command::new("make");
+        make.args(["--no-print-directory", "install-system"])
+            .args(["USER=alice", "USER_HOME=/home/alice"])
+            .arg("BIN=target/release/heph-selfupdate")
+            .arg(format!("DESTDIR={}", dest.display()))
+            .current_dir(&tree)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/root");
+        if let Some(uid) = sudo_uid {
+            make.env("SUDO_UID", uid.to_string());
+        }
+        let out = make.output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let leaked = walk_files(&dest)
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("root-only-7f3a9c")))
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        (out.status.success(), said, leaked, dest)
+    };
+    let root_owns = |_: &str| 0;
+    for (name, linked, owner, refused) in [
+        (
+            "the service user's tree",
+            false,
+            &(|_: &str| nobody) as &dyn Fn(&str) -> u32,
+            "refusing to read or run Makefile: it belongs to uid 65534",
+        ),
+        (
+            "their BIN",
+            false,
+            &|p: &str| if p.starts_with("target") { nobody } else { 0 },
+            "refusing to read or run target/release/heph-selfupdate: it belongs to uid 65534",
+        ),
+        (
+            "a linked template",
+            true,
+            &root_owns,
+            "refusing to read or run units/heph-selfupdate@.timer: it is a link or not a file",
+        ),
+        (
+            "their units directory",
+            false,
+            &|p: &str| if p == "units" { nobody } else { 0 },
+            "(a directory above units/heph-selfupdate@.service): it belongs to uid 65534",
+        ),
+    ] {
+        let (ok, said, leaked, dest) = install(name, linked, owner, None);
+        assert!(
+            !ok && said.contains(refused) && said.contains("help: root installs only from files"),
+            "{name}: {said}"
+        );
+        assert!(!dest.exists(), "{name}: nothing is installed:\n{said}");
+        assert!(leaked.is_empty(), "{name}: {leaked:?}");
+        assert_eq!(
+            std::fs::read_to_string(&ran_as).unwrap(),
+            "",
+            "{name}: BIN ran as root:\n{said}"
+        );
+    }
+    // The user who ran sudo installs from a tree of their own (their BIN runs as root:
+    // they could run anything as root anyway).
+    let (ok, said, _, dest) = install(
+        "the sudo user's tree",
+        false,
+        &|_: &str| nobody,
+        Some(nobody),
+    );
+    assert!(
+        ok && dest.join("usr/local/bin/heph-selfupdate").exists(),
+        "{said}"
+    );
+    // `make -n` shows the check among the commands.
+    let out = Command::new("make")
+        .args(["--no-print-directory", "-n", "install-system"])
+        .args(["USER=alice", "USER_HOME=/home/alice", "BIN=/x"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("refusing to read or run")),
+        "{shown}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files.extend(walk_files(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
 /// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.
 const PLANTED: &[&str] = &[
     "git",
