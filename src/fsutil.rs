@@ -65,7 +65,7 @@ pub fn check_trusted_dir(dir: &Path) -> Result<u32> {
 }
 
 /// `uid 65534 (nobody)`, or only the number when the user has no name.
-fn user_label(uid: u32) -> String {
+pub fn user_label(uid: u32) -> String {
     match user_name(uid) {
         Some(name) => format!("uid {uid} ({name})"),
         None => format!("uid {uid}"),

@@ -482,6 +482,92 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Who can write a `tool_path` directory, not its name, is what counts. The macOS default
+/// used to start with `/opt/homebrew/bin` and `/usr/local/bin`, which Homebrew makes the
+/// installing user's own — on a one-person Mac the very user the agent runs as, whose
+/// builds could then leave a `git` or `ssh-keygen` there that every later run
+/// (`verify_tag` included) uses. Shown on Linux with a `tool_path` directory the service
+/// user owns, as Homebrew's is, and with a program of that user's in a directory root
+/// owns: each is warned about once as the command starts; the system's own directories
+/// are not.
+#[test]
+fn a_tool_path_directory_or_program_the_service_user_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("SKIPPED: running as a throw-away user needs root (runuser); CI runs it as root");
+        return;
+    }
+    let (user, _uid, home) = create_user();
+    let _guard = UserGuard(user.clone());
+    let brew = home.join("homebrew/bin");
+    let binary = home.join("heph-selfupdate");
+    std::fs::create_dir_all(&brew).unwrap();
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    chown_all(&user, &home);
+    // A directory root owns, holding an ssh-keygen the user owns.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh_keygen =
+        crate::support::env::write_script(&dir.path().join("ssh-keygen"), "#!/bin/sh\n");
+    let chown = Command::new("chown")
+        .arg(&user)
+        .arg(&ssh_keygen)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let config = |tool_path: &str| {
+        let out = Command::new("runuser")
+            .args(["-u", &user, "--", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg("HEPH_SELFUPDATE_FORGE_URL=https://forge.test.invalid")
+            .arg("HEPH_SELFUPDATE_REPO=o/hephd")
+            .arg("HEPH_SELFUPDATE_GIT_URL=https://forge.test.invalid/o/hephd.git")
+            .arg(format!("HEPH_SELFUPDATE_TOOL_PATH={tool_path}"))
+            .arg(&binary)
+            .arg("config")
+            .current_dir(&home)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let warned = |stderr: &str, what: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: `tool_path`") && l.contains(what))
+            .count()
+    };
+
+    let stderr = config(&format!("{},/usr/local/bin,/usr/bin,/bin", brew.display()));
+    assert_eq!(
+        warned(
+            &stderr,
+            &format!("holds {}, which belongs to uid", brew.display())
+        ),
+        1,
+        "{user} owns {} (first in tool_path), so it must be warned about once:\n{stderr}",
+        brew.display()
+    );
+    let stderr = config(&format!(
+        "{},/usr/local/bin,/usr/bin,/bin",
+        dir.path().display()
+    ));
+    assert_eq!(
+        warned(
+            &stderr,
+            &format!(
+                "ssh-keygen is {}, which belongs to uid",
+                ssh_keygen.display()
+            )
+        ),
+        1,
+        "{stderr}"
+    );
+    let stderr = config("/usr/local/bin,/usr/bin,/bin");
+    assert_eq!(warned(&stderr, ""), 0, "the system's directories: {stderr}");
+}
+
 /// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.
 const PLANTED: &[&str] = &[
     "git",
