@@ -388,7 +388,10 @@ mod tests {
         fs::create_dir(dir.join(".dir.tmp-0123456789abcdef")).unwrap();
         let ours = |n: &str| n != "other";
 
-        assert_eq!(remove_stray_temporaries(dir, ours, hour), [old.clone()]);
+        assert_eq!(
+            remove_stray_temporaries(dir, ours, hour),
+            std::slice::from_ref(&old)
+        );
         assert!(fresh.exists(), "a write under way is left alone");
         let removed = remove_stray_temporaries(dir, ours, std::time::Duration::ZERO);
         assert_eq!(removed.len(), 2, "{removed:?}");
