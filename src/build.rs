@@ -2376,7 +2376,11 @@ mod tests {
             b.steps(&target, &BTreeMap::new())
                 .iter()
                 .map(|st| {
-                    let shown = st.cmd().display().replace(&tools, "");
+                    let shown = st
+                        .cmd()
+                        .display()
+                        .replace(&tools, "")
+                        .replace(" -c core.hooksPath=/dev/null -c core.fsmonitor=false", "");
                     let shown = match &cargo_dir {
                         Some(d) => shown.replace(d.as_str(), ""),
                         None => shown,

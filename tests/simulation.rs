@@ -475,7 +475,7 @@ impl Runner for SimRunner {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         match program.as_str() {
-            "git" if args.first().map(String::as_str) == Some("ls-remote") => {
+            "git" if args.iter().any(|a| a == "ls-remote") => {
                 let s = self.sim.borrow();
                 if s.network_down {
                     return Ok(failed(

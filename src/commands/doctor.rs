@@ -566,10 +566,12 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         ),
     });
     let ls_remote = crate::build::network_env(
-        tools
-            .git
-            .cmd("reach the git URL")
-            .args(["ls-remote", "--exit-code", &cfg.git_url, "HEAD"]),
+        crate::git::command(&tools.git, "reach the git URL").args([
+            "ls-remote",
+            "--exit-code",
+            &cfg.git_url,
+            "HEAD",
+        ]),
         &settings.build,
     )
     .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));

@@ -276,7 +276,7 @@ fn the_dry_run_names_exactly_the_commands_the_run_then_runs() {
     assert_eq!(ran[..2], ["hephd --version", "hephd --version"], "{ran:#?}");
     assert_same_commands(&collapsed(&ran[2..]), &collapsed(&planned));
     for expected in [
-        "git ls-remote",
+        "git -c core.hooksPath=/dev/null -c core.fsmonitor=false ls-remote",
         "cargo install",
         "systemctl --user restart hephd.service",
         "healthcheck --ping",

@@ -938,8 +938,9 @@ fn the_dry_run_of_a_checkout_build_names_exactly_the_commands_the_run_then_runs(
         "{looked:#?}"
     );
     assert!(
-        looked[1].starts_with("git --no-optional-locks -C")
-            && looked[1].ends_with("status --porcelain --untracked-files=no"),
+        looked[1].starts_with(
+            "git -c core.hooksPath=/dev/null -c core.fsmonitor=false --no-optional-locks -C"
+        ) && looked[1].ends_with("status --porcelain --untracked-files=no"),
         "{looked:#?}"
     );
     e.env.clear_calls();
@@ -962,8 +963,8 @@ fn the_dry_run_of_a_checkout_build_names_exactly_the_commands_the_run_then_runs(
         "the dry run and the run disagree"
     );
     for expected in [
-        "git ls-remote",
-        "git -C",
+        "git -c core.hooksPath=/dev/null -c core.fsmonitor=false ls-remote",
+        "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -C",
         "cargo metadata",
         "rustc --version",
         "cargo fetch --locked",
