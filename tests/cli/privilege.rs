@@ -568,6 +568,48 @@ fn a_tool_path_directory_or_program_the_service_user_can_write_is_warned_about()
     assert_eq!(warned(&stderr, ""), 0, "the system's directories: {stderr}");
 }
 
+/// An install from before issue 17 left a drop-in with `EnvironmentFile=` into the
+/// user's home, which PID 1 reads as root, following links: `doctor` (what `make
+/// doctor-system` runs) says so and what to do; without it, nothing is said.
+#[test]
+fn doctor_warns_when_an_older_system_drop_in_still_has_root_read_the_env_file() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0"]);
+    s.env
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-system")
+        .var("HEPH_SELFUPDATE_RESTART", "respawn");
+    let system_unit = |env: &TestEnv| {
+        let j = env.run(&["doctor", "--json"]).json();
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "system unit")
+            .cloned()
+    };
+    assert_eq!(
+        system_unit(&s.env),
+        None,
+        "nothing to say of a current install"
+    );
+    let env_file = s.env.home.join(".config/heph-selfupdate/env");
+    let drop_in = "/etc/systemd/system/heph-selfupdate@u.service.d/home.conf";
+    s.env.fake_mode(
+        "selfupdate-env-files",
+        &format!("{} (ignore_errors=yes)\n", env_file.display()),
+    );
+    s.env.fake_mode("selfupdate-drop-ins", drop_in);
+    let c = system_unit(&s.env).expect("a warning");
+    let (detail, fix) = (c["detail"].as_str().unwrap(), c["fix"].as_str().unwrap());
+    assert_eq!(c["status"], "warn");
+    assert!(
+        detail.contains(&format!("still has EnvironmentFile={}", env_file.display()))
+            && detail.contains(drop_in)
+            && detail.contains("systemd reads it as root"),
+        "{detail}"
+    );
+    assert!(fix.contains("make install-system USER="), "{fix}");
+}
+
 /// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.
 const PLANTED: &[&str] = &[
     "git",

@@ -196,6 +196,13 @@ case "$me:$verb" in
     if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
     restart;;
   systemctl:show)
+    # heph-selfupdate's own system unit: the environment files `$S/selfupdate-env-files`
+    # names (one `PATH (ignore_errors=yes)` a line), from drop-ins `$S/selfupdate-drop-ins`.
+    case " $* " in *" heph-selfupdate@"*)
+      if [ -f "$S/selfupdate-env-files" ]; then sed 's/^/EnvironmentFiles=/' "$S/selfupdate-env-files"; else echo "EnvironmentFiles="; fi
+      echo "DropInPaths=$(cat "$S/selfupdate-drop-ins" 2>/dev/null)"
+      exit 0;;
+    esac
     case " $* " in *" heph-selfupdate.timer "*)
       if [ -f "$S/timer-enabled" ]; then echo "LoadState=loaded"; echo "UnitFileState=enabled"; echo "ActiveState=active"; echo "NextElapseUSecRealtime=$(cat "$S/timer-enabled")";
       else echo "LoadState=not-found"; echo "UnitFileState="; echo "ActiveState=inactive"; fi
