@@ -76,6 +76,29 @@ endif
 endif
 # Expands to nothing, or stops make with what to do.
 check_home = $(if $(USER_HOME),,$(error no home directory for $(USER) (getent passwd $(USER)); create the user, or pass USER_HOME=))
+# What install-system reads or runs as root from the working tree: this Makefile, BIN
+# (installed, then run to render the units) and the unit templates. As root, each must be
+# a file (never a link) that root or the user who ran sudo (SUDO_UID) owns and nobody
+# else may write, in directories (up to /) only they may change (a sticky one aside):
+# otherwise another user who owns the tree — the service user, say — would have root
+# read any file through a link, or run their program.
+SYSTEM_READS = $(call q,$(firstword $(MAKEFILE_LIST))) $(call q,$(INSTALL_BIN)) \
+	units/heph-selfupdate@.service units/heph-selfupdate@.timer units/heph-selfupdate@.service.d/home.conf
+check_owned = [ "$$(id -u)" != 0 ] || { me=$${SUDO_UID:-0}; \
+	refuse() { printf 'install-system: as root, refusing to read or run %s: %s\n' "$$1" "$$2" >&2; \
+	  printf 'help: root installs only from files that root or you (the user who ran sudo) own and nobody else may change: build and install from a working tree of your own (`make build` as yourself, then `sudo make install-system USER=$(USER) BIN=<that build>`)\n' >&2; exit 1; }; \
+	owned() { case "$$1" in 0|"$$me") ;; *) refuse "$$2" "it belongs to uid $$1, neither root nor uid $$me";; esac; }; \
+	for f in $(SYSTEM_READS); do \
+	  if [ -L "$$f" ] || [ ! -f "$$f" ]; then refuse "$$f" "it is a link or not a file"; fi; \
+	  set -- $$(stat -c '%u %a' -- "$$f"); owned "$$1" "$$f"; \
+	  [ $$(( 0$$2 & 022 )) = 0 ] || refuse "$$f" "its group or others may write it"; \
+	  d=$$(cd -P -- "$$(dirname -- "$$f")" && pwd) || exit 1; \
+	  while :; do \
+	    set -- $$(stat -c '%u %a' -- "$$d"); owned "$$1" "$$d (a directory above $$f)"; \
+	    if [ $$(( 0$$2 & 022 )) != 0 ] && [ $$(( 0$$2 & 01000 )) = 0 ]; then refuse "$$d (a directory above $$f)" "its group or others may change it"; fi; \
+	    [ "$$d" = / ] && break; d=$$(dirname -- "$$d"); \
+	  done; \
+	done; }
 
 # macOS (LaunchAgent)
 LABEL     ?= dev.hephaestus.selfupdate
@@ -245,7 +268,8 @@ endif
 ## units to SYSTEM_UNITDIR, and creates the user's data, state and cache directories (the
 ## unit can write nowhere else). Enables nothing.
 install-system: $(INSTALL_DEPS)
-	$(check_home)install -d $(call q,$(DESTDIR)$(SYSTEM_BINDIR)) $(call q,$(DESTDIR)$(SYSTEM_DROPIN))
+	$(check_home)@$(check_owned)
+	install -d $(call q,$(DESTDIR)$(SYSTEM_BINDIR)) $(call q,$(DESTDIR)$(SYSTEM_DROPIN))
 	install -m 0755 $(call q,$(INSTALL_BIN)) $(call q,$(SYSTEM_INSTALLED))
 	$(call q,$(SYSTEM_INSTALLED)) __render --syntax=systemd --template=units/heph-selfupdate@.service \
 	    --var=BINDIR=$(call q,$(SYSTEM_BINDIR)) > $(call q,$(DESTDIR)$(SYSTEM_UNITDIR)/heph-selfupdate@.service)

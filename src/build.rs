@@ -9,9 +9,10 @@
 //! failure can only happen in a fetch phase. A compile failure is retried once from a
 //! clean target dir before it counts. A damaged checkout is made again.
 //!
-//! `git` mode: `cargo install --git … --tag …` with a fresh, empty target dir (a reused
-//! one silently installs stale code, rust-lang/cargo#13259), then the commit cargo
-//! recorded must be the one the tag named when checked.
+//! `git` mode: `cargo install --git … --rev=<commit>` with a fresh, empty target dir (a
+//! reused one silently installs stale code, rust-lang/cargo#13259): the commit the tag
+//! named when resolved, never the tag by name (cargo would fetch it again, and a forge
+//! could answer with another commit); the commit cargo recorded must be that one.
 //!
 //! With `verify_tag`, both modes check the tag the same way before anything is built
 //! ([`signature`]): the checkout build reads it from the checkout, the git build from a
@@ -20,6 +21,7 @@
 
 pub mod cache;
 pub mod diagnose;
+pub mod kept;
 pub mod signature;
 pub mod toolchain;
 
@@ -45,7 +47,8 @@ use self::diagnose::{Diagnosis, Reach, diagnose};
 /// How a release is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildMode {
-    /// `cargo install --git … --tag …` with a fresh target dir (the conservative choice).
+    /// `cargo install --git … --rev=<commit>` with a fresh target dir (the conservative
+    /// choice).
     Git,
     /// A persistent checkout of the tag, `cargo install --path` per package (the default).
     Checkout,
@@ -281,9 +284,9 @@ impl fmt::Display for StepFailed {
 impl std::error::Error for StepFailed {}
 
 /// Gives a cargo, git or rustc command the environment builds need under a service
-/// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain and
-/// CA (`ca_file`, which no other child gets), and none of the variables that would point
-/// cargo at a shared target dir.
+/// manager: never prompt, git's CLI for cargo's fetches, the configured toolchain, and
+/// none of the variables that would point cargo at a shared target dir. A step that
+/// reaches the network takes [`network_env`] instead.
 pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     let mut cmd = cmd
         .env("CARGO_NET_GIT_FETCH_WITH_CLI", "true")
@@ -296,11 +299,18 @@ pub fn build_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
     if let Some(t) = &settings.toolchain {
         cmd = cmd.env("RUSTUP_TOOLCHAIN", t);
     }
+    cmd
+}
+
+/// [`build_env`] for a step that reaches the network (`git ls-remote`, `git fetch`,
+/// `cargo fetch`, git mode's `cargo install --git`): `ca_file` as the variables git and
+/// cargo read (`GIT_SSL_CAINFO`, `CARGO_HTTP_CAINFO`), never as `SSL_CERT_FILE`, which
+/// every program a build script starts would trust instead of the system's roots. No
+/// other child gets `ca_file`: the compile (`--frozen`) and the hooks do not.
+pub fn network_env(cmd: Cmd, settings: &BuildSettings) -> Cmd {
+    let mut cmd = build_env(cmd, settings);
     if let Some(ca) = &settings.ca_file {
-        cmd = cmd
-            .env("GIT_SSL_CAINFO", ca)
-            .env("CARGO_HTTP_CAINFO", ca)
-            .env("SSL_CERT_FILE", ca);
+        cmd = cmd.env("GIT_SSL_CAINFO", ca).env("CARGO_HTTP_CAINFO", ca);
     }
     cmd
 }
@@ -593,6 +603,8 @@ pub struct Progress {
     pub principals: Vec<String>,
     /// Who did (`verify_tag`).
     pub signer: Option<Signer>,
+    /// The tag object whose signature was checked (`verify_tag`), kept with the root.
+    pub tag_object: Option<String>,
 }
 
 impl Progress {
@@ -638,22 +650,30 @@ impl Builder<'_> {
 
     /// The `git ls-remote` that resolves `tag`.
     pub fn resolve_cmd(&self, tag: &str) -> Cmd {
-        build_env(
+        network_env(
             git::ls_remote(&self.tools.git, &self.settings.git_url, tag),
             self.settings,
         )
         .timeout(self.settings.resolve_timeout)
     }
 
-    /// `cargo install --git … --tag …` of every package (`build = "git"`).
-    fn git_install(&self, target: &Target) -> Cmd {
+    /// `cargo install --git … --rev=<commit>` of every package (`build = "git"`): the
+    /// commit the tag named when it was resolved (and, with `verify_tag`, whose
+    /// signature was checked), never the tag by name, which cargo would fetch again and a
+    /// forge could answer with another commit. `commit`: `None` before the resolve (the
+    /// plan shows where it comes from).
+    fn git_install(&self, target: &Target, commit: Option<&str>) -> Cmd {
         let s = self.settings;
+        let rev = commit.map_or_else(
+            || format!("<commit of {}, from ls-remote>", target.tag),
+            str::to_owned,
+        );
         let cmd = self
             .tools
             .cargo_cmd(format!("build {} {}", s.packages.join(" "), target.tag))
             .args(["install", "--locked", "--force"])
             .arg(format!("--git={}", s.git_url))
-            .arg(format!("--tag={}", target.tag))
+            .arg(format!("--rev={rev}"))
             .arg(opt_path("--root=", &self.layout.staging(&target.version)))
             .arg(opt_path(
                 "--target-dir=",
@@ -661,7 +681,7 @@ impl Builder<'_> {
             ))
             .arg(format!("--profile={}", s.profile))
             .args(&s.packages);
-        self.streamed(build_env(cmd, s))
+        self.streamed(network_env(cmd, s))
     }
 
     /// `cargo install --frozen --path` of one package of the checkout: offline, with the
@@ -720,7 +740,7 @@ impl Builder<'_> {
             cmd = cmd.arg("--locked");
         }
         let cmd = cmd.arg(opt_path("--manifest-path=", manifest));
-        self.streamed(build_env(cmd, self.settings))
+        self.streamed(network_env(cmd, self.settings))
     }
 
     /// The directory of `package` in the checkout; before the checkout's metadata is
@@ -765,7 +785,7 @@ impl Builder<'_> {
                     let scratch = self.tag_scratch(target);
                     steps.push(BuildStep::ScratchInit(scratch.init()));
                     steps.push(BuildStep::ScratchFetch(
-                        build_env(
+                        network_env(
                             scratch.fetch(&self.settings.git_url, &target.tag),
                             self.settings,
                         )
@@ -776,7 +796,7 @@ impl Builder<'_> {
                 }
                 steps.push(BuildStep::Install {
                     package: None,
-                    cmd: self.git_install(target),
+                    cmd: self.git_install(target, None),
                 });
             }
             BuildMode::Checkout => {
@@ -796,7 +816,7 @@ impl Builder<'_> {
                     }
                     steps.push(BuildStep::InitCheckout { cmd, damage });
                 }
-                steps.push(BuildStep::Fetch(build_env(
+                steps.push(BuildStep::Fetch(network_env(
                     co.fetch_tag(&self.settings.git_url, tag),
                     self.settings,
                 )));
@@ -813,7 +833,7 @@ impl Builder<'_> {
                 steps.push(BuildStep::Clean(co.clean()));
                 steps.push(BuildStep::Origin(co.set_origin(&self.settings.git_url)));
                 steps.push(BuildStep::SyncSubmodules(co.sync_submodules()));
-                steps.push(BuildStep::Submodules(build_env(
+                steps.push(BuildStep::Submodules(network_env(
                     co.submodules(git::is_local_url(&self.settings.git_url)),
                     self.settings,
                 )));
@@ -938,7 +958,7 @@ impl Builder<'_> {
                 git_dir: scratch.path().join("repo.git"),
             };
             crate::process::run_checked(self.runner, &peek.init())?;
-            let fetch = build_env(peek.fetch(&self.settings.git_url, tag), self.settings)
+            let fetch = network_env(peek.fetch(&self.settings.git_url, tag), self.settings)
                 .timeout(self.settings.resolve_timeout);
             crate::process::run_checked(self.runner, &fetch)?;
             peek
@@ -1101,13 +1121,24 @@ impl Builder<'_> {
                 return self.install_retrying_clean(step, p, &actual, deadline);
             }
             BuildStep::Fetch(cmd) => return self.fetch_healing(step, cmd, tag, deadline),
+            // The plan was made before the resolve: build the commit it found.
+            BuildStep::Install { package: None, .. } => {
+                let commit = progress.commit.as_deref().ok_or_else(|| {
+                    fail(
+                        FailureKind::Environment,
+                        anyhow!("no commit was resolved for {tag} before the build"),
+                    )
+                })?;
+                self.run_cmd(step, &self.git_install(target, Some(commit)), deadline)?;
+                return Ok(());
+            }
             BuildStep::HideCargoConfig(_) => {
                 self.checkout().write_sparse_patterns().map_err(env)?;
             }
             BuildStep::ScratchInit(_) => {
                 crate::fsutil::remove_all(&self.tag_scratch(target).git_dir).map_err(env)?;
             }
-            BuildStep::ReadTag(cmd) => return self.read_tag(cmd, target),
+            BuildStep::ReadTag(cmd) => return self.read_tag(cmd, target, progress),
             BuildStep::FindSigners(cmd) => return self.find_signers(cmd, target, progress),
             BuildStep::VerifySignature(_) => return self.verify_signature(target, progress),
             BuildStep::VerifyVersion(cmd) => return self.verify(cmd, target, progress),
@@ -1272,7 +1303,7 @@ impl Builder<'_> {
             damage: None,
         };
         let fetched = self.run_cmd(&init, init.cmd(), deadline).and_then(|_| {
-            let fetch = build_env(fresh.fetch_tag(&self.settings.git_url, tag), self.settings);
+            let fetch = network_env(fresh.fetch_tag(&self.settings.git_url, tag), self.settings);
             self.run_cmd(step, &fetch, deadline)
         });
         match fetched {
@@ -1572,9 +1603,16 @@ impl Builder<'_> {
         )
     }
 
-    /// Reads the tag object: only an SSH signature goes on; its payload and signature
-    /// are written for ssh-keygen.
-    fn read_tag(&self, cmd: &Cmd, target: &Target) -> Result<(), BuildFailure> {
+    /// Reads the tag object: only an SSH signature goes on, of a tag that names itself
+    /// `target`'s tag (a signed tag replayed under another name is refused) and, tagging
+    /// a commit, the one resolved; its payload and signature are written for ssh-keygen,
+    /// and the object is kept for the version root (see [`kept`]).
+    fn read_tag(
+        &self,
+        cmd: &Cmd,
+        target: &Target,
+        progress: &mut Progress,
+    ) -> Result<(), BuildFailure> {
         let tag = &target.tag;
         let refused = |what: String| {
             fail(
@@ -1597,10 +1635,30 @@ impl Builder<'_> {
                 signed.armour.name()
             )));
         }
+        let header = signature::header(signed.payload).ok_or_else(|| {
+            refused(format!(
+                "the tag object of {tag} has no object, type or tag line"
+            ))
+        })?;
+        if header.name != tag.as_str() {
+            return Err(refused(format!(
+                "the tag {tag} is a tag object signed as {:?}: a signed tag under another name is refused",
+                header.name
+            )));
+        }
+        let resolved = progress.commit.as_deref().unwrap_or_default();
+        if header.kind == "commit" && header.object != resolved {
+            return Err(refused(format!(
+                "the tag object of {tag} names commit {}, not {resolved}, which the tag named when checked",
+                header.object
+            )));
+        }
         let (sig, payload) = self.signature_files(target);
         crate::fsutil::atomic_write(&sig, signed.signature.as_bytes())
             .and_then(|()| crate::fsutil::atomic_write(&payload, signed.payload.as_bytes()))
-            .map_err(|e| fail(FailureKind::Environment, e))
+            .map_err(|e| fail(FailureKind::Environment, e))?;
+        progress.tag_object = Some(out.stdout.clone());
+        Ok(())
     }
 
     /// Who in `allowed_signers` has the key that signed, valid now: nobody is a refusal.
@@ -1699,7 +1757,7 @@ impl Builder<'_> {
                     .and_then(|r| r.commit.clone());
                 if recorded.as_deref() != Some(commit) {
                     return Err(verification(anyhow!(
-                        "cargo built `{p}` from commit {} but {} named {commit} when checked (was the tag moved?)\nhelp: a moved tag is refused; it is retried after the backoff",
+                        "cargo built `{p}` from commit {} but was asked for {commit}, which {} named when checked\nhelp: a build of another commit is refused; it is retried after the backoff",
                         recorded.as_deref().unwrap_or("(unrecorded)"),
                         target.tag,
                     )));
@@ -1785,6 +1843,9 @@ impl Builder<'_> {
             },
         )
         .map_err(|e| fail(FailureKind::Environment, e))?;
+        if let Some(tag_object) = &progress.tag_object {
+            kept::keep_tag(&staging, tag_object).map_err(|e| fail(FailureKind::Environment, e))?;
+        }
         let total: Duration = progress.phases.iter().map(|(_, d)| *d).sum();
         log::info!(
             "built {} {} in {}: {}",
@@ -2040,7 +2101,7 @@ mod tests {
         fn sleep(&self, _: Duration) {}
     }
 
-    fn settings(dir: &Path) -> BuildSettings {
+    pub(super) fn settings(dir: &Path) -> BuildSettings {
         BuildSettings {
             git_url: "https://f/x.git".into(),
             packages: vec!["hephd".into()],
@@ -2088,7 +2149,7 @@ mod tests {
     }
 
     /// A builder over `runner` with the tools by their names, its layout under `dir`.
-    fn test_builder<'a>(
+    pub(super) fn test_builder<'a>(
         settings: &'a BuildSettings,
         runner: &'a dyn Runner,
         dir: &Path,
@@ -2315,7 +2376,11 @@ mod tests {
             b.steps(&target, &BTreeMap::new())
                 .iter()
                 .map(|st| {
-                    let shown = st.cmd().display().replace(&tools, "");
+                    let shown = st
+                        .cmd()
+                        .display()
+                        .replace(&tools, "")
+                        .replace(" -c core.hooksPath=/dev/null -c core.fsmonitor=false", "");
                     let shown = match &cargo_dir {
                         Some(d) => shown.replace(d.as_str(), ""),
                         None => shown,
@@ -2388,10 +2453,21 @@ mod tests {
     }
 
     #[test]
-    fn a_tag_signed_otherwise_than_by_ssh_or_not_at_all_is_refused_as_the_release_s_fault() {
+    fn a_tag_signed_otherwise_than_by_ssh_or_not_at_all_or_as_another_tag_is_refused_as_the_release_s_fault()
+     {
         use crate::process::fake::{Recorder, ok};
         let head = "object 1111111111111111111111111111111111111111\ntype commit\ntag v1.0.0\ntagger R <r@x> 1559347200 +0000\n\nrelease\n";
+        let ssh = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
         for (object, said) in [
+            // A signed tag of another name (an old release's, say) replayed as v1.0.0.
+            (
+                format!("{}{ssh}", head.replace("tag v1.0.0", "tag v0.9.0")),
+                "the tag v1.0.0 is a tag object signed as \"v0.9.0\": a signed tag under another name is refused",
+            ),
+            (
+                format!("{}{ssh}", head.replace("object 1111", "object 2222")),
+                "the tag object of v1.0.0 names commit 2222111111111111111111111111111111111111, not 1111111111111111111111111111111111111111",
+            ),
             (
                 format!(
                     "{head}-----BEGIN SIGNED MESSAGE-----\nMII\n-----END SIGNED MESSAGE-----\n"
@@ -2421,11 +2497,15 @@ mod tests {
                 .into_iter()
                 .find(|st| matches!(st, BuildStep::ReadTag(_)))
                 .unwrap();
+            let mut progress = Progress {
+                commit: Some("1111111111111111111111111111111111111111".into()),
+                ..Progress::default()
+            };
             let f = b
                 .run_step(
                     &step,
                     &target,
-                    &mut Progress::default(),
+                    &mut progress,
                     Instant::now() + Duration::from_secs(60),
                 )
                 .unwrap_err();
@@ -2511,19 +2591,65 @@ mod tests {
             data_dir: "/d".into(),
             home: "/h".into(),
         };
-        let cmd = build_env(Cmd::new("git", "x"), &settings);
-        let has = |k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
-        assert!(has("GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
-        assert!(has("CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
-        assert!(has("SSL_CERT_FILE", "/etc/ssl/forge-ca.pem"));
-        assert!(has("RUSTUP_TOOLCHAIN", "stable"));
-        let none = build_env(
+        let cmd = network_env(Cmd::new("git", "x"), &settings);
+        let has = |cmd: &Cmd, k: &str, v: &str| cmd.env.iter().any(|(a, b)| a == k && b == v);
+        let names = |cmd: &Cmd| -> Vec<String> {
+            cmd.env
+                .iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert!(has(&cmd, "GIT_SSL_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has(&cmd, "CARGO_HTTP_CAINFO", "/etc/ssl/forge-ca.pem"));
+        assert!(has(&cmd, "RUSTUP_TOOLCHAIN", "stable"));
+        assert!(!names(&cmd).contains(&"SSL_CERT_FILE".to_owned()));
+        // A step that stays offline (the compile, metadata, rustc) gets none of it.
+        let offline = build_env(Cmd::new("cargo", "x"), &settings);
+        assert!(has(&offline, "RUSTUP_TOOLCHAIN", "stable"));
+        for k in ["GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "SSL_CERT_FILE"] {
+            assert!(!names(&offline).contains(&k.to_owned()), "{k}");
+        }
+        let none = network_env(
             Cmd::new("git", "x"),
             &BuildSettings {
                 ca_file: None,
                 ..settings
             },
         );
-        assert!(!none.env.iter().any(|(k, _)| k == "GIT_SSL_CAINFO"));
+        assert!(!names(&none).contains(&"GIT_SSL_CAINFO".to_owned()));
+    }
+
+    #[test]
+    fn only_the_steps_that_reach_the_network_get_the_ca_file() {
+        use crate::process::fake::{Recorder, ok};
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Recorder::new(|_: &Cmd| ok(""));
+        let target = Target {
+            tag: "v1.0.0".into(),
+            version: Version::new(1, 0, 0),
+        };
+        for mode in [BuildMode::Checkout, BuildMode::Git] {
+            let s = BuildSettings {
+                mode,
+                ca_file: Some("/etc/ssl/forge-ca.pem".into()),
+                ..settings(dir.path())
+            };
+            let b = test_builder(&s, &runner, dir.path());
+            for step in b.steps(&target, &BTreeMap::new()) {
+                let has_ca = step
+                    .cmd()
+                    .env
+                    .iter()
+                    .any(|(k, v)| v == "/etc/ssl/forge-ca.pem" && k != "SSL_CERT_FILE");
+                let cert_file = step.cmd().env.iter().any(|(k, _)| k == "SSL_CERT_FILE");
+                assert_eq!(
+                    has_ca,
+                    step.reach() != Reach::Offline,
+                    "{mode:?}: {}",
+                    step.cmd().display()
+                );
+                assert!(!cert_file, "{}", step.cmd().display());
+            }
+        }
     }
 }

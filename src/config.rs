@@ -414,7 +414,7 @@ impl Config {
         }
         let toolchain = raw.toolchain.as_ref().map(|t| t.0.clone());
         let cargo = expand(&mut raw.cargo, None, home);
-        let tool_path = tool_path(&mut raw, inputs, &bin_dir, &mut warnings)
+        let tool_path = tool_path(&mut raw, inputs)
             .map_err(|m| config_err(format!("`tool_path` ({}) {m}", source("tool_path"))))?;
         let verify_tag = *raw.verify_tag.get_or_insert(false);
         let allowed_signers = expand(&mut raw.allowed_signers, None, home);
@@ -589,14 +589,10 @@ impl Config {
     }
 }
 
-/// `tool_path`, `~` expanded (and written back, so `config` shows it), or the default; a
-/// directory builds write into gets a warning: what a release plants there would run.
-fn tool_path(
-    raw: &mut RawConfig,
-    inputs: &Inputs,
-    bin_dir: &Path,
-    warnings: &mut Vec<String>,
-) -> std::result::Result<Vec<PathBuf>, String> {
+/// `tool_path`, `~` expanded (and written back, so `config` shows it), or the default.
+/// Who may write its directories is a fact of the machine, not of the configuration: the
+/// warnings about it come when a command starts ([`crate::tool_path::ToolPath::warnings`]).
+fn tool_path(raw: &mut RawConfig, inputs: &Inputs) -> std::result::Result<Vec<PathBuf>, String> {
     let home = &inputs.dirs.home;
     let dirs: Vec<PathBuf> = match raw.tool_path.take() {
         Some(List(dirs)) => dirs
@@ -607,14 +603,6 @@ fn tool_path(
     };
     if dirs.is_empty() {
         return Err("must name at least one directory".to_owned());
-    }
-    for d in &dirs {
-        if d == bin_dir || d.starts_with(home.join(".cargo")) {
-            warnings.push(format!(
-                "`tool_path` holds {}, which builds write into: a program a release leaves there would run as git, ssh, systemctl or kill in every later run",
-                d.display()
-            ));
-        }
     }
     raw.tool_path = Some(List(
         dirs.iter()
@@ -1114,7 +1102,7 @@ mod tests {
     }
 
     #[test]
-    fn tool_path_defaults_to_the_systems_directories_and_warns_about_ones_builds_write() {
+    fn tool_path_defaults_to_the_systems_directories_and_expands_a_home() {
         let c = load(None, &[], &[]).unwrap();
         assert_eq!(
             c.tool_path[..3],
@@ -1133,13 +1121,6 @@ mod tests {
                 PathBuf::from("/opt/git/bin"),
                 PathBuf::from("/home/u/.cargo/bin")
             ]
-        );
-        assert!(
-            c.warnings
-                .iter()
-                .any(|w| w.contains("/home/u/.cargo/bin, which builds write into")),
-            "{:?}",
-            c.warnings
         );
         let err = load(Some("tool_path = []\n"), &[], &[])
             .unwrap_err()

@@ -65,7 +65,7 @@ pub fn check_trusted_dir(dir: &Path) -> Result<u32> {
 }
 
 /// `uid 65534 (nobody)`, or only the number when the user has no name.
-fn user_label(uid: u32) -> String {
+pub fn user_label(uid: u32) -> String {
     match user_name(uid) {
         Some(name) => format!("uid {uid} ({name})"),
         None => format!("uid {uid}"),
@@ -265,6 +265,61 @@ pub fn temp_names(path: &Path) -> impl Iterator<Item = std::path::PathBuf> + use
     })
 }
 
+/// True when `name` is one of [`temp_names`]: `.NAME.tmp-` and 16 hex digits.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".tmp-").is_some_and(|(head, hex)| {
+            head.len() > 1
+                && hex.len() == 16
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// Removes the temporary files a killed atomic write left in `dir` (ours, which nobody
+/// else writes): entries named as [`temp_names`] makes them (`.NAME.tmp-<16 hex>`, with
+/// NAME accepted by `ours`), files or links only, owned by us, and older than `min_age`
+/// (so a write under way in another process is never cut short). A link is removed, never
+/// followed. Returns what was removed.
+pub fn remove_stray_temporaries(
+    dir: &Path,
+    ours: impl Fn(&str) -> bool,
+    min_age: std::time::Duration,
+) -> Vec<std::path::PathBuf> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    let now = std::time::SystemTime::now();
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((head, _)) = name.rsplit_once(".tmp-") else {
+            continue;
+        };
+        if !is_temp_name(&name) || !ours(&head[1..]) {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= min_age);
+        if meta.is_dir() || meta.uid() != me || !old {
+            continue;
+        }
+        if fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 /// Bytes available to an unprivileged user on the file system holding `path`
 /// (the nearest existing ancestor is asked when `path` does not exist yet).
 pub fn free_space(path: &Path) -> Result<u64> {
@@ -299,6 +354,63 @@ pub fn remove_all(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_stray_temporaries_old_enough_are_removed_and_links_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let hour = std::time::Duration::from_secs(3600);
+        let aged = |p: &Path| {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - 2 * hour)
+                .unwrap();
+        };
+        let old = dir.join(".state.json.tmp-0123456789abcdef");
+        let fresh = dir.join(".state.json.tmp-fedcba9876543210");
+        let link = dir.join(".current.tmp-00000000000000aa");
+        let target = dir.join("target");
+        let keep = [
+            dir.join("state.json"),
+            dir.join(".state.json.tmp-12345"),
+            dir.join(".state.json.tmp-0123456789ABCDEF"),
+            dir.join(".tmp-0123456789abcdef"),
+            dir.join(".other.tmp-0123456789abcdef"),
+        ];
+        for p in keep.iter().chain([&old, &fresh, &target]) {
+            fs::write(p, "x").unwrap();
+            aged(p);
+        }
+        fs::write(&fresh, "x").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        fs::create_dir(dir.join(".dir.tmp-0123456789abcdef")).unwrap();
+        let ours = |n: &str| n != "other";
+
+        assert_eq!(
+            remove_stray_temporaries(dir, ours, hour),
+            std::slice::from_ref(&old)
+        );
+        assert!(fresh.exists(), "a write under way is left alone");
+        let removed = remove_stray_temporaries(dir, ours, std::time::Duration::ZERO);
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!fresh.exists() && fs::symlink_metadata(&link).is_err());
+        assert_eq!(
+            fs::read_to_string(&target).unwrap(),
+            "x",
+            "the link's target stays"
+        );
+        for p in &keep {
+            assert!(p.exists(), "{} is not ours", p.display());
+        }
+        assert!(dir.join(".dir.tmp-0123456789abcdef").is_dir());
+        assert!(
+            temp_names(&dir.join("state.json"))
+                .take(3)
+                .all(|p| is_temp_name(&p.file_name().unwrap().to_string_lossy()))
+        );
+    }
 
     #[test]
     fn atomic_write_replaces_and_is_private() {

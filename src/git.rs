@@ -10,13 +10,28 @@ use crate::tool_path::Tool;
 /// Environment for every git (and cargo) child: never prompt for credentials.
 pub const NO_PROMPT: (&str, &str) = ("GIT_TERMINAL_PROMPT", "0");
 
+/// A git command as every one of ours starts: hooks never run (`core.hooksPath=/dev/null`)
+/// nor an fsmonitor (`core.fsmonitor=false`), whatever a repository's own configuration
+/// says — the build checkout's `.git` is writable by the user a release's build scripts
+/// run as, and `git checkout` runs `post-checkout`, `git fetch` `reference-transaction`.
+/// Values given with `-c` win over every configuration file. Never prompts.
+pub fn command(git: &Tool, summary: impl Into<String>) -> Cmd {
+    git.cmd(summary)
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+        ])
+        .env(NO_PROMPT.0, NO_PROMPT.1)
+}
+
 /// `git ls-remote` of one tag; its peeled line (`^{}`) names the commit of an annotated tag.
 pub fn ls_remote(git: &Tool, url: &str, tag: &str) -> Cmd {
-    git.cmd(format!("find the commit of {tag}"))
+    command(git, format!("find the commit of {tag}"))
         .args(["ls-remote", "--exit-code", "--tags", url])
         .arg(format!("refs/tags/{tag}"))
         .arg(format!("refs/tags/{tag}^{{}}"))
-        .env(NO_PROMPT.0, NO_PROMPT.1)
 }
 
 /// The commit a tag names, from `ls-remote` output (peeled for annotated tags).
@@ -140,7 +155,7 @@ impl Peek {
     fn git(&self, summary: String) -> Cmd {
         let mut dir = std::ffi::OsString::from("--git-dir=");
         dir.push(&self.git_dir);
-        self.git.cmd(summary).arg(dir).env(NO_PROMPT.0, NO_PROMPT.1)
+        command(&self.git, summary).arg(dir)
     }
 
     /// Succeeds when the git dir has the tag.
@@ -152,11 +167,9 @@ impl Peek {
 
     /// Makes the scratch git dir.
     pub fn init(&self) -> Cmd {
-        self.git
-            .cmd("create a scratch repository")
+        command(&self.git, "create a scratch repository")
             .args(["init", "--quiet", "--bare"])
             .arg(&self.git_dir)
-            .env(NO_PROMPT.0, NO_PROMPT.1)
     }
 
     /// Fetches the tag's commit alone (no history) into the scratch git dir.
@@ -266,11 +279,7 @@ fn find_lock(dir: &Path, depth: usize) -> Option<PathBuf> {
 
 impl Checkout {
     fn git(&self, summary: String) -> Cmd {
-        self.git
-            .cmd(summary)
-            .arg("-C")
-            .arg(&self.dir)
-            .env(NO_PROMPT.0, NO_PROMPT.1)
+        command(&self.git, summary).arg("-C").arg(&self.dir)
     }
 
     /// True when the directory already holds a repository.
@@ -358,12 +367,10 @@ impl Checkout {
     /// `git status` of tracked files, without taking git's index lock: prints a line per
     /// changed file.
     pub fn status(&self) -> Cmd {
-        self.git
-            .cmd("look for changes in the build checkout")
+        command(&self.git, "look for changes in the build checkout")
             .args(["--no-optional-locks", "-C"])
             .arg(&self.dir)
             .args(["status", "--porcelain", "--untracked-files=no"])
-            .env(NO_PROMPT.0, NO_PROMPT.1)
     }
 
     /// Removes everything of the checkout but its target dir (kept: a damaged checkout
@@ -382,8 +389,7 @@ impl Checkout {
     }
 
     pub fn init(&self) -> Cmd {
-        self.git
-            .cmd("create the build checkout")
+        command(&self.git, "create the build checkout")
             .args(["init", "--quiet"])
             .arg(&self.dir)
     }
@@ -681,7 +687,7 @@ mod tests {
         let cmd = ls_remote(&test_git(), "https://f/x.git", "v1.0.0");
         assert_eq!(
             cmd.display(),
-            "/t/git ls-remote --exit-code --tags https://f/x.git refs/tags/v1.0.0 refs/tags/v1.0.0^{}"
+            "/t/git -c core.hooksPath=/dev/null -c core.fsmonitor=false ls-remote --exit-code --tags https://f/x.git refs/tags/v1.0.0 refs/tags/v1.0.0^{}"
         );
         let co = Checkout {
             git: test_git(),
@@ -689,7 +695,7 @@ mod tests {
         };
         assert_eq!(
             co.fetch_tag("https://f/x.git", "v1.0.0").display(),
-            "/t/git -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
+            "/t/git -c core.hooksPath=/dev/null -c core.fsmonitor=false -C /c fetch --quiet --force --no-tags --no-recurse-submodules -- https://f/x.git +refs/tags/v1.0.0:refs/tags/v1.0.0"
         );
         let peek = Peek {
             git: test_git(),
@@ -697,7 +703,109 @@ mod tests {
         };
         assert_eq!(
             peek.read_tag("v1.0.0").display(),
-            "/t/git --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
+            "/t/git -c core.hooksPath=/dev/null -c core.fsmonitor=false --git-dir=/c/.git cat-file tag refs/tags/v1.0.0"
         );
+    }
+
+    #[test]
+    fn no_git_command_runs_the_hooks_of_a_repository() {
+        let co = Checkout {
+            git: test_git(),
+            dir: "/c".into(),
+        };
+        let peek = Peek {
+            git: test_git(),
+            git_dir: "/c/.git".into(),
+        };
+        for cmd in [
+            ls_remote(&test_git(), "https://f/x.git", "v1"),
+            co.init(),
+            co.fetch_tag("https://f/x.git", "v1"),
+            co.tag_commit("v1"),
+            co.checkout("v1"),
+            co.hide_cargo_config(),
+            co.clean(),
+            co.set_origin("https://f/x.git"),
+            co.sync_submodules(),
+            co.submodules(true),
+            co.status(),
+            peek.init(),
+            peek.fetch("https://f/x.git", "v1"),
+            peek.read_tag("v1"),
+            peek.has_tag("v1"),
+            peek.write_tree("v1", Path::new("/t"), Path::new("/i")),
+        ] {
+            assert!(
+                cmd.display()
+                    .starts_with("/t/git -c core.hooksPath=/dev/null -c core.fsmonitor=false "),
+                "{}",
+                cmd.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_hook_planted_in_the_checkout_never_runs() {
+        use crate::process::{Runner, SystemRunner};
+        let real = ["/usr/bin/git", "/bin/git"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("git (Debian package `git`), which every build needs");
+        let d = tempfile::tempdir().unwrap();
+        let git = crate::tool_path::ToolPath::new(vec![Path::new(real).parent().unwrap().into()])
+            .find("git");
+        let plain = |args: &[&str]| {
+            let out = std::process::Command::new(real)
+                .args(args)
+                .current_dir(d.path())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        plain(&["init", "-q", "src"]);
+        plain(&[
+            "-C",
+            "src",
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ]);
+        plain(&["-C", "src", "tag", "v1"]);
+        let co = Checkout {
+            git,
+            dir: d.path().join("co"),
+        };
+        let runner = SystemRunner::default();
+        assert!(runner.run(&co.init()).unwrap().success());
+        // What a build, running as the same user, could leave in the checkout.
+        let mark = d.path().join("hook-ran");
+        let hook = format!("#!/bin/sh\ntouch '{}'\n", mark.display());
+        for h in ["post-checkout", "reference-transaction"] {
+            let p = co.dir.join(".git/hooks").join(h);
+            std::fs::write(&p, &hook).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let url = d.path().join("src").display().to_string();
+        for cmd in [co.fetch_tag(&url, "v1"), co.checkout("v1")] {
+            let out = runner.run(&cmd).unwrap();
+            assert!(out.success(), "{}: {}", cmd.display(), out.tail_text());
+        }
+        assert!(!mark.exists(), "a hook in the checkout ran");
+        // The same hook does run without the guard (the test can fail).
+        plain(&["-C", "co", "checkout", "-q", "--detach", "v1"]);
+        assert!(mark.exists(), "the planted hook is a working one");
     }
 }

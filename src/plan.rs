@@ -105,7 +105,7 @@ impl Step {
             ),
             Self::Build(b) => b.cmd().summary.clone(),
             Self::Keep => {
-                "keep the new build as a version root (a kept build of the same commit is used instead)"
+                "keep the new build as a version root (a kept build of the same commit is used instead; with verify_tag, only when the signature kept with it verifies now)"
                     .to_owned()
             }
             Self::UseRoot { name } => format!("use the kept version root {name}; nothing is built"),
@@ -473,6 +473,12 @@ impl Executor<'_> {
     }
 
     fn clean_leftovers(&self) -> Result<(), BuildFailure> {
+        for p in self.stray_temporaries() {
+            log::info!(
+                "removed a temporary file a killed write left: {}",
+                p.display()
+            );
+        }
         match self.layout.clean_leftovers() {
             Ok(removed) => {
                 for p in removed {
@@ -485,6 +491,41 @@ impl Executor<'_> {
                 error: e.context("cleaning up an earlier run"),
             }),
         }
+    }
+
+    /// Removes the temporary files a killed atomic write left in our own directories (the
+    /// state, data and cache dirs, the HTTP cache, the build checkout's git dir) and, in
+    /// `bin_dir`, beside our binaries' links: only our own unpredictable names, at least
+    /// an hour old (a `check` may be writing the HTTP cache without the lock).
+    fn stray_temporaries(&self) -> Vec<PathBuf> {
+        const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+        let cache = &self.settings.build.cache_dir;
+        let checkout_git = crate::git::checkout_dir(cache).join(".git");
+        let mut removed = Vec::new();
+        for dir in [
+            self.state_file.path().parent().map(PathBuf::from),
+            Some(self.settings.data_dir.clone()),
+            Some(cache.clone()),
+            Some(cache.join("http")),
+            Some(checkout_git.clone()),
+            Some(checkout_git.join("info")),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            removed.extend(crate::fsutil::remove_stray_temporaries(
+                &dir,
+                |_| true,
+                MIN_AGE,
+            ));
+        }
+        let binaries = self.layout.expected_binaries(&self.settings.build.packages);
+        removed.extend(crate::fsutil::remove_stray_temporaries(
+            &self.settings.bin_dir,
+            |name| binaries.iter().any(|b| b == name),
+            MIN_AGE,
+        ));
+        removed
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -516,9 +557,10 @@ impl Executor<'_> {
                 &self.settings.build.packages,
             )
             .filter(|r| Some(&r.name) != self.layout.current().as_ref())
-            // With `verify_tag` only a build whose tag was checked: one kept from before
-            // would be switched to without a signature anybody looked at.
-            .filter(|r| !self.settings.build.verify_tag || r.meta.signed_by.is_some());
+            // With `verify_tag` only a build whose tag's signature, kept with it, verifies
+            // now: one kept from before, or signed by a key removed since, would be
+            // switched to without a signature that counts today.
+            .filter(|r| self.builder.reusable(r, target));
             if let Some(kept) = kept {
                 log::info!("reusing the kept build {} of {}", kept.name, target.tag);
                 *root = Some(kept.name);

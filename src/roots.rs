@@ -29,11 +29,25 @@ pub fn rollback_target(
     current: Option<&str>,
     packages: &[String],
 ) -> Option<Root> {
+    rollback_candidates(layout, state, current, packages)
+        .into_iter()
+        .next()
+}
+
+/// Every healthy root other than `current` that has every package, newest first: where
+/// `rollback` may go.
+pub fn rollback_candidates(
+    layout: &Layout,
+    state: &State,
+    current: Option<&str>,
+    packages: &[String],
+) -> Vec<Root> {
     layout
         .roots()
         .into_iter()
         .filter(|r| Some(r.name.as_str()) != current)
-        .find(|r| is_healthy(r, state) && r.has_all(packages))
+        .filter(|r| is_healthy(r, state) && r.has_all(packages))
+        .collect()
 }
 
 /// A kept root of `version` with every package, to use instead of building: one built

@@ -21,6 +21,16 @@ use crate::process::Cmd;
 /// The programs a build's cargo may run from its PATH that must be the system's.
 const CARGO_RUNS: &[&str] = &["git", "ssh"];
 
+/// The system's programs heph-selfupdate runs from `tool_path` (git runs ssh in turn).
+pub const SYSTEM_PROGRAMS: &[&str] = &[
+    "git",
+    "ssh",
+    "ssh-keygen",
+    "systemctl",
+    "loginctl",
+    "launchctl",
+];
+
 /// The directories of `tool_path`, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolPath {
@@ -49,17 +59,14 @@ impl ToolPath {
     }
 
     /// The default directories: the system's own, root's to write. On NixOS the system
-    /// profile; on macOS Homebrew's too (its git is the one people install).
+    /// profile. On macOS not Homebrew's: `/opt/homebrew` and `/usr/local` belong to the
+    /// user who installed Homebrew — on a one-person Mac the very user the agent runs as,
+    /// whose builds could leave a `git` there; `/usr/bin/git` (the Command Line Tools') and
+    /// the system's ssh serve. A Homebrew git is one line of `tool_path` away, and warned
+    /// about ([`ToolPath::warnings`]).
     pub fn default_dirs(macos: bool) -> Vec<PathBuf> {
         let dirs: &[&str] = if macos {
-            &[
-                "/opt/homebrew/bin",
-                "/usr/local/bin",
-                "/usr/bin",
-                "/bin",
-                "/usr/sbin",
-                "/sbin",
-            ]
+            &["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
         } else {
             &[
                 "/usr/local/bin",
@@ -90,6 +97,42 @@ impl ToolPath {
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// A warning for each directory of `tool_path`, and each of [`SYSTEM_PROGRAMS`]
+    /// found in it, that someone other than root may change (see [`changeable_by`]):
+    /// whoever can chooses the git, ssh-keygen or systemctl every later run uses,
+    /// `verify_tag` included. `euid`: who runs heph-selfupdate.
+    pub fn warnings(&self, euid: u32) -> Vec<String> {
+        let consequence = "whoever can change it chooses the git, ssh, ssh-keygen or systemctl every run uses (verify_tag included); keep tool_path to directories only root may write";
+        let mut out = Vec::new();
+        let mut flagged = Vec::new();
+        for d in &self.dirs {
+            if let Some(why) = changeable_by(d, euid) {
+                out.push(format!(
+                    "`tool_path` holds {}, which {why}: {consequence}",
+                    d.display()
+                ));
+                flagged.push(d.clone());
+            }
+        }
+        for name in SYSTEM_PROGRAMS {
+            let tool = self.find(name);
+            let in_flagged = tool
+                .path
+                .parent()
+                .is_some_and(|d| flagged.iter().any(|f| f == d));
+            if !tool.path.is_file() || in_flagged {
+                continue;
+            }
+            if let Some(why) = changeable_by(&tool.path, euid) {
+                out.push(format!(
+                    "`tool_path`'s {name} is {}, which {why}: {consequence}",
+                    tool.path.display()
+                ));
+            }
+        }
+        out
     }
 
     /// `name` from the first directory that has it as an executable file.
@@ -142,6 +185,61 @@ impl ToolPath {
     }
 }
 
+/// How someone other than root may change what `path` is, or `None`: it or a directory
+/// above it (as given, and after links) belongs to another user, or its group or others
+/// may write it (a sticky directory above aside), or — `euid` not being root — the user
+/// running heph-selfupdate may (an ACL, a group). Paths that do not exist say nothing.
+pub fn changeable_by(path: &Path, euid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut chain: Vec<PathBuf> = path.ancestors().map(Path::to_path_buf).collect();
+    if let Ok(real) = std::fs::canonicalize(path) {
+        chain.extend(real.ancestors().map(Path::to_path_buf));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in chain.into_iter().filter(|p| seen.insert(p.clone())) {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        // "it is X" for the path itself; "it is under DIR, which is X" for one above it.
+        let said = |x: String| {
+            if p == path {
+                x
+            } else {
+                format!("is under {}, which {x}", p.display())
+            }
+        };
+        if meta.uid() != 0 {
+            return Some(said(format!(
+                "belongs to {}",
+                crate::fsutil::user_label(meta.uid())
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        // A sticky directory above (`/tmp`) lets nobody replace what others own in it.
+        let sticky_above = p != path && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_above {
+            return Some(said(format!(
+                "its group or others may write (mode {mode:04o})"
+            )));
+        }
+        if euid != 0 && !sticky_above && writable(&p) {
+            return Some(said(format!(
+                "uid {euid}, who runs heph-selfupdate, may write"
+            )));
+        }
+    }
+    None
+}
+
+/// True when the effective user may write `path` (`faccessat` with `AT_EACCESS`).
+fn writable(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated path; faccessat only reads it.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +250,68 @@ mod tests {
         std::fs::write(&p, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
+    }
+
+    #[test]
+    fn a_directory_or_program_someone_but_root_may_change_is_told_and_the_systems_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let euid = unsafe { libc::geteuid() };
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("bin");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let git = script(&dir, "git");
+        let tools = ToolPath::new(vec![dir.clone(), PathBuf::from("/usr/bin")]);
+        if euid != 0 {
+            // Ours: a user's directory is theirs to change.
+            let why = changeable_by(&dir, euid).unwrap();
+            assert!(why.contains("belongs to uid"), "{why}");
+            assert!(tools.warnings(euid)[0].contains(&format!("holds {}", dir.display())));
+            return;
+        }
+        assert_eq!(
+            changeable_by(&dir, 0),
+            None,
+            "root's, 0755, under a sticky /tmp"
+        );
+        assert_eq!(changeable_by(Path::new("/usr/bin"), 0), None);
+        assert!(tools.warnings(0).is_empty(), "{:?}", tools.warnings(0));
+        // A program another user owns, in a directory root owns.
+        std::os::unix::fs::chown(&git, Some(65534), None).unwrap();
+        let warnings = tools.warnings(0);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains(&format!(
+                    "`tool_path`'s git is {}, which belongs to uid 65534",
+                    git.display()
+                )),
+            "{warnings:?}"
+        );
+        // The directory writable by its group: told once, for the directory.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let warnings = tools.warnings(0);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains(&format!(
+                    "holds {}, which its group or others may write (mode 0775)",
+                    dir.display()
+                )),
+            "{warnings:?}"
+        );
+        // A directory above it another user owns.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(d.path(), Some(65534), None).unwrap();
+        let why = changeable_by(&dir, 0).unwrap();
+        assert!(
+            why.starts_with(&format!(
+                "is under {}, which belongs to uid 65534",
+                d.path().display()
+            )),
+            "{why}"
+        );
+        std::os::unix::fs::chown(d.path(), Some(0), None).unwrap();
     }
 
     #[test]

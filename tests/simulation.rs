@@ -336,12 +336,17 @@ impl SimRunner {
 
     #[allow(clippy::unnecessary_wraps)] // the shape of Runner::run
     fn cargo(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let (root, tag) = (
+        let (root, rev) = (
             Self::arg(cmd, "--root=").unwrap(),
-            Self::arg(cmd, "--tag=").unwrap(),
+            Self::arg(cmd, "--rev=").unwrap(),
         );
         let mut s = self.sim.borrow_mut();
-        let release = s.releases.iter().find(|r| r.tag == tag).cloned().unwrap();
+        let release = s
+            .releases
+            .iter()
+            .find(|r| r.commit == rev)
+            .cloned()
+            .unwrap();
         let now = s.now;
         s.builds.push((release.version.clone(), now));
         s.advance(Duration::from_secs(120));
@@ -380,7 +385,7 @@ impl SimRunner {
             .unwrap();
             installs.insert(
                 format!(
-                    "{p} {} (git+file:///sim/repo?tag={tag}#{})",
+                    "{p} {} (git+file:///sim/repo?rev={rev}#{})",
                     release.version, release.commit
                 ),
                 serde_json::json!({"bins": [p]}),
@@ -470,7 +475,7 @@ impl Runner for SimRunner {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         match program.as_str() {
-            "git" if args.first().map(String::as_str) == Some("ls-remote") => {
+            "git" if args.iter().any(|a| a == "ls-remote") => {
                 let s = self.sim.borrow();
                 if s.network_down {
                     return Ok(failed(

@@ -73,6 +73,35 @@ pub fn split(tag_object: &str) -> Option<SignedTag<'_>> {
     })
 }
 
+/// What a tag object's header says of itself: the object it tags, that object's type,
+/// and the tag's own name. The signature covers these: a signed tag fetched under
+/// another name still says the name it was signed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagHeader<'a> {
+    pub object: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+}
+
+/// Reads the header of a tag object (the lines before the first empty one); `None` when
+/// `object`, `type` or `tag` is missing.
+pub fn header(payload: &str) -> Option<TagHeader<'_>> {
+    let (mut object, mut kind, mut name) = (None, None, None);
+    for line in payload.lines().take_while(|l| !l.is_empty()) {
+        match line.split_once(' ') {
+            Some(("object", v)) => object = object.or(Some(v)),
+            Some(("type", v)) => kind = kind.or(Some(v)),
+            Some(("tag", v)) => name = name.or(Some(v)),
+            _ => {}
+        }
+    }
+    Some(TagHeader {
+        object: object?,
+        kind: kind?,
+        name: name?,
+    })
+}
+
 /// `ssh-keygen -Y find-principals`: prints who in `allowed_signers` has the key that made
 /// `signature` and may sign now (it fails when nobody does).
 pub fn find_principals(ssh_keygen: &Tool, signature: &Path, allowed_signers: &Path) -> Cmd {
@@ -161,6 +190,21 @@ mod tests {
         // Not at the start of a line: not a signature.
         let tag = format!("{HEAD}see -----BEGIN PGP SIGNATURE----- here\n");
         assert_eq!(split(&tag), None);
+    }
+
+    #[test]
+    fn reads_the_object_type_and_name_a_tag_object_gives_itself() {
+        assert_eq!(
+            header(HEAD),
+            Some(TagHeader {
+                object: "e7ada4256e81e8934bc8585b07bacb0daaceb932",
+                kind: "commit",
+                name: "v1",
+            })
+        );
+        // The message cannot add a header: only lines before the first empty one count.
+        let quoted = "object e7ada4256e81e8934bc8585b07bacb0daaceb932\ntype commit\ntagger a <a@b> 1 +0000\n\ntag v9\n";
+        assert_eq!(header(quoted), None);
     }
 
     #[test]

@@ -284,7 +284,15 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
             .flatten()
             .map(|r| r.name)
     });
-    if let Some(name) = kept.filter(|name| Some(name) != layout.current().as_ref()) {
+    // With `verify_tag`, only when the signature kept with it verifies now; else built.
+    let kept = kept
+        .filter(|name| Some(name) != layout.current().as_ref())
+        .filter(|name| {
+            layout
+                .find(name)
+                .is_some_and(|root| i.builder.reusable(&root, target))
+        });
+    if let Some(name) = kept {
         steps.push(Step::UseRoot { name });
     } else {
         steps.push(Step::CheckSpace {

@@ -565,11 +565,13 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
             Some("check forge, forge_url, repo and the token (`heph-selfupdate config`)".into()),
         ),
     });
-    let ls_remote = build_env(
-        tools
-            .git
-            .cmd("reach the git URL")
-            .args(["ls-remote", "--exit-code", &cfg.git_url, "HEAD"]),
+    let ls_remote = crate::build::network_env(
+        crate::git::command(&tools.git, "reach the git URL").args([
+            "ls-remote",
+            "--exit-code",
+            &cfg.git_url,
+            "HEAD",
+        ]),
         &settings.build,
     )
     .timeout(cfg.http_timeout.max(std::time::Duration::from_secs(30)));
@@ -834,6 +836,7 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
                     )),
                 ),
             });
+            out.extend(root_reads_the_home(cfg, world, &tools, &user));
         }
         ServiceManagerKind::None => {}
     }
@@ -846,6 +849,63 @@ fn service_checks(cfg: &Config, world: &World, out: &mut Vec<Check>) {
             ServiceManagerKind::None => {}
         }
     }
+}
+
+/// A warning when the system unit still names a file in the user's home in
+/// `EnvironmentFile=` (a drop-in of an older install): PID 1 reads that file as root,
+/// following links, before `User=` applies. Asked of systemd (`systemctl show`), which
+/// knows every drop-in; nothing is read here.
+fn root_reads_the_home(
+    cfg: &Config,
+    world: &World,
+    tools: &crate::tool_path::ToolPath,
+    user: &str,
+) -> Option<Check> {
+    let unit = format!("heph-selfupdate@{user}.service");
+    let show = tools
+        .find("systemctl")
+        .cmd("ask which environment files the system unit names")
+        .args([
+            "show",
+            "--property=EnvironmentFiles",
+            "--property=DropInPaths",
+            unit.as_str(),
+        ]);
+    let out = world.runner.run(&show).ok().filter(Output::success)?;
+    let files = environment_files_in(&out.stdout, &cfg.home);
+    if files.is_empty() {
+        return None;
+    }
+    let drop_ins = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DropInPaths="))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| format!(" (drop-ins: {})", d.trim()))
+        .unwrap_or_default();
+    Some(check(
+        "system unit",
+        Status::Warn,
+        format!(
+            "{unit} still has EnvironmentFile={} in {user}'s home{drop_ins}: systemd reads it as root, following links, before User= applies (a drop-in of an older install)",
+            files.join(", EnvironmentFile=")
+        ),
+        Some(format!(
+            "run `sudo make install-system USER={user} BIN=…` again (its drop-in names the file in HEPH_SELFUPDATE_ENV_FILE, read by heph-selfupdate as {user}), or remove that line, then `sudo systemctl daemon-reload`"
+        )),
+    ))
+}
+
+/// The files `systemctl show --property=EnvironmentFiles` names (`PATH (ignore_errors=…)`
+/// per line) that are in `home`.
+fn environment_files_in(show: &str, home: &Path) -> Vec<String> {
+    show.lines()
+        .filter_map(|l| l.strip_prefix("EnvironmentFiles="))
+        .filter_map(|v| v.split(" (ignore_errors=").next())
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && Path::new(f).starts_with(home))
+        .map(String::from)
+        .collect()
 }
 
 /// This user's login name (what a unit's `User=` names), else the uid.
@@ -1163,6 +1223,20 @@ pub fn run(cfg: &Config, world: &World, json: bool) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_files_in_the_home_are_found_in_what_systemctl_shows() {
+        let show = "EnvironmentFiles=/home/alice/.config/heph-selfupdate/env (ignore_errors=yes)\nEnvironmentFiles=/etc/heph-selfupdate/alice.env (ignore_errors=no)\nDropInPaths=/etc/systemd/system/heph-selfupdate@alice.service.d/home.conf\n";
+        assert_eq!(
+            environment_files_in(show, Path::new("/home/alice")),
+            ["/home/alice/.config/heph-selfupdate/env"]
+        );
+        assert!(environment_files_in("EnvironmentFiles=\n", Path::new("/home/alice")).is_empty());
+        assert!(
+            environment_files_in(show, Path::new("/home/al")).is_empty(),
+            "a path, not a prefix"
+        );
+    }
 
     #[test]
     fn the_exec_start_path_is_read_from_systemctl_show() {

@@ -61,7 +61,10 @@ fn load_config(cli: &Cli, world: &World) -> Result<Config> {
         dirs: Dirs::discover()?,
         os: Os::current(),
     };
-    let cfg = Config::load(&inputs)?;
+    let mut cfg = Config::load(&inputs)?;
+    // Who may change what `tool_path` runs, told once as the command starts (and by
+    // `config` and `doctor`, which show the warnings).
+    cfg.warnings.extend(cfg.tools().warnings(world.uid));
     if let Some(ca) = &cfg.ca_file {
         // The forge's TLS (rustls with the platform verifier) reads its roots from
         // SSL_CERT_FILE at the first connection. No child inherits it from here (the

@@ -22,8 +22,15 @@ use crate::state::{Outcome, Purpose, RunRecord, State, StateFile};
 use crate::version::{parse_tag, same_version};
 use crate::world::World;
 
-/// The root to go back to.
-fn choose(cfg: &Config, layout: &Layout, state: &State, to: Option<&str>) -> Result<Root> {
+/// The root to go back to. With `verify_tag`, never one whose kept signature is refused
+/// now (`builder`, [`Builder::may_roll_back_to`]).
+fn choose(
+    cfg: &Config,
+    layout: &Layout,
+    state: &State,
+    to: Option<&str>,
+    builder: &Builder<'_>,
+) -> Result<Root> {
     let Some(current) = layout.current() else {
         bail!(
             "nothing to roll back: {} is not managed by heph-selfupdate yet (no version roots)\nhelp: version roots are kept from the first update on: run `heph-selfupdate check-and-apply` (or `check-and-apply --to <version>` to install a chosen release)",
@@ -48,20 +55,42 @@ fn choose(cfg: &Config, layout: &Layout, state: &State, to: Option<&str>) -> Res
             .filter(|r| r.version().is_some_and(|v| same_version(&v, &version)))
             .min_by_key(|r| !roots::is_healthy(r, state));
         return match root {
-            Some(r) => Ok(r),
+            Some(r) => match builder.may_roll_back_to(&r) {
+                Ok(()) => Ok(r),
+                Err(why) => bail!(
+                    "refusing to roll back to {}: {why}\nhelp: verify_tag switches only to builds whose tag's signature counts today; `heph-selfupdate rollback --to <version>` picks another kept root, `check-and-apply --to <version>` builds a release afresh",
+                    r.name
+                ),
+            },
             None => bail!(
                 "no kept version root of {version} other than the current one ({current}); kept: {}\nhelp: `heph-selfupdate check-and-apply --to {version}` builds it",
                 listing()
             ),
         };
     }
-    match roots::rollback_target(layout, state, Some(&current), &cfg.packages) {
-        Some(r) => Ok(r),
-        None => bail!(
-            "nothing to roll back to: no healthy version root other than {current} (kept: {})\nhelp: `heph-selfupdate rollback --to <version>` picks a kept root; `check-and-apply --to <version>` installs a chosen release",
-            listing()
-        ),
+    let candidates = roots::rollback_candidates(layout, state, Some(&current), &cfg.packages);
+    let mut refused = Vec::new();
+    for r in candidates {
+        match builder.may_roll_back_to(&r) {
+            Ok(()) => return Ok(r),
+            Err(why) => {
+                log::warn!("not rolling back to {}: {why}", r.name);
+                refused.push(r.name);
+            }
+        }
     }
+    let refused = if refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; refused by verify_tag: {} (their tag's signature does not count today)",
+            refused.join(", ")
+        )
+    };
+    bail!(
+        "nothing to roll back to: no healthy version root other than {current} (kept: {}){refused}\nhelp: `heph-selfupdate rollback --to <version>` picks a kept root; `check-and-apply --to <version>` installs a chosen release",
+        listing()
+    )
 }
 
 fn plan(
@@ -98,9 +127,17 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     let settings = super::run_settings(cfg, world);
     let state_file = StateFile::new(cfg.state_file());
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
+    let builder = Builder {
+        settings: &settings.build,
+        runner: world.runner.as_ref(),
+        clock: world.clock.as_ref(),
+        tools: Tools::find(&settings.build, world.path_var()),
+        layout: layout.clone(),
+        log_file: None,
+    };
     if args.dry_run {
         let state = state_file.peek()?;
-        let root = choose(cfg, &layout, &state, args.to.as_deref())?;
+        let root = choose(cfg, &layout, &state, args.to.as_deref(), &builder)?;
         let manager = world.services.manager(&settings.deploy.service);
         let plan = plan(&settings, manager.as_deref(), &root, &state);
         if args.json {
@@ -127,7 +164,7 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
     if let Some(told) = recovered.as_ref().filter(|t| !t.ok()) {
         return Ok(RunReport::recovery(told, "rollback").emit(world.out.as_ref(), args.json, true));
     }
-    let root = choose(cfg, &layout, &state, args.to.as_deref())?;
+    let root = choose(cfg, &layout, &state, args.to.as_deref(), &builder)?;
     let current = layout.current().unwrap_or_default();
     let from_version = layout
         .find(&current)
@@ -135,14 +172,6 @@ pub fn run(cfg: &Config, world: &World, args: &RollbackArgs) -> Result<i32> {
         .map(|v| v.to_string());
     log::info!("rolling back from {current} to {}", root.name);
     let plan = plan(&settings, deployer.manager.as_deref(), &root, &state);
-    let builder = Builder {
-        settings: &settings.build,
-        runner: world.runner.as_ref(),
-        clock: world.clock.as_ref(),
-        tools: Tools::find(&settings.build, world.path_var()),
-        layout: layout.clone(),
-        log_file: None,
-    };
     let executor = Executor {
         world,
         settings: &settings,

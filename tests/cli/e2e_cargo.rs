@@ -543,6 +543,96 @@ fn an_ssh_signature_by_an_allowed_key_is_accepted_and_its_signer_recorded_in_bot
     stranger_then_release(&e, "v0.3.0", "0.2.0");
 }
 
+/// With `verify_tag` in git mode the tag is checked in a scratch repository; cargo then
+/// builds the commit that was checked (`--rev=<commit>`), never the tag by name, which it
+/// would fetch again: a compromised forge (the threat `verify_tag` exists for) that
+/// answers the second fetch with another commit gets nothing of it compiled. Here the
+/// forge moves the tag the moment the signature has been verified (a wrapper around the
+/// real ssh-keygen does it, standing for a forge that answers each fetch differently).
+#[test]
+fn git_mode_builds_exactly_the_commit_whose_signature_was_checked_even_when_the_forge_moves_the_tag()
+ {
+    let Some(ssh_keygen) = ["/usr/bin/ssh-keygen", "/bin/ssh-keygen"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var("CI_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "no ssh-keygen and CI_REQUIRE_TOOLS=1: install the Debian package `openssh-client`"
+        );
+        eprintln!("SKIPPED: no ssh-keygen (Debian package `openssh-client`)");
+        return;
+    };
+    let mut e = e2e(
+        &[("v0.1.0", Daemon::Good), ("v0.2.0", Daemon::Good)],
+        &["v0.1.0", "v0.2.0"],
+    );
+    let s = Signing::new(&e);
+    let release = s.ssh_key("release");
+    let signers = s.allowed(&format!("release@test.invalid {release}"));
+    verify_tags(&mut e, &signers);
+    e.env.var("HEPH_SELFUPDATE_BUILD", "git");
+    s.sign_ssh("v0.2.0", "release", None);
+    let signed = e.repo.commit_of("v0.2.0");
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+
+    // What the forge serves on the second fetch: same version, unsigned, with a build
+    // script that leaves a mark.
+    let mark = e.env.dir.path().join("unsigned-build-script-ran");
+    std::fs::write(
+        e.repo.dir.join("crates/hephd/build.rs"),
+        format!(
+            "fn main() {{\n    std::fs::write({:?}, \"ran\").unwrap();\n}}\n",
+            mark.display().to_string()
+        ),
+    )
+    .unwrap();
+    fixture::git(&e.repo.dir, &["add", "-A"]);
+    fixture::git(&e.repo.dir, &["commit", "-q", "-m", "not what was signed"]);
+    let unsigned = fixture::git(&e.repo.dir, &["rev-parse", "HEAD"]);
+    crate::support::env::write_script(
+        &e.env.fakes.join("ssh-keygen"),
+        &format!(
+            "#!/bin/sh\n{ssh_keygen} \"$@\"; rc=$?\ncase \" $* \" in *\" verify \"*) [ $rc = 0 ] && git -C '{}' -c user.name=F -c user.email=f@test.invalid tag -f -a v0.2.0 -m moved {unsigned} >/dev/null 2>&1;; esac\nexit $rc\n",
+            e.repo.dir.display()
+        ),
+    );
+
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("the signature of v0.2.0 is good"),
+        "the signed tag was verified first: {}",
+        run.stderr
+    );
+    assert_eq!(
+        e.repo.commit_of("v0.2.0"),
+        unsigned,
+        "the forge moved the tag after the check"
+    );
+    assert!(
+        !mark.exists(),
+        "a build script of commit {unsigned}, which no allowed key signed, ran during the build of the verified v0.2.0:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("--rev={signed}")) && !run.stderr.contains("--tag="),
+        "cargo was given the commit checked, not the tag's name: {}",
+        run.stderr
+    );
+    let records =
+        std::fs::read_to_string(e.env.data_dir().join("versions/0.2.0/.crates2.json")).unwrap();
+    assert!(
+        records.contains(&format!("?rev={signed}#{signed}")),
+        "{records}"
+    );
+    assert_eq!(
+        run_bin(&e.env.bin_dir.join("hephd")),
+        "hephd 0.2.0 (build of v0.2.0)"
+    );
+}
+
 /// Adds release `tag` to the fixture repository, its workspace changed by `edit`.
 pub(crate) fn add_release(e: &E2e, tag: &str, edit: impl FnOnce(&Path)) {
     fixture::write_workspace(
@@ -848,8 +938,9 @@ fn the_dry_run_of_a_checkout_build_names_exactly_the_commands_the_run_then_runs(
         "{looked:#?}"
     );
     assert!(
-        looked[1].starts_with("git --no-optional-locks -C")
-            && looked[1].ends_with("status --porcelain --untracked-files=no"),
+        looked[1].starts_with(
+            "git -c core.hooksPath=/dev/null -c core.fsmonitor=false --no-optional-locks -C"
+        ) && looked[1].ends_with("status --porcelain --untracked-files=no"),
         "{looked:#?}"
     );
     e.env.clear_calls();
@@ -872,8 +963,8 @@ fn the_dry_run_of_a_checkout_build_names_exactly_the_commands_the_run_then_runs(
         "the dry run and the run disagree"
     );
     for expected in [
-        "git ls-remote",
-        "git -C",
+        "git -c core.hooksPath=/dev/null -c core.fsmonitor=false ls-remote",
+        "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -C",
         "cargo metadata",
         "rustc --version",
         "cargo fetch --locked",

@@ -292,6 +292,57 @@ fn the_run_killed_by_sigkill_takes_its_build_with_it_and_the_next_run_cleans_up(
     assert_sound(&s.env, "0.2.0");
 }
 
+/// A run killed in the middle of an atomic write leaves its temporary file (an
+/// unpredictable `.NAME.tmp-<16 hex>` beside the file). The next update removes ours, in
+/// our own directories and beside our links in `bin_dir`, once they are an hour old; it
+/// leaves anything else, there or in a directory that is not ours.
+#[test]
+fn temporary_files_a_killed_write_left_are_removed_by_the_next_update_and_no_others() {
+    let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let env = &s.env;
+    let aged = |p: &std::path::Path| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "half").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+    };
+    let stray = [
+        env.state_dir().join(".state.json.tmp-0123456789abcdef"),
+        env.data_dir().join(".current.tmp-0123456789abcdef"),
+        env.home
+            .join(".cache/heph-selfupdate/http/.page.json.tmp-0123456789abcdef"),
+        env.bin_dir.join(".hephd.tmp-0123456789abcdef"),
+    ];
+    let others = [
+        env.bin_dir.join(".cargo-tool.tmp-0123456789abcdef"),
+        env.state_dir().join(".state.json.tmp-notours"),
+        env.home.join(".other/.state.json.tmp-0123456789abcdef"),
+    ];
+    for p in stray.iter().chain(&others) {
+        aged(p);
+    }
+    let run = env.run(&["check-and-apply"]);
+    run.expect(0);
+    for p in &stray {
+        assert!(!p.exists(), "{} is left:\n{}", p.display(), run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "removed a temporary file a killed write left: {}",
+                p.display()
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    for p in &others {
+        assert!(p.exists(), "{} is not ours to remove", p.display());
+    }
+}
+
 #[test]
 fn the_run_stopped_by_sigterm_stops_its_build_and_says_so() {
     let s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);

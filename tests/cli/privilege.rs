@@ -131,16 +131,22 @@ fn a_build_step_of_the_same_user_cannot_read_the_token_from_any_ancestors_enviro
 }
 
 /// A stand-in that records who it is (`$1`, or the name it was run by) and the
-/// `SSL_CERT_FILE` it sees, then runs `next` (if any).
+/// `SSL_CERT_FILE`, `GIT_SSL_CAINFO` and `CARGO_HTTP_CAINFO` it sees, then runs `next`
+/// (if any).
 fn cert_probe(next: Option<&str>) -> String {
     let then = next.map_or_else(|| "exit 0".to_owned(), |n| format!("exec {n} \"$@\""));
     format!(
-        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
+        "#!/bin/sh\nwho=$(basename \"$0\"); [ \"$who\" = probe ] && who=$1\necho \"$who SSL_CERT_FILE=${{SSL_CERT_FILE-unset}} GIT_SSL_CAINFO=${{GIT_SSL_CAINFO-unset}} CARGO_HTTP_CAINFO=${{CARGO_HTTP_CAINFO-unset}}\" >> \"$FAKE_LOG\"\n{then}\n"
     )
 }
 
+/// `ca_file` is for the forge, git and cargo: the fetches of git and cargo get it as the
+/// variables they read (`GIT_SSL_CAINFO`, `CARGO_HTTP_CAINFO`), and no child gets it as
+/// `SSL_CERT_FILE`, which the hooks, the daemon and every program a build script starts
+/// would trust instead of the system's roots. (The checkout build's compile, which is
+/// offline, gets none of it: unit `build::tests::only_the_steps_that_reach_the_network_get_the_ca_file`.)
 #[test]
-fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
+fn only_the_fetches_of_git_and_cargo_get_ca_file_and_no_child_gets_it_as_ssl_cert_file() {
     let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     let ca = s.env.dir.path().join("forge-ca.pem");
     std::fs::write(&ca, "not used: the stand-in forge speaks plain http\n").unwrap();
@@ -171,17 +177,23 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
     };
 
     s.env.run(&["check-and-apply"]).expect(0);
+    // git ls-remote and cargo install --git (git mode) both reach the network.
     for who in ["git", "cargo"] {
         let lines = seen(&s.env, who);
         assert!(
-            !lines.is_empty() && lines.iter().all(|l| l.ends_with(&format!("={ca}"))),
-            "{who} is given ca_file: {lines:?}"
+            !lines.is_empty()
+                && lines.iter().all(|l| l.ends_with(&format!(
+                    "SSL_CERT_FILE=unset GIT_SSL_CAINFO={ca} CARGO_HTTP_CAINFO={ca}"
+                ))),
+            "{who} is given ca_file, not as SSL_CERT_FILE: {lines:?}"
         );
     }
     for who in ["health", "notify"] {
         assert_eq!(
             seen(&s.env, who),
-            [format!("{who} SSL_CERT_FILE=unset")],
+            [format!(
+                "{who} SSL_CERT_FILE=unset GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset"
+            )],
             "{:?}",
             s.env.calls()
         );
@@ -195,11 +207,48 @@ fn hooks_do_not_get_ca_file_as_ssl_cert_file_while_git_and_cargo_do() {
     for who in ["health", "notify"] {
         assert_eq!(
             seen(&s.env, who),
-            [format!("{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem")],
+            [format!(
+                "{who} SSL_CERT_FILE=/etc/ssl/the-services-own.pem GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset"
+            )],
             "{:?}",
             s.env.calls()
         );
     }
+}
+
+/// Issue 17, item 10 names build scripts among the children that must not inherit
+/// `ca_file`. The checkout build's compile is offline (`--frozen`): a release's build
+/// script sees none of `ca_file`, neither as `SSL_CERT_FILE` (which everything it starts
+/// would trust instead of the system's roots) nor as git's or cargo's variables. (cargo
+/// itself may set `SSL_CERT_FILE` to the system's bundle, by `openssl-probe`: not ours.)
+#[test]
+fn a_release_s_build_scripts_do_not_get_ca_file() {
+    use crate::e2e_cargo::{add_release, e2e, plain_install};
+    use crate::support::fixture::Daemon;
+    let mut e = e2e(&[("v0.1.0", Daemon::Good)], &["v0.1.0", "v0.2.0"]);
+    let ca = e.env.dir.path().join("forge-ca.pem");
+    std::fs::write(&ca, "not used: the repository is on this machine\n").unwrap();
+    let ca = ca.display().to_string();
+    let seen = e.env.dir.path().join("build-script-saw");
+    let script = format!(
+        "fn main() {{\n    let v = |k: &str| std::env::var(k).unwrap_or_else(|_| \"unset\".into());\n    std::fs::write({:?}, format!(\"SSL_CERT_FILE={{}} GIT_SSL_CAINFO={{}} CARGO_HTTP_CAINFO={{}}\", v(\"SSL_CERT_FILE\"), v(\"GIT_SSL_CAINFO\"), v(\"CARGO_HTTP_CAINFO\"))).unwrap();\n}}\n",
+        seen.display().to_string()
+    );
+    add_release(&e, "v0.2.0", |dir| {
+        std::fs::write(dir.join("crates/hephd/build.rs"), &script).unwrap();
+    });
+    plain_install(&e, "v0.1.0");
+    e.env.start_daemon();
+    e.env.var("HEPH_SELFUPDATE_CA_FILE", &ca);
+
+    let run = e.env.run(&["check-and-apply"]);
+    run.expect(0);
+    let saw = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        saw.contains("GIT_SSL_CAINFO=unset CARGO_HTTP_CAINFO=unset") && !saw.contains(&ca),
+        "the build script saw ca_file: {saw}\n{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -243,6 +292,322 @@ fn make_install_system_as_root_without_bin_compiles_nothing_and_says_to_build_fi
         "cargo ran as root: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// A working tree for `sudo make install-system … BIN=…` in `dir`: the Makefile, the unit
+/// templates (the timer's a link to `secret`, when `linked`), and at `BIN` a program that
+/// records the uid it ran as in `ran_as`; each path owned by `owner(path)` (relative to
+/// the tree; "" for the tree itself).
+fn install_tree(
+    dir: &Path,
+    secret: &Path,
+    ran_as: &Path,
+    linked: bool,
+    owner: impl Fn(&str) -> u32,
+) -> PathBuf {
+    let tree = dir.join("tree");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = [
+        "Makefile",
+        "units/heph-selfupdate@.service",
+        "units/heph-selfupdate@.timer",
+        "units/heph-selfupdate@.service.d/home.conf",
+    ];
+    for f in files {
+        std::fs::create_dir_all(tree.join(f).parent().unwrap()).unwrap();
+        if linked && f == "units/heph-selfupdate@.timer" {
+            std::os::unix::fs::symlink(secret, tree.join(f)).unwrap();
+        } else {
+            std::fs::copy(repo.join(f), tree.join(f)).unwrap();
+        }
+    }
+    crate::support::env::write_script(
+        &tree.join("target/release/heph-selfupdate"),
+        &format!("#!/bin/sh\nid -u >> '{}'\n", ran_as.display()),
+    );
+    for p in files.iter().chain(&[
+        "units/heph-selfupdate@.service.d",
+        "units",
+        "target/release/heph-selfupdate",
+        "target/release",
+        "target",
+        "",
+    ]) {
+        let uid = owner(p);
+        std::os::unix::fs::lchown(tree.join(p), Some(uid), Some(uid)).unwrap();
+    }
+    tree
+}
+
+/// Issue 17 asks that root never open the service user's files, naming Makefile
+/// targets, and item 7 takes seriously a working tree the service user owns. `sudo make
+/// install-system … BIN=…` reads the tree's unit templates as root (`__render
+/// --template=`, `install`), following links, and runs the `BIN` it installs
+/// (`heph-selfupdate __render`). As root it refuses, before anything runs, a link among
+/// them, and any of them (the Makefile too) or a directory above them that someone other
+/// than root or the user who ran sudo owns or may change; it says what to do instead.
+#[test]
+fn make_install_system_as_root_neither_reads_nor_runs_what_another_user_owns_in_the_tree() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("SKIPPED: the install is root's (sudo make install-system); CI runs it as root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A root-only KEY=VALUE file, as a WireGuard key is.
+    let vault = dir.path().join("vault");
+    std::fs::create_dir(&vault).unwrap();
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = vault.join("wg0.conf");
+    std::fs::write(&secret, "PrivateKey = root-only-7f3a9c\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ran_as = dir.path().join("ran-as");
+    std::fs::write(&ran_as, "").unwrap();
+    std::fs::set_permissions(&ran_as, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let nobody = 65534;
+    let install = |name: &str, linked: bool, owner: &dyn Fn(&str) -> u32, sudo_uid: Option<u32>| {
+        let case = dir.path().join(name);
+        std::fs::create_dir(&case).unwrap();
+        let tree = install_tree(&case, &secret, &ran_as, linked, owner);
+        let dest = case.join("dest");
+        let mut make = Command::new("make");
+        make.args(["--no-print-directory", "install-system"])
+            .args(["USER=alice", "USER_HOME=/home/alice"])
+            .arg("BIN=target/release/heph-selfupdate")
+            .arg(format!("DESTDIR={}", dest.display()))
+            .current_dir(&tree)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/root");
+        if let Some(uid) = sudo_uid {
+            make.env("SUDO_UID", uid.to_string());
+        }
+        let out = make.output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let leaked = walk_files(&dest)
+            .into_iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("root-only-7f3a9c")))
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        (out.status.success(), said, leaked, dest)
+    };
+    let root_owns = |_: &str| 0;
+    for (name, linked, owner, refused) in [
+        (
+            "the service user's tree",
+            false,
+            &(|_: &str| nobody) as &dyn Fn(&str) -> u32,
+            "refusing to read or run Makefile: it belongs to uid 65534",
+        ),
+        (
+            "their BIN",
+            false,
+            &|p: &str| if p.starts_with("target") { nobody } else { 0 },
+            "refusing to read or run target/release/heph-selfupdate: it belongs to uid 65534",
+        ),
+        (
+            "a linked template",
+            true,
+            &root_owns,
+            "refusing to read or run units/heph-selfupdate@.timer: it is a link or not a file",
+        ),
+        (
+            "their units directory",
+            false,
+            &|p: &str| if p == "units" { nobody } else { 0 },
+            "(a directory above units/heph-selfupdate@.service): it belongs to uid 65534",
+        ),
+    ] {
+        let (ok, said, leaked, dest) = install(name, linked, owner, None);
+        assert!(
+            !ok && said.contains(refused) && said.contains("help: root installs only from files"),
+            "{name}: {said}"
+        );
+        assert!(!dest.exists(), "{name}: nothing is installed:\n{said}");
+        assert!(leaked.is_empty(), "{name}: {leaked:?}");
+        assert_eq!(
+            std::fs::read_to_string(&ran_as).unwrap(),
+            "",
+            "{name}: BIN ran as root:\n{said}"
+        );
+    }
+    // The user who ran sudo installs from a tree of their own (their BIN runs as root:
+    // they could run anything as root anyway).
+    let (ok, said, _, dest) = install(
+        "the sudo user's tree",
+        false,
+        &|_: &str| nobody,
+        Some(nobody),
+    );
+    assert!(
+        ok && dest.join("usr/local/bin/heph-selfupdate").exists(),
+        "{said}"
+    );
+    // `make -n` shows the check among the commands.
+    let out = Command::new("make")
+        .args(["--no-print-directory", "-n", "install-system"])
+        .args(["USER=alice", "USER_HOME=/home/alice", "BIN=/x"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/root")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("refusing to read or run")),
+        "{shown}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files.extend(walk_files(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+/// Who can write a `tool_path` directory, not its name, is what counts. The macOS default
+/// used to start with `/opt/homebrew/bin` and `/usr/local/bin`, which Homebrew makes the
+/// installing user's own — on a one-person Mac the very user the agent runs as, whose
+/// builds could then leave a `git` or `ssh-keygen` there that every later run
+/// (`verify_tag` included) uses. Shown on Linux with a `tool_path` directory the service
+/// user owns, as Homebrew's is, and with a program of that user's in a directory root
+/// owns: each is warned about once as the command starts; the system's own directories
+/// are not.
+#[test]
+fn a_tool_path_directory_or_program_the_service_user_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        eprintln!("SKIPPED: running as a throw-away user needs root (runuser); CI runs it as root");
+        return;
+    }
+    let (user, _uid, home) = create_user();
+    let _guard = UserGuard(user.clone());
+    let brew = home.join("homebrew/bin");
+    let binary = home.join("heph-selfupdate");
+    std::fs::create_dir_all(&brew).unwrap();
+    std::fs::copy(crate::support::binary(), &binary).unwrap();
+    chown_all(&user, &home);
+    // A directory root owns, holding an ssh-keygen the user owns.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh_keygen =
+        crate::support::env::write_script(&dir.path().join("ssh-keygen"), "#!/bin/sh\n");
+    let chown = Command::new("chown")
+        .arg(&user)
+        .arg(&ssh_keygen)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let config = |tool_path: &str| {
+        let out = Command::new("runuser")
+            .args(["-u", &user, "--", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg("HEPH_SELFUPDATE_FORGE_URL=https://forge.test.invalid")
+            .arg("HEPH_SELFUPDATE_REPO=o/hephd")
+            .arg("HEPH_SELFUPDATE_GIT_URL=https://forge.test.invalid/o/hephd.git")
+            .arg(format!("HEPH_SELFUPDATE_TOOL_PATH={tool_path}"))
+            .arg(&binary)
+            .arg("config")
+            .current_dir(&home)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let warned = |stderr: &str, what: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: `tool_path`") && l.contains(what))
+            .count()
+    };
+
+    let stderr = config(&format!("{},/usr/local/bin,/usr/bin,/bin", brew.display()));
+    assert_eq!(
+        warned(
+            &stderr,
+            &format!("holds {}, which belongs to uid", brew.display())
+        ),
+        1,
+        "{user} owns {} (first in tool_path), so it must be warned about once:\n{stderr}",
+        brew.display()
+    );
+    let stderr = config(&format!(
+        "{},/usr/local/bin,/usr/bin,/bin",
+        dir.path().display()
+    ));
+    assert_eq!(
+        warned(
+            &stderr,
+            &format!(
+                "ssh-keygen is {}, which belongs to uid",
+                ssh_keygen.display()
+            )
+        ),
+        1,
+        "{stderr}"
+    );
+    let stderr = config("/usr/local/bin,/usr/bin,/bin");
+    assert_eq!(warned(&stderr, ""), 0, "the system's directories: {stderr}");
+}
+
+/// An install from before issue 17 left a drop-in with `EnvironmentFile=` into the
+/// user's home, which PID 1 reads as root, following links: `doctor` (what `make
+/// doctor-system` runs) says so and what to do; without it, nothing is said.
+#[test]
+fn doctor_warns_when_an_older_system_drop_in_still_has_root_read_the_env_file() {
+    let mut s = crate::support::scenario::sandbox("0.1.0", &["v0.1.0"]);
+    s.env
+        .var("HEPH_SELFUPDATE_SERVICE_MANAGER", "systemd-system")
+        .var("HEPH_SELFUPDATE_RESTART", "respawn");
+    let system_unit = |env: &TestEnv| {
+        let j = env.run(&["doctor", "--json"]).json();
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "system unit")
+            .cloned()
+    };
+    assert_eq!(
+        system_unit(&s.env),
+        None,
+        "nothing to say of a current install"
+    );
+    let env_file = s.env.home.join(".config/heph-selfupdate/env");
+    let drop_in = "/etc/systemd/system/heph-selfupdate@u.service.d/home.conf";
+    s.env.fake_mode(
+        "selfupdate-env-files",
+        &format!("{} (ignore_errors=yes)\n", env_file.display()),
+    );
+    s.env.fake_mode("selfupdate-drop-ins", drop_in);
+    let c = system_unit(&s.env).expect("a warning");
+    let (detail, fix) = (c["detail"].as_str().unwrap(), c["fix"].as_str().unwrap());
+    assert_eq!(c["status"], "warn");
+    assert!(
+        detail.contains(&format!("still has EnvironmentFile={}", env_file.display()))
+            && detail.contains(drop_in)
+            && detail.contains("systemd reads it as root"),
+        "{detail}"
+    );
+    assert!(fix.contains("make install-system USER="), "{fix}");
 }
 
 /// The programs a release's build leaves in `~/.cargo/bin` to be run by later runs.

@@ -620,3 +620,94 @@ fn with_verify_tag_a_kept_build_whose_tag_was_never_checked_is_not_reused() {
     );
     assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
 }
+
+/// A key removed from `allowed_signers` (compromised, retired) signs nothing any more: a
+/// build it signed is switched to again neither by a kept-build reuse (`--force`, as
+/// after a rollback) nor by `rollback --to`, while the same tag built afresh is refused
+/// too. The signature kept with the build is checked again, now, before any reuse: while
+/// the key is allowed the kept build is reused as it is.
+#[test]
+fn a_kept_build_signed_by_a_key_no_longer_allowed_is_not_switched_to() {
+    if !["/usr/bin/ssh-keygen", "/bin/ssh-keygen"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        assert!(
+            std::env::var("CI_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "no ssh-keygen and CI_REQUIRE_TOOLS=1: install the Debian package `openssh-client`"
+        );
+        eprintln!("SKIPPED: no ssh-keygen (Debian package `openssh-client`)");
+        return;
+    }
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
+    let signing = crate::e2e_cargo::Signing::at(&s.env, &s.repo.dir);
+    let old = signing.ssh_key("old");
+    let new = signing.ssh_key("new");
+    let signers = signing.allowed(&format!("old@test.invalid {old}"));
+    signing.sign_ssh("v0.2.0", "old", None);
+    s.env.var("HEPH_SELFUPDATE_VERIFY_TAG", "true").var(
+        "HEPH_SELFUPDATE_ALLOWED_SIGNERS",
+        &signers.display().to_string(),
+    );
+    let run = s.env.run(&["check-and-apply"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("signed by old@test.invalid"),
+        "{}",
+        run.stderr
+    );
+    s.env.run(&["rollback"]).expect(0);
+    assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
+
+    // The key still allowed: the kept build is reused, its signature checked again.
+    let run = s.env.run(&["check-and-apply", "--force"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains(
+            "the signature of v0.2.0 kept with the build 0.2.0 is good now: signed by old@test.invalid"
+        ) && run.stderr.contains("reusing the kept build 0.2.0"),
+        "{}",
+        run.stderr
+    );
+    s.env.run(&["rollback"]).expect(0);
+
+    // The old key is retired: only the new one may sign.
+    signing.allowed(&format!("new@test.invalid {new}"));
+    let run = s.env.run(&["check-and-apply", "--force"]);
+    assert!(
+        !run.stderr.contains("reusing the kept build"),
+        "the build signed by the removed key was switched to again:\n{}",
+        run.stderr
+    );
+    run.expect(1);
+    assert!(
+        run.stderr.contains("the kept build 0.2.0 of v0.2.0 is not used: its signature is not from a signer allowed_signers lists now")
+            && run.stderr.contains("the signature of v0.2.0 is not from an allowed signer valid now"),
+        "the kept build is passed over and the tag refused afresh: {}",
+        run.stderr
+    );
+    assert_eq!(
+        s.env.current_root().as_deref(),
+        Some("0.1.0"),
+        "{}",
+        run.stderr
+    );
+    let run = s.env.run(&["rollback", "--to", "0.2.0"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refusing to roll back to 0.2.0: its signature is not from a signer allowed_signers lists now"),
+        "{}",
+        run.stderr
+    );
+    // `--to`, which would use a kept root of the version as it is: built afresh, refused.
+    let run = s.env.run(&["check-and-apply", "--to", "0.2.0"]);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains("the kept build 0.2.0 of v0.2.0 is not used: its signature")
+            && run.stderr.contains("not from an allowed signer valid now"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.env.current_root().as_deref(), Some("0.1.0"));
+}

@@ -38,7 +38,8 @@ if [ -n "$HEPH_SELFUPDATE_TOKEN" ]; then echo "TOKEN-IN-ENVIRONMENT $(basename "
 /// `cargo install` stand-in. Modes (file `$FAKE_STATE/cargo-mode`): `ok`, `fail` (a
 /// compile error), `network` (a fetch error), `rustc` (needs a newer rustc), `slow` (sleeps
 /// 5 s first), `long` (33 s), `hang` (never finishes), `lie` (installs binaries reporting 0.0.1),
-/// `wrong-commit` (records another commit). Writes `.crates2.json` with the tag's commit.
+/// `wrong-commit` (records another commit). Writes `.crates2.json` with the commit built
+/// (`--rev`, or the tag's).
 pub fn cargo_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -46,11 +47,12 @@ pub fn cargo_script() -> String {
 mode=$(cat "$FAKE_STATE/cargo-mode" 2>/dev/null || echo ok)
 [ "$1" = "--version" ] && {{ echo "cargo 1.95.0 (fake)"; exit 0; }}
 [ "$1" = "install" ] || {{ echo "fake cargo: only install" >&2; exit 2; }}
-root= tag= git= pkgs=
+root= tag= rev= git= pkgs=
 for a in "$@"; do
   case "$a" in
     --root=*) root="${{a#--root=}}";;
     --tag=*) tag="${{a#--tag=}}";;
+    --rev=*) rev="${{a#--rev=}}";;
     --git=*) git="${{a#--git=}}";;
     --*|install) ;;
     *) pkgs="$pkgs $a";;
@@ -68,9 +70,16 @@ case "$mode" in
   fill) mkdir -p "$root/bin"; dd if=/dev/zero of="$root/bin/filler" bs=1M count=4096 2>&1 | tail -n 1 >&2
         echo "error: failed to write $root/bin/filler: No space left on device (os error 28)" >&2; exit 101;;
 esac
+if [ -n "$rev" ]; then
+  # `--rev=<commit>`: the version is that of the tag naming the commit (peeled or not).
+  tag=$("${{FAKE_REAL_GIT:-git}}" ls-remote --tags "$git" | grep "^$rev	" | head -n 1 | cut -f2 | sed 's|^refs/tags/||; s|\^{{}}$||')
+  commit=$rev; source="rev=$rev"
+else
+  commit=$("${{FAKE_REAL_GIT:-git}}" ls-remote "$git" "refs/tags/$tag" "refs/tags/$tag^{{}}" | tail -n 1 | cut -f1)
+  source="tag=$tag"
+fi
 version=${{tag#v}}
 [ "$mode" = lie ] && version=0.0.1
-commit=$("${{FAKE_REAL_GIT:-git}}" ls-remote "$git" "refs/tags/$tag" "refs/tags/$tag^{{}}" | tail -n 1 | cut -f1)
 [ "$mode" = wrong-commit ] && commit=0123456789abcdef0123456789abcdef01234567
 mkdir -p "$root/bin"
 installs=""
@@ -84,7 +93,7 @@ SCRIPT
   chmod +x "$root/bin/$p.new"; mv "$root/bin/$p.new" "$root/bin/$p"
   echo "  Installing $root/bin/$p" >&2
   [ -n "$installs" ] && installs="$installs,"
-  installs="$installs\"$p $version (git+$git?tag=$tag#$commit)\":{{\"bins\":[\"$p\"]}}"
+  installs="$installs\"$p $version (git+$git?$source#$commit)\":{{\"bins\":[\"$p\"]}}"
 done
 echo "{{\"installs\":{{$installs}}}}" > "$root/.crates2.json"
 "#
@@ -187,6 +196,13 @@ case "$me:$verb" in
     if [ -f "$S/restart-fails-once" ]; then rm -f "$S/restart-fails-once"; echo "Failed to restart hephd.service: Transaction is destructive." >&2; exit 1; fi
     restart;;
   systemctl:show)
+    # heph-selfupdate's own system unit: the environment files `$S/selfupdate-env-files`
+    # names (one `PATH (ignore_errors=yes)` a line), from drop-ins `$S/selfupdate-drop-ins`.
+    case " $* " in *" heph-selfupdate@"*)
+      if [ -f "$S/selfupdate-env-files" ]; then sed 's/^/EnvironmentFiles=/' "$S/selfupdate-env-files"; else echo "EnvironmentFiles="; fi
+      echo "DropInPaths=$(cat "$S/selfupdate-drop-ins" 2>/dev/null)"
+      exit 0;;
+    esac
     case " $* " in *" heph-selfupdate.timer "*)
       if [ -f "$S/timer-enabled" ]; then echo "LoadState=loaded"; echo "UnitFileState=enabled"; echo "ActiveState=active"; echo "NextElapseUSecRealtime=$(cat "$S/timer-enabled")";
       else echo "LoadState=not-found"; echo "UnitFileState="; echo "ActiveState=inactive"; fi

@@ -283,6 +283,9 @@ pub struct Scenario {
     pub forge: super::forge::FakeForge,
     pub repo: super::fixture::Repo,
     pub home: PathBuf,
+    /// The copy of the project root installs from (system scope): root's own, as
+    /// `sudo make install-system` wants it (never the service user's `~/src`).
+    admin: Option<tempfile::TempDir>,
     _user: UserGuard,
     /// One booted systemd at a time (each is heavy, and its timings are part of the
     /// test); released after everything above is gone.
@@ -371,14 +374,7 @@ fn prepare(
             .map_err(|e| e.to_string())?;
         check(&out, "installing the first release");
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for f in PROJECT_FILES {
-        write(
-            &home.join("src").join(f),
-            &std::fs::read_to_string(root.join(f)).expect("project file"),
-        );
-    }
-    std::fs::copy(super::binary(), home.join("heph-selfupdate.bin")).map_err(|e| e.to_string())?;
+    copy_project(&home)?;
     let toolchain = home.join("toolchain");
     std::fs::create_dir_all(&toolchain).map_err(|e| e.to_string())?;
     let h = home.display();
@@ -415,6 +411,19 @@ fn prepare(
     })
 }
 
+/// The project's files (`<dir>/src`) and its binary (`<dir>/heph-selfupdate.bin`).
+fn copy_project(dir: &Path) -> Result<(), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for f in PROJECT_FILES {
+        write(
+            &dir.join("src").join(f),
+            &std::fs::read_to_string(root.join(f)).expect("project file"),
+        );
+    }
+    std::fs::copy(super::binary(), dir.join("heph-selfupdate.bin")).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn chown_home(user: &str, home: &Path) -> Result<(), String> {
     check(
         &Command::new("chown")
@@ -435,6 +444,7 @@ impl Scenario {
             forge: p.forge,
             repo: p.repo,
             home: p.home,
+            admin: None,
             _user: p.guard,
             _serial: p.serial,
         }
@@ -489,6 +499,12 @@ impl Scenario {
             ),
         );
         chown_home(&p.user, &p.home)?;
+        // Root's own copy (in root's home, outside the sandbox's private /tmp).
+        let admin = tempfile::Builder::new()
+            .prefix(".heph-selfupdate-src-")
+            .tempdir_in("/root")
+            .map_err(|e| format!("a copy of the project for root in /root: {e}"))?;
+        copy_project(admin.path())?;
         let sb = Sandbox::boot(
             &p.user,
             p.uid,
@@ -511,7 +527,10 @@ impl Scenario {
             &sb.root(&["systemctl", "start", "hephd.service"]),
             "start hephd",
         );
-        Ok(Self::of(p, sb))
+        Ok(Self {
+            admin: Some(admin),
+            ..Self::of(p, sb)
+        })
     }
 
     /// The scenario of a first install of the taskq fixture (shaped like pueue): nothing
@@ -543,10 +562,14 @@ impl Scenario {
         Ok(Self::of(p, sb))
     }
 
-    /// `make TARGET USER=<the user>` as root, in the copy of the project, with the
-    /// prebuilt binary (the system-scope targets).
+    /// `make TARGET USER=<the user>` as root, in root's copy of the project (system
+    /// scope; else the user's), with the prebuilt binary (the system-scope targets).
     pub fn make_as_root(&self, target: &str) -> Output {
-        let h = self.home.display();
+        let h = self
+            .admin
+            .as_ref()
+            .map_or(self.home.as_path(), tempfile::TempDir::path)
+            .display();
         self.sb.root(&[
             "make",
             "--no-print-directory",
