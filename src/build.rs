@@ -1688,8 +1688,10 @@ impl Builder<'_> {
             bins,
             ..Workspace::default()
         };
+        // The configuration names another binary, as far as can be told: no backoff (a
+        // checkout build says so before compiling, from `cargo metadata`).
         ws.check_binary(&self.settings.binary, &self.settings.packages, &target.tag)
-            .map_err(|m| verification(anyhow!(m)))?;
+            .map_err(|m| fail(FailureKind::Environment, anyhow!(m)))?;
         let commit = progress.commit.as_deref().unwrap_or_default();
         if self.settings.mode == BuildMode::Git {
             for p in &self.settings.packages {

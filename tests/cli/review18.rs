@@ -296,7 +296,6 @@ fn a_package_nothing_records_is_not_a_missing_binary_and_forces_no_reinstall() {
 /// `Builder::verify` reports `check_binary` as `FailureKind::Verification`, which backs off;
 /// the checkout build's Metadata step reports it as `Environment`.
 #[test]
-#[ignore = "reproduction: with build = \"git\" a wrong `binary` backs the release off; fixed, it is still held"]
 fn a_wrong_binary_in_git_mode_puts_no_backoff_on_the_release() {
     let mut e = setup(&[("v0.1.0", ONE)], &["v0.1.0"], "taskq", "taskqd");
     e.env.var("HEPH_SELFUPDATE_BUILD", "git");
