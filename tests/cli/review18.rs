@@ -323,7 +323,6 @@ fn a_wrong_binary_in_git_mode_puts_no_backoff_on_the_release() {
 /// cargo's "profile `fast` is not defined" is a compile failure: retried from a clean
 /// target dir, then backed off; doctor passes it.
 #[test]
-#[ignore = "reproduction: an undefined build_profile is blamed on the release: cache wiped, backoff, cargo's reason not in the message"]
 fn a_build_profile_the_workspace_does_not_define_is_a_configuration_error() {
     let mut e = setup(
         &[("v0.1.0", ONE), ("v0.2.0", ONE)],
