@@ -760,11 +760,20 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         &cfg.packages,
     );
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
-    let managed = if layout.is_managed(&cfg.binary) {
-        format!(
+    let management = layout.management(&cfg.binary, &cfg.packages);
+    let managed = if management.managed() {
+        let mut text = format!(
             "managed: version root {}",
             layout.current().unwrap_or_default()
-        )
+        );
+        if !management.plain.is_empty() {
+            let _ = write!(
+                text,
+                " ({} not linked by heph-selfupdate: the next update takes them under management)",
+                management.plain.join(", ")
+            );
+        }
+        text
     } else if !inst.binary_exists {
         format!(
             "not in {} (the first update installs it)",

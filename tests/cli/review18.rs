@@ -166,7 +166,6 @@ const SPLIT: &[Pkg] = &[pkg("taskq", &["taskq"]), pkg("taskq-server", &["taskqd"
 /// the switch (`link_binaries`) then replaces the unadopted plain daemon, and the way back
 /// (`point_at(from, false)`) removes its now dangling link.
 #[test]
-#[ignore = "reproduction: a daemon in bin_dir without cargo records is neither adopted nor kept; the rollback deletes it (ROLLBACK FAILED)"]
 fn a_daemon_copied_into_bin_dir_without_cargo_records_survives_a_bad_release() {
     let e = setup(
         &[("v0.1.0", ONE), ("v0.2.0", ONE)],
@@ -198,7 +197,6 @@ fn a_daemon_copied_into_bin_dir_without_cargo_records_survives_a_bad_release() {
 /// `Layout::link_binaries` replaces any entry that is not our link; the cleanup on the way
 /// back removes it.
 #[test]
-#[ignore = "reproduction: a binary a release adds overwrites another package's binary of that name, and a rollback deletes it"]
 fn a_binary_a_release_adds_does_not_destroy_another_packages_binary_of_that_name() {
     const ADDS_TOP: &[Pkg] = &[pkg("taskq", &["taskq", "taskqd", "taskq-top"])];
     let e = setup(
@@ -242,7 +240,6 @@ fn a_binary_a_release_adds_does_not_destroy_another_packages_binary_of_that_name
 /// `Root::binaries` demands binaries of every configured package, so `has_all` (rollback
 /// target, `--to`, the automatic way back) rejects a root that holds every binary.
 #[test]
-#[ignore = "reproduction: once the daemon moves to another package (and `packages` names it), no older root can be rolled back to"]
 fn after_a_binary_moves_to_another_package_rollback_still_returns_to_the_older_root() {
     let mut e = setup(
         &[("v0.1.0", ONE), ("v0.2.0", SPLIT)],
@@ -276,7 +273,6 @@ fn after_a_binary_moves_to_another_package_rollback_still_returns_to_the_older_r
 /// `layout::binaries_of` turns an unrecorded package into a binary of its name, and
 /// `installed::probe` counts it missing.
 #[test]
-#[ignore = "reproduction: without records a package name counts as a missing binary: check exits 100 and the installed release is rebuilt and restarted"]
 fn a_package_nothing_records_is_not_a_missing_binary_and_forces_no_reinstall() {
     let e = setup(
         &[("v0.1.0", SPLIT)],
@@ -359,7 +355,6 @@ fn a_build_profile_the_workspace_does_not_define_is_a_configuration_error() {
 /// `roots::protected` keeps the newest healthy root (0.2.0, "proven" by the previous
 /// version while the plain 0.1.0 daemon ran), and prune removes the root just adopted.
 #[test]
-#[ignore = "reproduction: across the upgrade, the root adopted for the daemon that ran is pruned at once; rollback goes 0.2.0 -> 0.2.0"]
 fn across_the_upgrade_the_first_update_keeps_the_way_back_to_the_daemon_that_ran() {
     let e = setup(
         &[("v0.1.0", ONE), ("v0.2.0", ONE)],
@@ -427,7 +422,6 @@ fn across_the_upgrade_the_first_update_keeps_the_way_back_to_the_daemon_that_ran
 
 /// `status` decides "managed" by `is_managed(binary)` alone.
 #[test]
-#[ignore = "reproduction: status says \"managed: no (plain binaries ...)\" of a managed bin_dir whose root lacks `binary`"]
 fn status_does_not_call_links_into_a_root_plain_binaries() {
     const RENAMED: &[Pkg] = &[pkg("taskq", &["taskq", "taskq-daemon"])];
     let mut e = setup(
