@@ -21,7 +21,6 @@ mod publish;
 mod recovery;
 mod respawn;
 mod review17;
-mod review18;
 mod stdout;
 mod systemd;
 mod transaction;
