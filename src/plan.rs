@@ -53,7 +53,12 @@ pub enum Step {
     /// What `bin_dir` holds that the switch would replace and heph-selfupdate did not
     /// link is kept in a version root of the installed version (the way back), with what
     /// runs now; one that cargo's records give to another package stops the run instead.
-    Adopt { version: Option<Version> },
+    /// `plain`: the plain binaries known when the plan was made (the new root's may add
+    /// more).
+    Adopt {
+        version: Option<Version>,
+        plain: Vec<String>,
+    },
     /// Switch `current`, restart, prove; commit or revert. `signal`: how the daemon is
     /// restarted when no command does it (respawn).
     Switch {
@@ -111,10 +116,21 @@ impl Step {
                     .to_owned()
             }
             Self::UseRoot { name } => format!("use the kept version root {name}; nothing is built"),
-            Self::Adopt { version } => format!(
-                "take the plain binaries in bin_dir that the new root replaces under management as version root {} (the way back); refuse if another package installed one",
-                version.as_ref().map_or_else(|| "adopted".to_owned(), ToString::to_string)
-            ),
+            Self::Adopt { version, plain } => {
+                let root = version
+                    .as_ref()
+                    .map_or_else(|| "adopted".to_owned(), ToString::to_string);
+                if plain.is_empty() {
+                    format!(
+                        "keep whatever the new root would replace in bin_dir that heph-selfupdate did not link in a version root {root} first (the way back); refuse if another package installed it"
+                    )
+                } else {
+                    format!(
+                        "take the plain binaries in bin_dir ({}, and any other the new root replaces) under management as version root {root} (the way back); refuse if another package installed one",
+                        plain.join(", ")
+                    )
+                }
+            }
             Self::Switch {
                 purpose, signal, ..
             } => format!(
@@ -377,7 +393,7 @@ impl Executor<'_> {
                     root = Some(name.clone());
                     Ok(())
                 }
-                Step::Adopt { version } => self.adopt(root.as_deref(), version.as_ref()),
+                Step::Adopt { version, .. } => self.adopt(root.as_deref(), version.as_ref()),
                 Step::Stage { opens } => {
                     told = Some(self.stage(state, root.as_deref(), *opens));
                     continue;

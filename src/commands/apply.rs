@@ -316,6 +316,7 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
     // Every switch: what the new root would replace is kept first (or the run stops).
     steps.push(Step::Adopt {
         version: i.installed.version.clone(),
+        plain: layout.management(binary, packages).plain,
     });
     steps.push(Step::Switch {
         purpose: if i.requested {
