@@ -485,9 +485,44 @@ pub struct Workspace {
     pub rust_versions: BTreeMap<String, String>,
     /// Package name → the binaries `cargo install` of it installs (see [`installed_bins`]).
     pub bins: crate::layout::Bins,
+    /// The directory of the workspace's root manifest (`workspace_root`).
+    pub root: Option<PathBuf>,
+    /// The profiles the workspace's root manifest defines (`[profile.<name>]`), when it
+    /// was read (see [`Workspace::read_profiles`]).
+    pub profiles: Option<Vec<String>>,
+}
+
+/// The profiles cargo always has.
+pub const BUILT_IN_PROFILES: [&str; 4] = ["dev", "release", "test", "bench"];
+
+/// The profiles a manifest (or a cargo configuration file) defines: the keys of its
+/// `[profile]` table. `None` when the file cannot be read as TOML; an absent file
+/// defines none.
+pub fn profiles_of(file: &Path) -> Option<Vec<String>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let table = text.parse::<toml::Table>().ok()?;
+    Some(
+        table
+            .get("profile")
+            .and_then(toml::Value::as_table)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    )
 }
 
 impl Workspace {
+    /// Reads the profiles its root manifest defines, while its files are there.
+    fn read_profiles(&mut self) {
+        self.profiles = self
+            .root
+            .as_ref()
+            .and_then(|r| profiles_of(&r.join("Cargo.toml")));
+    }
+
     /// `Err(message)` when none of `packages` installs `binary`; the message lists what
     /// they do install and says what to set.
     pub fn check_binary(&self, binary: &str, packages: &[String], at: &str) -> Result<(), String> {
@@ -561,7 +596,13 @@ pub fn read_metadata(metadata_json: &str) -> Result<Workspace> {
         .get("packages")
         .and_then(|p| p.as_array())
         .context("cargo metadata has no packages")?;
-    let mut ws = Workspace::default();
+    let mut ws = Workspace {
+        root: v
+            .get("workspace_root")
+            .and_then(serde_json::Value::as_str)
+            .map(PathBuf::from),
+        ..Workspace::default()
+    };
     for p in packages {
         let Some(name) = p.get("name").and_then(|n| n.as_str()) else {
             continue;
@@ -928,7 +969,9 @@ impl Builder<'_> {
             return Ok(None);
         }
         let meta = crate::process::run_checked(self.runner, &self.metadata_cmd())?;
-        read_metadata(&meta.stdout).map(Some)
+        let mut ws = read_metadata(&meta.stdout)?;
+        ws.read_profiles();
+        Ok(Some(ws))
     }
 
     /// The workspace of release `tag`, as `cargo metadata` reads it: for `doctor`, about the
@@ -971,7 +1014,9 @@ impl Builder<'_> {
             self.runner,
             &self.metadata_of(&git::workspace_manifest(&tree, &self.settings.packages)),
         )?;
-        read_metadata(&meta.stdout)
+        let mut ws = read_metadata(&meta.stdout)?;
+        ws.read_profiles();
+        Ok(ws)
     }
 
     /// The rustc a build would use now, against the `rust-version` the packages need in
@@ -1531,7 +1576,11 @@ impl Builder<'_> {
                 "help: install the toolchain the build uses (`rustup toolchain install stable`, or the one `toolchain` names) and run `make doctor`",
             );
         }
+        let configuration = cause
+            .as_deref()
+            .is_some_and(|c| diagnose::is_undefined_profile(&c.to_ascii_lowercase()));
         let what = match kind {
+            FailureKind::Environment if configuration => "the configuration",
             FailureKind::Access if help == Some(HELP_SERVER_FAILED) => "the server",
             FailureKind::Access => "refused",
             FailureKind::Network => "network failure",
@@ -1746,8 +1795,10 @@ impl Builder<'_> {
             bins,
             ..Workspace::default()
         };
+        // The configuration names another binary, as far as can be told: no backoff (a
+        // checkout build says so before compiling, from `cargo metadata`).
         ws.check_binary(&self.settings.binary, &self.settings.packages, &target.tag)
-            .map_err(|m| verification(anyhow!(m)))?;
+            .map_err(|m| fail(FailureKind::Environment, anyhow!(m)))?;
         let commit = progress.commit.as_deref().unwrap_or_default();
         if self.settings.mode == BuildMode::Git {
             for p in &self.settings.packages {

@@ -299,14 +299,14 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Points `current` at `root` and links every binary the packages installed there.
-    /// `with_daemon`: the root must hold `binary` (a release to switch to; the way back
-    /// goes wherever the daemon ran before).
+    /// Points `current` at `root` and links every binary it holds (whatever `packages`
+    /// says now). `with_daemon`: the root must hold `binary` (a release to switch to; the
+    /// way back goes wherever the daemon ran before).
     fn point_at(&self, root: &str, with_daemon: bool) -> Result<()> {
         // A root that is gone (removed by hand) must never become `current`.
         let found = self.layout.find(root);
         let Some((found, binaries)) = found.and_then(|r| {
-            let b = r.binaries(&self.settings.packages)?;
+            let b = r.binaries()?;
             Some((r, b))
         }) else {
             anyhow::bail!(
@@ -318,7 +318,7 @@ impl<'a> Deployer<'a> {
         if with_daemon && !binaries.contains(binary) {
             anyhow::bail!(
                 "the version root {root} holds no `{binary}` (`binary`): {}\nhelp: set `binary` to the daemon's binary, one of: {}",
-                found.describe(&self.settings.packages),
+                found.describe(),
                 binaries.join(", ")
             );
         }
@@ -375,6 +375,7 @@ impl<'a> Deployer<'a> {
                         crate::timefmt::human_duration(took)
                     );
                     state.mark_proven(&intent.to, now);
+                    state.last_from.clone_from(&intent.from);
                     state.clear_holds_for(&intent.to_version);
                     // A staged root of this version or an older one has had its turn.
                     let to = semver::Version::parse(&intent.to_version).ok();
@@ -473,11 +474,7 @@ impl<'a> Deployer<'a> {
             self.close(state);
             return Ending::NoWayBack { why, proven_bad };
         };
-        if !self
-            .layout
-            .find(&from)
-            .is_some_and(|r| r.has_all(&self.settings.packages))
-        {
+        if self.layout.find(&from).and_then(|r| r.binaries()).is_none() {
             // Nothing left to go back to: say so, instead of retrying for ever.
             self.close(state);
             return Ending::NoWayBack {

@@ -34,8 +34,8 @@ pub struct Installed {
     /// `<bin_dir>/<binary>`.
     pub binary_path: PathBuf,
     pub binary_exists: bool,
-    /// Binaries the packages install (as recorded, see [`Layout::expected_binaries`]),
-    /// `binary` among them, that are not in `bin_dir`.
+    /// Binaries the packages install as recorded (see [`Layout::expected_binaries`]: a
+    /// package nothing records adds none), and `binary`, that are not in `bin_dir`.
     pub missing: Vec<String>,
     /// What went wrong asking the binary, if anything.
     pub problem: Option<String>,

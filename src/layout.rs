@@ -12,7 +12,12 @@
 //! A package is not a binary: one package may install several (pueue installs `pueue` and
 //! `pueued`), named unlike it (`bore-cli` installs `bore`). Which binaries a package
 //! installed is what cargo recorded (`.crates2.json`): in a built root, in the root's own
-//! record, and for a plain install in the cargo root `bin_dir` belongs to.
+//! record, and for a plain install in the cargo root `bin_dir` belongs to. A root is judged
+//! by what it holds, not by the packages configured now.
+//!
+//! Nothing in `bin_dir` that heph-selfupdate did not link is replaced unless it was first
+//! kept in a version root the way back uses (adoption); a file cargo's records give to
+//! another package is never replaced (as `cargo install` does not without `--force`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,6 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use semver::Version;
 use serde::{Deserialize, Serialize};
+
+use crate::install_records::InstallRecord;
 
 const PARTIAL_PREFIX: &str = ".partial-";
 /// What a root holds, written into it once, before it is renamed into place.
@@ -49,7 +56,7 @@ pub struct RootMeta {
     pub signed_by: Option<Signer>,
     /// Package → the binaries it put in the root. Records written before binaries were
     /// recorded have none: then cargo's install records in the root say (built roots), or
-    /// each package is taken to have installed one binary named like it (adopted roots).
+    /// the files in the root's `bin` (adopted roots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bins: Option<Bins>,
 }
@@ -66,28 +73,29 @@ pub struct Signer {
 /// Package → the binaries it installed, in cargo's order.
 pub type Bins = BTreeMap<String, Vec<String>>;
 
-/// Package → binaries, from cargo's install records.
-pub fn bins_of(records: &[crate::install_records::InstallRecord]) -> Bins {
-    records
-        .iter()
-        .map(|r| (r.package.clone(), r.bins.clone()))
-        .collect()
+/// Package → binaries, from cargo's install records. A package recorded more than once
+/// (installed from two sources, each owning binaries of its own: cargo never lets two
+/// records own one binary) installs the binaries of all its records.
+pub fn bins_of(records: &[InstallRecord]) -> Bins {
+    let mut bins = Bins::new();
+    for r in records {
+        let of_p = bins.entry(r.package.clone()).or_default();
+        for b in &r.bins {
+            if !of_p.contains(b) {
+                of_p.push(b.clone());
+            }
+        }
+    }
+    bins
 }
 
 /// The binaries `packages` install according to `bins`, in order and without repeats; a
-/// package `bins` does not name is taken to install one binary named like it.
+/// package `bins` does not name adds none (a package is not a binary).
 pub fn binaries_of(bins: &Bins, packages: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for p in packages {
-        let of_p = bins
-            .get(p)
-            .filter(|b| !b.is_empty())
-            .cloned()
-            .unwrap_or_else(|| vec![p.clone()]);
-        for b in of_p {
-            if !out.contains(&b) {
-                out.push(b);
-            }
+    for b in packages.iter().filter_map(|p| bins.get(p)).flatten() {
+        if !out.contains(b) {
+            out.push(b.clone());
         }
     }
     out
@@ -131,45 +139,122 @@ impl Root {
             .or_else(|| root_version(&self.name))
     }
 
-    /// The binaries the root holds for `packages` (what each package installed there, in
-    /// order); `None` when a package put none there or one of them is gone.
-    pub fn binaries(&self, packages: &[String]) -> Option<Vec<String>> {
+    /// What the root holds: every binary its record lists, for whatever packages it was
+    /// installed for (whatever `packages` says now), in order; for a root recorded before
+    /// binaries were and without cargo's records, the files in its `bin`. `None` when a
+    /// listed binary is gone.
+    pub fn binaries(&self) -> Option<Vec<String>> {
         let bin = self.path.join("bin");
-        let mut out: Vec<String> = Vec::new();
-        for p in packages {
-            let of_p = match &self.meta.bins {
-                Some(bins) => bins.get(p).filter(|b| !b.is_empty())?.clone(),
-                // Roots adopted before binaries were recorded: one named like the package.
-                None => vec![p.clone()],
-            };
-            for b in of_p {
-                if !bin.join(&b).exists() {
-                    return None;
+        let listed = if let Some(bins) = &self.meta.bins {
+            bins.values().flatten().fold(Vec::new(), |mut out, b| {
+                if !out.contains(b) {
+                    out.push(b.clone());
                 }
-                if !out.contains(&b) {
-                    out.push(b);
-                }
-            }
-        }
-        Some(out)
+                out
+            })
+        } else {
+            let mut files: Vec<String> = fs::read_dir(&bin)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            files
+        };
+        listed
+            .iter()
+            .all(|b| bin.join(b).exists())
+            .then_some(listed)
     }
 
-    /// True when every package has its binaries in the root.
-    pub fn has_all(&self, packages: &[String]) -> bool {
-        self.binaries(packages).is_some()
+    /// True when the root holds all it lists, `binary` among them: a root a switch can
+    /// go to (as a release, a rollback target or the way back).
+    pub fn holds(&self, binary: &str) -> bool {
+        self.binaries()
+            .is_some_and(|b| b.iter().any(|b| b == binary))
     }
 
-    /// What the packages installed in this root, for messages.
-    pub fn describe(&self, packages: &[String]) -> String {
-        match &self.meta.bins {
-            Some(bins) => describe_bins(bins, packages),
-            None => packages
+    /// True when the root [`holds`](Self::holds) `binary` and was installed for every one
+    /// of `packages` (a root without a record of its packages counts as such): a root
+    /// that can stand in for a build of its version.
+    pub fn serves(&self, packages: &[String], binary: &str) -> bool {
+        let every_package = self.meta.bins.as_ref().is_none_or(|bins| {
+            packages
                 .iter()
-                .map(|p| format!("{p} installs {p}"))
-                .collect::<Vec<_>>()
-                .join("; "),
+                .all(|p| bins.get(p).is_some_and(|b| !b.is_empty()))
+        });
+        every_package && self.holds(binary)
+    }
+
+    /// What the root holds, for messages: "heph installs heph; hephd installs hephd".
+    pub fn describe(&self) -> String {
+        match &self.meta.bins {
+            Some(bins) => {
+                let packages: Vec<String> = bins.keys().cloned().collect();
+                describe_bins(bins, &packages)
+            }
+            None => format!(
+                "it holds {}",
+                self.binaries()
+                    .filter(|b| !b.is_empty())
+                    .map_or_else(|| "no binary".to_owned(), |b| b.join(", "))
+            ),
         }
     }
+}
+
+/// How far `bin_dir` is under management (see [`Layout::management`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Management {
+    /// Entries of `bin_dir` that are our links into `current`.
+    pub linked: Vec<String>,
+    /// Binaries that count, in `bin_dir` but not our links.
+    pub plain: Vec<String>,
+}
+
+impl Management {
+    /// True when `bin_dir` holds our links (whatever `binary` names now).
+    pub fn managed(&self) -> bool {
+        !self.linked.is_empty()
+    }
+
+    /// For `status` and `doctor`: "yes", "partly: …", "no (…)".
+    pub fn describe(&self, versions_dir: &Path) -> String {
+        let plain = self.plain.join(", ");
+        let next = "the next update takes them under management";
+        match (self.managed(), self.plain.is_empty()) {
+            (true, true) => format!("yes, version roots in {}", versions_dir.display()),
+            (true, false) => format!(
+                "partly: {plain} in bin_dir not linked by heph-selfupdate ({next}); version roots in {}",
+                versions_dir.display()
+            ),
+            (false, false) => format!("no (plain binaries: {plain}; {next})"),
+            (false, true) => "no (nothing installed yet; the first update installs it)".to_owned(),
+        }
+    }
+}
+
+/// A binary in `bin_dir` that heph-selfupdate did not link, which a switch would replace
+/// and cargo's records give to a package that is not ours: it is not replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub binary: String,
+    /// The package that installed it, as cargo recorded it: `other-tool 3.0.0`.
+    pub owner: String,
+}
+
+/// What taking `bin_dir` under management before a switch involves (see
+/// [`Layout::adoption`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adoption {
+    /// Binary → the file it resolves to now (our links included): what the root holds.
+    pub take: Vec<(String, PathBuf)>,
+    /// Package → its binaries among `take`, for the root's record.
+    pub bins: Bins,
+    /// The binaries among `take` that are not our links: why an adoption is needed.
+    pub plain: Vec<String>,
+    /// Files another package installed, which the switch would replace: refused.
+    pub refused: Vec<Owned>,
 }
 
 /// Writes a root's record into `dir` (a staging directory, before it is renamed into place).
@@ -260,6 +345,37 @@ impl Layout {
         fs::read_link(self.bin_dir.join(binary)).is_ok_and(|t| t == self.link_target(binary))
     }
 
+    /// The entries of `bin_dir` that are our links into `current`, sorted.
+    pub fn linked(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.bin_dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| self.is_managed(n))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// How far `bin_dir` is under management: our links, and the binaries that count —
+    /// `binary` and those recorded for `packages` (see [`Self::expected_binaries`]) — that
+    /// are there but not our links.
+    pub fn management(&self, binary: &str, packages: &[String]) -> Management {
+        let mut counted = self.expected_binaries(packages);
+        if !counted.iter().any(|b| b == binary) {
+            counted.push(binary.to_owned());
+        }
+        Management {
+            linked: self.linked(),
+            plain: counted
+                .into_iter()
+                .filter(|b| self.bin_dir.join(b).exists() && !self.is_managed(b))
+                .collect(),
+        }
+    }
+
     /// The kept roots, newest first.
     pub fn roots(&self) -> Vec<Root> {
         let Ok(entries) = fs::read_dir(self.versions_dir()) else {
@@ -337,13 +453,31 @@ impl Layout {
     }
 
     /// What cargo recorded in the cargo root `bin_dir` belongs to (`bin_dir/..`, e.g.
-    /// `~/.cargo/.crates2.json`): the binaries of each plainly installed package.
-    pub fn plain_bins(&self) -> Bins {
-        self.bin_dir
+    /// `~/.cargo/.crates2.json`, or `.crates.toml` of a cargo before 1.41). Of a package
+    /// recorded more than once (from different sources), the records whose binaries are
+    /// in `bin_dir` (all of them when none are).
+    pub fn plain_records(&self) -> Vec<InstallRecord> {
+        let records = self
+            .bin_dir
             .parent()
             .and_then(|root| crate::install_records::read(root).ok())
-            .map(|records| bins_of(&records))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let present = |r: &InstallRecord| r.bins.iter().any(|b| self.bin_dir.join(b).exists());
+        records
+            .iter()
+            .filter(|r| {
+                let same: Vec<&InstallRecord> =
+                    records.iter().filter(|o| o.package == r.package).collect();
+                same.len() == 1 || present(r) || !same.iter().any(|o| present(o))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Package → binaries, as cargo recorded them beside `bin_dir` (see
+    /// [`Self::plain_records`]).
+    pub fn plain_bins(&self) -> Bins {
+        bins_of(&self.plain_records())
     }
 
     /// Package → the binaries it installs, as this machine's records tell: the current
@@ -367,18 +501,47 @@ impl Layout {
             .collect()
     }
 
-    /// The binaries `packages` install (see [`Self::recorded_bins`]; a package nothing
-    /// records is taken to install one binary named like it).
+    /// The binaries `packages` install as recorded (see [`Self::recorded_bins`]); a
+    /// package nothing records adds none.
     pub fn expected_binaries(&self, packages: &[String]) -> Vec<String> {
         binaries_of(&self.recorded_bins(packages), packages)
     }
 
+    /// True when `<bin_dir>/<name>` is an entry heph-selfupdate must not replace: neither
+    /// absent, nor our link, nor a link that leads nowhere.
+    fn is_foreign(&self, name: &str) -> bool {
+        let path = self.bin_dir.join(name);
+        fs::symlink_metadata(&path).is_ok() && !self.is_managed(name) && path.exists()
+    }
+
     /// Makes `<bin_dir>/<binary>` our link for every binary, and removes our links whose
-    /// binary the current root no longer has.
+    /// binary the current root no longer has. Refuses, before changing anything, to
+    /// replace a file (or a link elsewhere) that heph-selfupdate did not link: such a file
+    /// is kept in a root first ([`Self::adopt`]), or left alone.
     pub fn link_binaries(&self, binaries: &[String]) -> Result<()> {
+        self.link(binaries, &[])
+    }
+
+    /// [`Self::link_binaries`], replacing the entries in `kept` (kept in a root just now).
+    fn link(&self, binaries: &[String], kept: &[String]) -> Result<()> {
         // bin_dir (~/.cargo/bin) is not ours: create it if needed, never change its mode.
         fs::create_dir_all(&self.bin_dir)
             .with_context(|| format!("could not create {}", self.bin_dir.display()))?;
+        let foreign: Vec<&String> = binaries
+            .iter()
+            .filter(|b| !kept.contains(b) && self.is_foreign(b))
+            .collect();
+        if !foreign.is_empty() {
+            anyhow::bail!(
+                "{} holds {} that heph-selfupdate did not link; linking the version root's binaries would replace {}\nhelp: move {} out of {} (or `cargo uninstall` the package that installed {}), then run again",
+                self.bin_dir.display(),
+                join_names(&foreign),
+                if foreign.len() == 1 { "it" } else { "them" },
+                if foreign.len() == 1 { "it" } else { "them" },
+                self.bin_dir.display(),
+                if foreign.len() == 1 { "it" } else { "them" },
+            );
+        }
         for b in binaries {
             if !self.is_managed(b) {
                 replace_with_symlink(&self.bin_dir.join(b), &self.link_target(b)).with_context(
@@ -398,49 +561,100 @@ impl Layout {
         Ok(())
     }
 
-    /// Brings what `bin_dir` holds under management: when any binary of the packages there
-    /// (as cargo's records list them, see [`Self::recorded_bins`]) is not our link (a plain
-    /// `cargo install`, or a manual reinstall), their files — as they resolve now — are
-    /// hard-linked (or copied) into a new root, `current` points at it, and the entries
-    /// become links. The daemon's files do not change, only their place; this root is what
-    /// a rollback returns to. A root already holding exactly these files (left by an
-    /// adoption that was interrupted) is used again. Returns the root's name.
-    pub fn adopt(&self, packages: &[String], version: Option<&Version>) -> Result<Option<String>> {
-        let recorded = self.recorded_bins(packages);
-        // Package → its binaries that are in bin_dir.
-        let mut present = Bins::new();
-        for p in packages {
-            let of_p: Vec<String> = binaries_of(&recorded, std::slice::from_ref(p))
-                .into_iter()
-                .filter(|b| self.bin_dir.join(b).exists())
-                .collect();
-            if !of_p.is_empty() {
-                present.insert(p.clone(), of_p);
+    /// What must be kept before a switch to `to` links its binaries: every binary `to`
+    /// holds, `binary`, those the current root holds, and those cargo's records beside
+    /// `bin_dir` list for `packages` — each that is in `bin_dir` now, our links as they
+    /// resolve. One that is not our link is `plain` (hence an adoption is due), unless
+    /// cargo's records give it to another package (not `binary`): then it is `refused`.
+    pub fn adoption(&self, to: &Root, binary: &str, packages: &[String]) -> Result<Adoption> {
+        let current = self.current().and_then(|c| self.find(&c));
+        let plain_records = self.plain_records();
+        let recorded = binaries_of(&bins_of(&plain_records), packages);
+        let mut names: Vec<String> = Vec::new();
+        let lists = [
+            to.binaries().unwrap_or_default(),
+            vec![binary.to_owned()],
+            current
+                .as_ref()
+                .and_then(Root::binaries)
+                .unwrap_or_default(),
+            recorded,
+        ];
+        for b in lists.into_iter().flatten() {
+            if !names.contains(&b) {
+                names.push(b);
             }
         }
-        let adopted: Vec<String> = packages
-            .iter()
-            .filter(|p| present.contains_key(*p))
-            .cloned()
-            .collect();
-        let binaries = binaries_of(&present, &adopted);
-        if binaries.is_empty() || binaries.iter().all(|b| self.is_managed(b)) {
+        let in_bins = |bins: Option<&Bins>, b: &str| {
+            bins.and_then(|bins| {
+                bins.iter()
+                    .find(|(_, of_p)| of_p.iter().any(|x| x == b))
+                    .map(|(p, _)| p.clone())
+            })
+        };
+        let mut out = Adoption::default();
+        for b in names {
+            let path = self.bin_dir.join(&b);
+            if !path.exists() {
+                continue;
+            }
+            let ours = self.is_managed(&b);
+            let owner = plain_records
+                .iter()
+                .find(|r| r.bins.contains(&b))
+                .filter(|_| !ours);
+            if let Some(r) = owner.filter(|r| !packages.contains(&r.package) && b != binary) {
+                out.refused.push(Owned {
+                    binary: b,
+                    owner: r
+                        .version
+                        .as_ref()
+                        .map_or_else(|| r.package.clone(), |v| format!("{} {v}", r.package)),
+                });
+                continue;
+            }
+            let package = owner
+                .map(|r| r.package.clone())
+                .or_else(|| {
+                    ours.then(|| in_bins(current.as_ref().and_then(|c| c.meta.bins.as_ref()), &b))
+                        .flatten()
+                })
+                .or_else(|| in_bins(to.meta.bins.as_ref(), &b))
+                .or_else(|| packages.first().cloned())
+                .unwrap_or_else(|| b.clone());
+            let from = fs::canonicalize(&path)
+                .with_context(|| format!("could not resolve {}", path.display()))?;
+            out.bins.entry(package).or_default().push(b.clone());
+            if !ours {
+                out.plain.push(b.clone());
+            }
+            out.take.push((b, from));
+        }
+        Ok(out)
+    }
+
+    /// Brings what `bin_dir` holds under management, as [`Self::adoption`] found it: when
+    /// any of it is not our link (a plain `cargo install`, a copy, a manual reinstall over
+    /// a link), all of it — as it resolves now — is hard-linked (or copied) into a new
+    /// root, `current` points at it, and the entries become links. The daemon's files do
+    /// not change, only their place; this root is what a rollback returns to. A root
+    /// already holding exactly these files (left by an adoption that was interrupted) is
+    /// used again. Returns the root's name (`None`: nothing to adopt). Refused files must
+    /// have been dealt with first: they are never taken.
+    pub fn adopt(&self, adoption: &Adoption, version: Option<&Version>) -> Result<Option<String>> {
+        if adoption.plain.is_empty() {
             return Ok(None);
         }
-        let mut resolved = Vec::new();
-        for b in &binaries {
-            let from = fs::canonicalize(self.bin_dir.join(b))
-                .with_context(|| format!("could not resolve {}", self.bin_dir.join(b).display()))?;
-            resolved.push((b.as_str(), from));
-        }
+        let names: Vec<String> = adoption.take.iter().map(|(b, _)| b.clone()).collect();
         if let Some(same) = self.roots().into_iter().find(|r| {
             r.meta.origin == Origin::Adopted
-                && resolved
+                && adoption
+                    .take
                     .iter()
                     .all(|(b, from)| same_file(&r.path.join("bin").join(b), from))
         }) {
             self.set_current(&same.name)?;
-            self.link_binaries(&binaries)?;
+            self.link(&names, &adoption.plain)?;
             return Ok(Some(same.name));
         }
         let name =
@@ -452,7 +666,7 @@ impl Layout {
         crate::fsutil::remove_all(&staging)?;
         fs::create_dir_all(staging.join("bin"))
             .with_context(|| format!("could not create {}", staging.display()))?;
-        for (b, from) in &resolved {
+        for (b, from) in &adoption.take {
             let to = staging.join("bin").join(b);
             if fs::hard_link(from, &to).is_err() {
                 fs::copy(from, &to).with_context(|| {
@@ -467,13 +681,13 @@ impl Layout {
                 commit: None,
                 origin: Origin::Adopted,
                 signed_by: None,
-                bins: Some(present),
+                bins: Some(adoption.bins.clone()),
             },
         )?;
         fs::rename(&staging, &root)
             .with_context(|| format!("could not create {}", root.display()))?;
         self.set_current(&name)?;
-        self.link_binaries(&binaries)?;
+        self.link(&names, &adoption.plain)?;
         Ok(Some(name))
     }
 
@@ -522,6 +736,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// "`a`", "`a` and `b`", "`a`, `b` and `c`".
+fn join_names(names: &[&String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
 /// The version a root name stands for (`0.2.0`, `0.2.0~2`; `None` for "adopted").
 pub fn root_version(name: &str) -> Option<Version> {
     Version::parse(name.split('~').next()?).ok()
@@ -544,10 +767,10 @@ mod tests {
         (dir, l)
     }
 
-    fn make_root(l: &Layout, name: &str, packages: &[&str]) {
+    fn make_root(l: &Layout, name: &str, binaries: &[&str]) {
         let bin = l.root(name).join("bin");
         fs::create_dir_all(&bin).unwrap();
-        for p in packages {
+        for p in binaries {
             fs::write(bin.join(p), format!("{p} {name}")).unwrap();
         }
     }
@@ -558,6 +781,58 @@ mod tests {
 
     fn pkgs() -> Vec<String> {
         vec!["heph".into(), "hephd".into()]
+    }
+
+    /// cargo's install records: `(package, binaries)`.
+    fn records(dir: &Path, installs: &[(&str, &[&str])]) {
+        let installs: serde_json::Map<String, serde_json::Value> = installs
+            .iter()
+            .enumerate()
+            .map(|(i, (p, bins))| {
+                (
+                    format!("{p} 1.0.{i} (path+file:///src/{i}/{p})"),
+                    serde_json::json!({ "bins": bins }),
+                )
+            })
+            .collect();
+        fs::create_dir_all(dir).unwrap();
+        fs::write(
+            dir.join(".crates2.json"),
+            serde_json::json!({ "installs": installs }).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    /// A built root `name` whose records say `installs`.
+    fn built(l: &Layout, name: &str, installs: &[(&str, &[&str])]) -> Root {
+        let all: Vec<&str> = installs
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        make_root(l, name, &all);
+        records(&l.root(name), installs);
+        l.find(name).unwrap()
+    }
+
+    /// Adopts what a switch to `to` would replace (nothing may be refused).
+    fn adopt(
+        l: &Layout,
+        to: &Root,
+        binary: &str,
+        packages: &[String],
+        version: Option<&Version>,
+    ) -> Option<String> {
+        let adoption = l.adoption(to, binary, packages).unwrap();
+        assert_eq!(adoption.refused, []);
+        l.adopt(&adoption, version).unwrap()
+    }
+
+    fn heph_root(l: &Layout) -> Root {
+        built(l, "0.2.0", &[("heph", &["heph"]), ("hephd", &["hephd"])])
     }
 
     #[test]
@@ -578,10 +853,11 @@ mod tests {
     #[test]
     fn adopts_plain_binaries_without_changing_them() {
         let (_d, l) = layout();
+        let to = heph_root(&l);
         fs::write(l.bin_dir.join("hephd"), "plain hephd").unwrap();
         fs::write(l.bin_dir.join("heph"), "plain heph").unwrap();
         fs::write(l.bin_dir.join("other-tool"), "x").unwrap();
-        let name = l.adopt(&pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
+        let name = adopt(&l, &to, "hephd", &pkgs(), Some(&Version::new(0, 1, 0)));
         assert_eq!(name.as_deref(), Some("0.1.0"));
         assert!(l.is_managed("hephd") && l.is_managed("heph"));
         assert_eq!(read_bin(&l, "hephd"), "plain hephd");
@@ -591,10 +867,10 @@ mod tests {
         );
         assert!(
             !l.is_managed("other-tool"),
-            "binaries of other packages are left alone"
+            "binaries no root links are left alone"
         );
         assert_eq!(
-            l.adopt(&pkgs(), None).unwrap(),
+            adopt(&l, &to, "hephd", &pkgs(), None),
             None,
             "nothing left to adopt"
         );
@@ -602,39 +878,109 @@ mod tests {
         assert_eq!(root.meta.origin, Origin::Adopted);
         assert_eq!(root.meta.commit, None, "adopted roots have no commit");
         assert_eq!(root.version(), Some(Version::new(0, 1, 0)));
+        assert_eq!(root.binaries(), Some(pkgs()));
+    }
+
+    #[test]
+    fn a_daemon_without_records_is_adopted_with_everything_the_new_root_links() {
+        let (_d, l) = layout();
+        // Copied by hand (a prebuilt download, a distribution package): no records.
+        fs::write(l.bin_dir.join("taskq"), "copied taskq").unwrap();
+        fs::write(l.bin_dir.join("taskqd"), "copied taskqd").unwrap();
+        let to = built(&l, "0.2.0", &[("taskq", &["taskq", "taskqd"])]);
+        let taskq = names(&["taskq"]);
+        assert_eq!(l.expected_binaries(&taskq), Vec::<String>::new());
+        let name = adopt(&l, &to, "taskqd", &taskq, Some(&Version::new(0, 1, 0)));
+        assert_eq!(name.as_deref(), Some("0.1.0"));
+        let root = l.find("0.1.0").unwrap();
+        assert_eq!(root.binaries(), Some(names(&["taskq", "taskqd"])));
+        assert!(root.holds("taskqd"));
+        assert_eq!(root.describe(), "taskq installs taskq, taskqd");
+        // The switch and the way back: the copied daemon is back, never deleted.
+        l.set_current("0.2.0").unwrap();
+        l.link_binaries(&to.binaries().unwrap()).unwrap();
+        assert_eq!(read_bin(&l, "taskqd"), "taskqd 0.2.0");
+        l.set_current("0.1.0").unwrap();
+        l.link_binaries(&root.binaries().unwrap()).unwrap();
+        assert_eq!(read_bin(&l, "taskqd"), "copied taskqd");
+    }
+
+    #[test]
+    fn a_binary_another_package_installed_is_refused_and_never_replaced() {
+        let (d, l) = layout();
+        records(
+            d.path(),
+            &[
+                ("taskq", &["taskq", "taskqd"]),
+                ("other-tool", &["taskq-top"]),
+            ],
+        );
+        for b in ["taskq", "taskqd", "taskq-top"] {
+            fs::write(l.bin_dir.join(b), format!("plain {b}")).unwrap();
+        }
+        let to = built(&l, "0.2.0", &[("taskq", &["taskq", "taskqd", "taskq-top"])]);
+        let adoption = l.adoption(&to, "taskqd", &names(&["taskq"])).unwrap();
+        assert_eq!(
+            adoption.refused,
+            [Owned {
+                binary: "taskq-top".into(),
+                owner: "other-tool 1.0.1".into()
+            }]
+        );
+        assert_eq!(adoption.plain, ["taskq", "taskqd"]);
+        // Linking never replaces a file heph-selfupdate did not link.
+        l.set_current("0.2.0").unwrap();
+        let err = l.link_binaries(&to.binaries().unwrap()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("`taskq`, `taskqd` and `taskq-top`"),
+            "{err:#}"
+        );
+        assert_eq!(read_bin(&l, "taskq-top"), "plain taskq-top");
+        assert!(!l.is_managed("taskq"), "nothing was changed");
+        // A link of ours that leads nowhere is no file of anybody's.
+        fs::remove_file(l.bin_dir.join("taskq-top")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/taskq-top", l.bin_dir.join("taskq-top")).unwrap();
+        let adoption = l.adoption(&to, "taskqd", &names(&["taskq"])).unwrap();
+        assert_eq!(adoption.refused, []);
     }
 
     #[test]
     fn an_interrupted_adoption_is_finished_with_the_same_root() {
         let (_d, l) = layout();
+        let to = heph_root(&l);
         fs::write(l.bin_dir.join("hephd"), "plain hephd").unwrap();
         fs::write(l.bin_dir.join("heph"), "plain heph").unwrap();
-        l.adopt(&pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
+        adopt(&l, &to, "hephd", &pkgs(), Some(&Version::new(0, 1, 0)));
         // The run died after the root was made but before the links: plain files again.
         for p in ["heph", "hephd"] {
             let content = fs::read(l.root("0.1.0").join("bin").join(p)).unwrap();
             fs::remove_file(l.bin_dir.join(p)).unwrap();
             fs::write(l.bin_dir.join(p), content).unwrap();
         }
-        let name = l.adopt(&pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
+        let name = adopt(&l, &to, "hephd", &pkgs(), Some(&Version::new(0, 1, 0)));
         assert_eq!(name.as_deref(), Some("0.1.0"), "no second root 0.1.0~2");
-        assert_eq!(l.roots().len(), 1);
+        assert_eq!(l.roots().len(), 2);
         assert!(l.is_managed("hephd"));
     }
 
     #[test]
     fn a_manual_reinstall_over_a_link_is_adopted_under_a_free_name() {
         let (_d, l) = layout();
-        make_root(&l, "0.1.0", &["heph", "hephd"]);
+        built(&l, "0.1.0", &[("heph", &["heph"]), ("hephd", &["hephd"])]);
         l.set_current("0.1.0").unwrap();
         l.link_binaries(&pkgs()).unwrap();
+        let to = heph_root(&l);
         // `cargo install` renames a plain binary over our link.
         fs::remove_file(l.bin_dir.join("hephd")).unwrap();
         fs::write(l.bin_dir.join("hephd"), "manual hephd").unwrap();
-        let name = l
-            .adopt(&pkgs(), Some(&Version::new(0, 1, 0)))
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            l.management("hephd", &pkgs()),
+            Management {
+                linked: names(&["heph"]),
+                plain: names(&["hephd"])
+            }
+        );
+        let name = adopt(&l, &to, "hephd", &pkgs(), Some(&Version::new(0, 1, 0))).unwrap();
         assert_eq!(name, "0.1.0~2");
         assert_eq!(read_bin(&l, "hephd"), "manual hephd");
         assert_eq!(
@@ -642,74 +988,61 @@ mod tests {
             "heph 0.1.0",
             "the linked one is kept as it resolved"
         );
-    }
-
-    /// cargo's install records: `(package, binaries)`.
-    fn records(dir: &Path, installs: &[(&str, &[&str])]) {
-        let installs: serde_json::Map<String, serde_json::Value> = installs
-            .iter()
-            .map(|(p, bins)| {
-                (
-                    format!("{p} 1.0.0 (path+file:///src/{p})"),
-                    serde_json::json!({ "bins": bins }),
-                )
-            })
-            .collect();
-        fs::create_dir_all(dir).unwrap();
-        fs::write(
-            dir.join(".crates2.json"),
-            serde_json::json!({ "installs": installs }).to_string(),
-        )
-        .unwrap();
-    }
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(ToString::to_string).collect()
+        assert_eq!(
+            l.management("hephd", &pkgs()),
+            Management {
+                linked: pkgs(),
+                plain: Vec::new()
+            }
+        );
     }
 
     #[test]
     fn every_binary_of_a_package_is_linked_and_switched_together_and_back() {
         let (_d, l) = layout();
-        let pueue = names(&["pueue"]);
-        make_root(&l, "4.0.3", &["pueue", "pueued"]);
-        records(&l.root("4.0.3"), &[("pueue", &["pueue", "pueued"])]);
+        let old = built(&l, "4.0.3", &[("pueue", &["pueue", "pueued"])]);
         // The next release adds a third binary.
-        make_root(&l, "4.0.4", &["pueue", "pueued", "pueue-tui"]);
-        records(
-            &l.root("4.0.4"),
-            &[("pueue", &["pueue", "pueued", "pueue-tui"])],
-        );
-        let old = l.find("4.0.3").unwrap();
-        let new = l.find("4.0.4").unwrap();
-        assert_eq!(old.binaries(&pueue), Some(names(&["pueue", "pueued"])));
+        let new = built(&l, "4.0.4", &[("pueue", &["pueue", "pueued", "pueue-tui"])]);
+        assert_eq!(old.binaries(), Some(names(&["pueue", "pueued"])));
         assert_eq!(
-            new.binaries(&pueue),
+            new.binaries(),
             Some(names(&["pueue", "pueued", "pueue-tui"]))
         );
-        assert!(
-            old.describe(&pueue)
-                .contains("pueue installs pueue, pueued")
-        );
+        assert_eq!(old.describe(), "pueue installs pueue, pueued");
 
         l.set_current("4.0.3").unwrap();
-        l.link_binaries(&old.binaries(&pueue).unwrap()).unwrap();
+        l.link_binaries(&old.binaries().unwrap()).unwrap();
         assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.3");
         l.set_current("4.0.4").unwrap();
-        l.link_binaries(&new.binaries(&pueue).unwrap()).unwrap();
+        l.link_binaries(&new.binaries().unwrap()).unwrap();
         assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.4");
         assert_eq!(read_bin(&l, "pueue-tui"), "pueue-tui 4.0.4");
         // Back: the daemon and its client go back together; the new binary's link goes.
         l.set_current("4.0.3").unwrap();
-        l.link_binaries(&old.binaries(&pueue).unwrap()).unwrap();
+        l.link_binaries(&old.binaries().unwrap()).unwrap();
         assert_eq!(read_bin(&l, "pueued"), "pueued 4.0.3");
         assert_eq!(read_bin(&l, "pueue"), "pueue 4.0.3");
         assert!(fs::symlink_metadata(l.bin_dir.join("pueue-tui")).is_err());
 
         // A root missing a binary its package recorded is incomplete.
         fs::remove_file(l.root("4.0.4").join("bin/pueued")).unwrap();
-        assert_eq!(l.find("4.0.4").unwrap().binaries(&pueue), None);
-        // So is a root without the package.
-        assert_eq!(old.binaries(&names(&["pueue", "heph"])), None);
+        assert_eq!(l.find("4.0.4").unwrap().binaries(), None);
+        assert!(!l.find("4.0.4").unwrap().holds("pueue"));
+    }
+
+    #[test]
+    fn a_root_is_judged_by_what_it_holds_not_by_the_packages_configured_now() {
+        let (_d, l) = layout();
+        // 0.1.0: one package with the client and the daemon; later releases split them.
+        let old = built(&l, "0.1.0", &[("taskq", &["taskq", "taskqd"])]);
+        let split = names(&["taskq", "taskq-server"]);
+        assert!(old.holds("taskqd"), "a way back for the daemon");
+        assert!(!old.holds("taskq-daemon"));
+        assert!(
+            !old.serves(&split, "taskqd"),
+            "no stand-in for a build of 0.1.0 with taskq-server"
+        );
+        assert!(old.serves(&names(&["taskq"]), "taskqd"));
     }
 
     #[test]
@@ -732,7 +1065,15 @@ mod tests {
             l.expected_binaries(&packages),
             names(&["pueue", "pueued", "hephd"])
         );
-        let name = l.adopt(&packages, Some(&Version::new(4, 0, 3))).unwrap();
+        let to = built(
+            &l,
+            "4.0.4",
+            &[
+                ("pueue", &["pueue", "pueued"]),
+                ("hephaestus-daemon", &["hephd"]),
+            ],
+        );
+        let name = adopt(&l, &to, "pueued", &packages, Some(&Version::new(4, 0, 3)));
         assert_eq!(name.as_deref(), Some("4.0.3"));
         for b in ["pueue", "pueued", "hephd"] {
             assert!(l.is_managed(b), "{b}");
@@ -743,16 +1084,40 @@ mod tests {
             "another package's binary is left alone"
         );
         let root = l.find("4.0.3").unwrap();
-        assert_eq!(
-            root.binaries(&packages),
-            Some(names(&["pueue", "pueued", "hephd"]))
-        );
+        assert_eq!(root.binaries(), Some(names(&["hephd", "pueue", "pueued"])));
+        assert!(root.serves(&packages, "pueued"));
         // Now the current root's record speaks for the packages.
         assert_eq!(
             l.recorded_bins(&packages).get("pueue"),
             Some(&names(&["pueue", "pueued"]))
         );
-        assert_eq!(l.adopt(&packages, None).unwrap(), None, "nothing left");
+        assert_eq!(
+            adopt(&l, &to, "pueued", &packages, None),
+            None,
+            "nothing left"
+        );
+    }
+
+    #[test]
+    fn of_a_package_recorded_twice_the_records_whose_binaries_are_there_count() {
+        let (d, l) = layout();
+        // taskq from a path, then its daemon alone from git; a third record is stale.
+        records(
+            d.path(),
+            &[
+                ("taskq", &["taskq"]),
+                ("taskq", &["taskqd"]),
+                ("taskq", &["taskq-old"]),
+            ],
+        );
+        for b in ["taskq", "taskqd"] {
+            fs::write(l.bin_dir.join(b), format!("plain {b}")).unwrap();
+        }
+        assert_eq!(l.plain_records().len(), 2);
+        assert_eq!(
+            l.expected_binaries(&names(&["taskq"])),
+            names(&["taskq", "taskqd"])
+        );
     }
 
     #[test]
@@ -766,7 +1131,7 @@ mod tests {
             r#"{"version":"0.2.0","commit":"c2","origin":"built"}"#,
         )
         .unwrap();
-        // An adopted root: one binary per package, named like it.
+        // An adopted root: it holds the files in its bin.
         make_root(&l, "0.1.0", &["heph", "hephd"]);
         fs::write(
             l.root("0.1.0").join(META_FILE),
@@ -775,13 +1140,12 @@ mod tests {
         .unwrap();
         let built = l.find("0.2.0").unwrap();
         assert_eq!(built.meta.commit.as_deref(), Some("c2"));
-        assert_eq!(
-            built.binaries(&names(&["pueue"])),
-            Some(names(&["pueue", "pueued"]))
-        );
+        assert_eq!(built.binaries(), Some(names(&["pueue", "pueued"])));
         let adopted = l.find("0.1.0").unwrap();
         assert_eq!(adopted.meta.origin, Origin::Adopted);
-        assert_eq!(adopted.binaries(&pkgs()), Some(pkgs()));
+        assert_eq!(adopted.binaries(), Some(pkgs()));
+        assert_eq!(adopted.describe(), "it holds heph, hephd");
+        assert!(adopted.serves(&names(&["anything"]), "hephd"));
         // A record written now keeps the binaries, and reads back the same.
         let meta = RootMeta {
             bins: Some(bins_of(

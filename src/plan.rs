@@ -50,8 +50,15 @@ pub enum Step {
     Keep,
     /// A kept version root is used; nothing is built.
     UseRoot { name: String },
-    /// The plain binaries in `bin_dir` are taken under management (for rollback).
-    Adopt { version: Option<Version> },
+    /// What `bin_dir` holds that the switch would replace and heph-selfupdate did not
+    /// link is kept in a version root of the installed version (the way back), with what
+    /// runs now; one that cargo's records give to another package stops the run instead.
+    /// `plain`: the plain binaries known when the plan was made (the new root's may add
+    /// more).
+    Adopt {
+        version: Option<Version>,
+        plain: Vec<String>,
+    },
     /// Switch `current`, restart, prove; commit or revert. `signal`: how the daemon is
     /// restarted when no command does it (respawn).
     Switch {
@@ -109,10 +116,21 @@ impl Step {
                     .to_owned()
             }
             Self::UseRoot { name } => format!("use the kept version root {name}; nothing is built"),
-            Self::Adopt { version } => format!(
-                "take the plain binaries in bin_dir under management as version root {}",
-                version.as_ref().map_or_else(|| "adopted".to_owned(), ToString::to_string)
-            ),
+            Self::Adopt { version, plain } => {
+                let root = version
+                    .as_ref()
+                    .map_or_else(|| "adopted".to_owned(), ToString::to_string);
+                if plain.is_empty() {
+                    format!(
+                        "keep whatever the new root would replace in bin_dir that heph-selfupdate did not link in a version root {root} first (the way back); refuse if another package installed it"
+                    )
+                } else {
+                    format!(
+                        "take the plain binaries in bin_dir ({}, and any other the new root replaces) under management as version root {root} (the way back); refuse if another package installed one",
+                        plain.join(", ")
+                    )
+                }
+            }
             Self::Switch {
                 purpose, signal, ..
             } => format!(
@@ -375,7 +393,7 @@ impl Executor<'_> {
                     root = Some(name.clone());
                     Ok(())
                 }
-                Step::Adopt { version } => self.adopt(version.as_ref()),
+                Step::Adopt { version, .. } => self.adopt(root.as_deref(), version.as_ref()),
                 Step::Stage { opens } => {
                     told = Some(self.stage(state, root.as_deref(), *opens));
                     continue;
@@ -555,6 +573,7 @@ impl Executor<'_> {
                 &target.version,
                 progress.commit.as_deref(),
                 &self.settings.build.packages,
+                &self.settings.build.binary,
             )
             .filter(|r| Some(&r.name) != self.layout.current().as_ref())
             // With `verify_tag` only a build whose tag's signature, kept with it, verifies
@@ -626,20 +645,42 @@ impl Executor<'_> {
         }
     }
 
-    fn adopt(&self, version: Option<&Version>) -> Result<(), BuildFailure> {
+    /// Keeps what the switch to `root` would replace (see [`Layout::adoption`]), or
+    /// stops when another package installed some of it: nothing is changed then.
+    fn adopt(&self, root: Option<&str>, version: Option<&Version>) -> Result<(), BuildFailure> {
+        let env = |error: anyhow::Error| BuildFailure {
+            kind: FailureKind::Environment,
+            error,
+        };
+        let Some(to) = root.and_then(|r| self.layout.find(r)) else {
+            return Ok(());
+        };
+        let build = &self.settings.build;
+        let adoption = self
+            .layout
+            .adoption(&to, &build.binary, &build.packages)
+            .map_err(|e| env(e.context("looking at what bin_dir holds")))?;
+        if !adoption.refused.is_empty() {
+            return Err(env(refusal(self.layout, &to, &adoption.refused)));
+        }
         // Adoption changes where the running binaries live, not what they are.
-        match self.layout.adopt(&self.settings.build.packages, version) {
+        match self.layout.adopt(&adoption, version) {
             Ok(Some(adopted)) => {
                 log::info!(
-                    "took the installed binaries under management as version root {adopted} (for rollback)"
+                    "took the installed binaries under management as version root {adopted} (for rollback): {}",
+                    adoption
+                        .take
+                        .iter()
+                        .map(|(b, _)| b.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(e) => Err(BuildFailure {
-                kind: FailureKind::Environment,
-                error: e.context("taking the installed binaries under management"),
-            }),
+            Err(e) => Err(env(
+                e.context("taking the installed binaries under management")
+            )),
         }
     }
 
@@ -745,7 +786,7 @@ impl Executor<'_> {
             self.layout,
             state,
             self.settings.keep_versions,
-            &self.settings.build.packages,
+            &self.settings.build.binary,
         ) {
             Ok(removed) if !removed.is_empty() => {
                 log::info!("removed old version roots: {}", removed.join(", "));
@@ -754,4 +795,41 @@ impl Executor<'_> {
             Err(e) => log::warn!("could not remove old version roots: {e:#}"),
         }
     }
+}
+
+/// Why a switch to `to` is refused: it would replace binaries in `bin_dir` that cargo's
+/// records give to other packages (`cargo install` refuses that too, without `--force`).
+fn refusal(
+    layout: &Layout,
+    to: &crate::layout::Root,
+    refused: &[crate::layout::Owned],
+) -> anyhow::Error {
+    let which: Vec<String> = refused
+        .iter()
+        .map(|o| format!("`{}` (installed by {})", o.binary, o.owner))
+        .collect();
+    let mut owners: Vec<&str> = Vec::new();
+    for o in refused {
+        let package = o.owner.split(' ').next().unwrap_or(&o.owner);
+        if !owners.contains(&package) {
+            owners.push(package);
+        }
+    }
+    let version = to
+        .version()
+        .map_or_else(|| to.name.clone(), |v| v.to_string());
+    let (them, are) = if refused.len() == 1 {
+        ("it", "is")
+    } else {
+        ("them", "are")
+    };
+    anyhow!(
+        "{version} would replace {} in {}, which cargo's records give to another package; {them} {are} left alone and nothing was switched ({version}: {})\nhelp: heph-selfupdate replaces no binary another package installed, as `cargo install` does not without --force: to let {version}'s take {} place, `cargo uninstall {}` (or move {them} out of {}); the next run switches then",
+        which.join(", "),
+        layout.bin_dir.display(),
+        to.describe(),
+        if refused.len() == 1 { "its" } else { "their" },
+        owners.join(" "),
+        layout.bin_dir.display(),
+    )
 }

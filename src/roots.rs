@@ -21,49 +21,62 @@ pub fn is_healthy(root: &Root, state: &State) -> bool {
         && (state.proven.contains_key(&root.name) || root.meta.origin == Origin::Adopted)
 }
 
-/// Where `rollback` goes: the newest healthy root other than `current` that has every
-/// package.
+/// Where `rollback` goes: the newest healthy root that holds `binary` (judged by what it
+/// holds, not by the packages configured now), other than `current` and of another
+/// version than `current`'s (going back means going to another version: a rebuild of the
+/// current one is not a way back).
 pub fn rollback_target(
     layout: &Layout,
     state: &State,
     current: Option<&str>,
-    packages: &[String],
+    binary: &str,
 ) -> Option<Root> {
-    rollback_candidates(layout, state, current, packages)
+    rollback_candidates(layout, state, current, binary)
         .into_iter()
         .next()
 }
 
-/// Every healthy root other than `current` that has every package, newest first: where
-/// `rollback` may go.
+/// Every root `rollback` may go to, newest first: healthy, holding `binary`, other than
+/// `current` and of another version than `current`'s.
 pub fn rollback_candidates(
     layout: &Layout,
     state: &State,
     current: Option<&str>,
-    packages: &[String],
+    binary: &str,
 ) -> Vec<Root> {
-    layout
-        .roots()
+    let roots = layout.roots();
+    let current_version = current
+        .and_then(|c| roots.iter().find(|r| r.name == c))
+        .and_then(Root::version);
+    roots
         .into_iter()
         .filter(|r| Some(r.name.as_str()) != current)
-        .filter(|r| is_healthy(r, state) && r.has_all(packages))
+        .filter(|r| {
+            current_version
+                .as_ref()
+                .is_none_or(|cv| r.version().is_none_or(|v| !same_version(&v, cv)))
+        })
+        .filter(|r| is_healthy(r, state) && r.holds(binary))
         .collect()
 }
 
-/// A kept root of `version` with every package, to use instead of building: one built
-/// from `commit` when a commit is given; otherwise the best of that version (proven
-/// healthy first, then adopted, then any).
+/// A kept root of `version` that can stand in for a build of it (see [`Root::serves`]):
+/// one built from `commit` when a commit is given; otherwise the best of that version
+/// (proven healthy first, then adopted, then any).
 pub fn kept_root(
     layout: &Layout,
     state: &State,
     version: &Version,
     commit: Option<&str>,
     packages: &[String],
+    binary: &str,
 ) -> Option<Root> {
     let mut same: Vec<Root> = layout
         .roots()
         .into_iter()
-        .filter(|r| r.version().is_some_and(|v| same_version(&v, version)) && r.has_all(packages))
+        .filter(|r| {
+            r.version().is_some_and(|v| same_version(&v, version)) && r.serves(packages, binary)
+        })
         .collect();
     if let Some(commit) = commit {
         return same
@@ -79,13 +92,22 @@ pub fn kept_root(
     same.into_iter().next()
 }
 
-/// Roots pruning must keep: `current`, the newest other healthy root (the way back),
-/// every root an open switch names, and a root staged for the restart window.
-pub fn protected(layout: &Layout, state: &State, packages: &[String]) -> Vec<String> {
+/// Roots pruning must keep: `current`, the rollback target (the way back), the root the
+/// last switch came from (unless it is bad: what ran before, even when a root of the
+/// current version was proven healthy earlier), every root an open switch names, and a
+/// root staged for the restart window.
+pub fn protected(layout: &Layout, state: &State, binary: &str) -> Vec<String> {
     let current = layout.current();
     let mut keep: Vec<String> = current.iter().cloned().collect();
-    if let Some(back) = rollback_target(layout, state, current.as_deref(), packages) {
+    if let Some(back) = rollback_target(layout, state, current.as_deref(), binary) {
         keep.push(back.name);
+    }
+    if let Some(from) = state
+        .last_from
+        .as_ref()
+        .filter(|f| layout.find(f).is_some_and(|r| !is_bad(&r, state)))
+    {
+        keep.push(from.clone());
     }
     if let Some(intent) = &state.intent {
         keep.extend(intent.from.iter().cloned());
@@ -103,9 +125,9 @@ pub fn prune(
     layout: &Layout,
     state: &mut State,
     keep: usize,
-    packages: &[String],
+    binary: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let protect = protected(layout, state, packages);
+    let protect = protected(layout, state, binary);
     let protect: Vec<&str> = protect.iter().map(String::as_str).collect();
     let removed = layout.prune(keep, &protect, |r| is_bad(r, state))?;
     let left: Vec<String> = layout.roots().into_iter().map(|r| r.name).collect();
@@ -142,7 +164,12 @@ mod tests {
                 commit: commit.map(String::from),
                 origin,
                 signed_by: None,
-                bins: None,
+                bins: Some(
+                    [("heph", "heph"), ("hephd", "hephd")]
+                        .into_iter()
+                        .map(|(p, b)| (p.to_owned(), vec![b.to_owned()]))
+                        .collect(),
+                ),
             },
         )
         .unwrap();
@@ -162,7 +189,7 @@ mod tests {
         let mut state = State::default();
         state.mark_proven("0.2.0", T);
         state.mark_bad("0.3.0", T, "died at start");
-        let target = rollback_target(&l, &state, Some("0.2.0"), &pkgs()).unwrap();
+        let target = rollback_target(&l, &state, Some("0.2.0"), "hephd").unwrap();
         assert_eq!(target.name, "0.1.0", "the bad 0.3.0 is skipped");
     }
 
@@ -174,16 +201,16 @@ mod tests {
         let state = State::default();
         let v = Version::new(0, 1, 0);
         assert_eq!(
-            kept_root(&l, &state, &v, None, &pkgs()).map(|r| r.name),
+            kept_root(&l, &state, &v, None, &pkgs(), "hephd").map(|r| r.name),
             Some("0.1.0".to_owned())
         );
         assert!(
-            kept_root(&l, &state, &v, Some("c1"), &pkgs()).is_none(),
+            kept_root(&l, &state, &v, Some("c1"), &pkgs(), "hephd").is_none(),
             "a build of a named commit needs that commit"
         );
         let missing = vec!["heph".into(), "hephd".into(), "heph-tui".into()];
         assert!(
-            kept_root(&l, &state, &v, None, &missing).is_none(),
+            kept_root(&l, &state, &v, None, &missing, "hephd").is_none(),
             "a root without every package is not enough"
         );
     }
@@ -203,7 +230,7 @@ mod tests {
         let mut state = State::default();
         state.mark_proven("0.1.0", T);
         state.mark_proven("0.4.0", T);
-        let removed = prune(&l, &mut state, 1, &pkgs()).unwrap();
+        let removed = prune(&l, &mut state, 1, "hephd").unwrap();
         assert_eq!(removed, ["0.3.0", "0.2.0"]);
         let names: Vec<String> = l.roots().into_iter().map(|r| r.name).collect();
         assert_eq!(
@@ -211,5 +238,41 @@ mod tests {
             ["0.4.0", "0.1.0"],
             "the newest other healthy root stays"
         );
+    }
+
+    #[test]
+    fn a_root_of_the_current_version_is_never_the_way_back() {
+        let (_d, l) = layout();
+        make(&l, "0.1.0~2", Origin::Adopted, None);
+        make(&l, "0.2.0", Origin::Built, Some("c2"));
+        make(&l, "0.2.0~2", Origin::Built, Some("c2"));
+        l.set_current("0.2.0~2").unwrap();
+        let mut state = State::default();
+        state.mark_proven("0.2.0", T);
+        state.mark_proven("0.2.0~2", T);
+        let target = rollback_target(&l, &state, Some("0.2.0~2"), "hephd").unwrap();
+        assert_eq!(target.name, "0.1.0~2", "a rebuild of 0.2.0 is no way back");
+        assert!(
+            rollback_target(&l, &state, Some("0.2.0~2"), "hephd-next").is_none(),
+            "a root without `binary` is no way back either"
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_the_root_the_last_switch_came_from_unless_it_is_bad() {
+        let (_d, l) = layout();
+        make(&l, "0.1.0", Origin::Built, Some("c1"));
+        make(&l, "0.2.0", Origin::Built, Some("c2"));
+        make(&l, "0.3.0", Origin::Built, Some("c3"));
+        l.set_current("0.3.0").unwrap();
+        let mut state = State::default();
+        state.mark_proven("0.2.0", T);
+        state.mark_proven("0.3.0", T);
+        state.last_from = Some("0.1.0".into());
+        assert_eq!(protected(&l, &state, "hephd"), ["0.3.0", "0.2.0", "0.1.0"]);
+        state.mark_bad("0.1.0", T, "rolled back by hand");
+        assert_eq!(protected(&l, &state, "hephd"), ["0.3.0", "0.2.0"]);
+        prune(&l, &mut state, 1, "hephd").unwrap();
+        assert_eq!(state.last_from, None, "forgotten with its root");
     }
 }

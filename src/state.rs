@@ -251,6 +251,9 @@ pub struct State {
     /// A root built outside `restart_window`, waiting for the window to be switched to.
     #[serde(default)]
     pub staged: Option<Staged>,
+    /// The root the last proven switch came from: what ran before it, kept by pruning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_from: Option<String>,
     /// When a `check-and-apply` last ended well (updated, nothing due, notified, staged).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_ok: Option<OffsetDateTime>,
@@ -282,6 +285,7 @@ impl Default for State {
             proven: BTreeMap::new(),
             intent: None,
             staged: None,
+            last_from: None,
             last_ok: None,
             last_build: None,
             last_downtime_secs: None,
@@ -389,6 +393,7 @@ impl StateV1 {
                 .collect(),
             intent: None,
             staged: None,
+            last_from: None,
             last_ok: None,
             last_build: None,
             last_downtime_secs: None,
@@ -638,6 +643,13 @@ impl State {
     /// Forgets roots that no longer exist.
     pub fn forget_roots_except(&mut self, existing: &[String]) {
         self.proven.retain(|name, _| existing.contains(name));
+        if self
+            .last_from
+            .as_ref()
+            .is_some_and(|f| !existing.contains(f))
+        {
+            self.last_from = None;
+        }
     }
 }
 

@@ -167,6 +167,14 @@ fn is_compile_diagnostic(lower: &str) -> bool {
         || lower.starts_with("error: aborting due to")
 }
 
+/// cargo's "profile `fast` is not defined": `build_profile` names a profile that neither
+/// the workspace's manifest nor cargo's configuration defines. Configuration, not code.
+pub fn is_undefined_profile(lower: &str) -> bool {
+    lower.starts_with("profile `") && lower.ends_with("` is not defined")
+}
+
+const HELP_PROFILE: &str = "help: set `build_profile` to a profile the release defines (`[profile.<name>]` in its workspace's Cargo.toml) or a built-in one (`release`, `dev`); the release is not blamed";
+
 fn is_toolchain_line(lower: &str) -> bool {
     (lower.starts_with("error: rustc ") && lower.contains("is not supported by the following"))
         || lower.contains("cannot be built because it requires rustc")
@@ -206,6 +214,9 @@ pub fn diagnose(reach: Reach, code: Option<i32>, tail: &str) -> Diagnosis {
         );
     }
     if reach != Reach::Network {
+        if let Some(line) = find(&is_undefined_profile) {
+            return Diagnosis::new(FailureKind::Environment, Some(line), Some(HELP_PROFILE));
+        }
         if let Some(line) = find(&is_toolchain_line) {
             return Diagnosis::new(FailureKind::Toolchain, Some(line), Some(HELP_TOOLCHAIN));
         }
@@ -433,6 +444,20 @@ mod tests {
             "error: unpack-objects died of signal 9\nfatal: unpack-objects failed",
             Environment,
             "died of signal 9",
+        ),
+        // cargo 1.95, `cargo install --profile=fast` of a workspace without it: the
+        // configuration's fault, in both build modes.
+        (
+            Offline,
+            "error: failed to compile `taskq v0.2.0 (/c/crates/taskq)`, intermediate artifacts can be found at `/c/target`.\nTo reuse those artifacts with a future compilation, set the environment variable `CARGO_BUILD_BUILD_DIR` to that path.\n\nCaused by:\n  profile `fast` is not defined",
+            Environment,
+            "profile `fast` is not defined",
+        ),
+        (
+            Mixed,
+            "    Updating git repository `file:///r`\nerror: failed to compile `taskq v0.2.0 (file:///r?tag=v0.2.0#0123abc)`, intermediate artifacts can be found at `/t`.\n\nCaused by:\n  profile `fast` is not defined",
+            Environment,
+            "profile `fast` is not defined",
         ),
     ];
 

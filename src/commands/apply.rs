@@ -260,10 +260,12 @@ pub enum Planned {
 /// of it, else a build; then the switch — or, outside `restart_window`, staging.
 pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
     let (settings, layout, state, target) = (i.settings, i.layout, i.state, i.target);
-    let packages = &settings.build.packages;
+    let (packages, binary) = (&settings.build.packages, &settings.build.binary);
     let staged = state.staged.clone().filter(|st| {
         st.version == target.version.to_string()
-            && layout.find(&st.root).is_some_and(|r| r.has_all(packages))
+            && layout
+                .find(&st.root)
+                .is_some_and(|r| r.serves(packages, binary))
     });
     if let (Some(staged), WindowNow::Closed(opens)) = (&staged, i.window) {
         return Planned::Waiting {
@@ -280,7 +282,7 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
     // A root staged for this release, or (`--to`) a kept root of it: nothing to build.
     let kept = staged.map(|st| st.root).or_else(|| {
         i.requested
-            .then(|| roots::kept_root(layout, state, &target.version, None, packages))
+            .then(|| roots::kept_root(layout, state, &target.version, None, packages, binary))
             .flatten()
             .map(|r| r.name)
     });
@@ -319,15 +321,11 @@ pub fn update_plan(i: &PlanInputs<'_>) -> Planned {
         });
         return Planned::Plan(Plan { steps });
     }
-    let unmanaged = layout
-        .expected_binaries(packages)
-        .iter()
-        .any(|b| settings.bin_dir.join(b).exists() && !layout.is_managed(b));
-    if unmanaged {
-        steps.push(Step::Adopt {
-            version: i.installed.version.clone(),
-        });
-    }
+    // Every switch: what the new root would replace is kept first (or the run stops).
+    steps.push(Step::Adopt {
+        version: i.installed.version.clone(),
+        plain: layout.management(binary, packages).plain,
+    });
     steps.push(Step::Switch {
         purpose: if i.requested {
             Purpose::Requested

@@ -3,7 +3,7 @@
 //! toolchain and git access there are where unattended updates fail.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::json;
@@ -368,6 +368,80 @@ fn binary_check(cfg: &Config, release: &ReleaseRead) -> Check {
     }
 }
 
+/// A `build_profile` other than cargo's own (dev, release, test, bench) must be one the
+/// release's workspace defines (`[profile.<name>]` in its root manifest) or cargo's
+/// configuration in `CARGO_HOME` does: cargo refuses any other before it compiles.
+fn profile_check(cfg: &Config, world: &World, release: &ReleaseRead) -> Option<Check> {
+    let profile = &cfg.build_profile;
+    if crate::build::BUILT_IN_PROFILES.contains(&profile.as_str()) {
+        return None;
+    }
+    let Ok(Some(ws)) = &release.ws else {
+        return Some(check(
+            "build_profile",
+            Status::Info,
+            format!(
+                "{profile}: whether the release defines it is unknown (its manifests were not read)"
+            ),
+            None,
+        ));
+    };
+    let Some(defined) = &ws.profiles else {
+        return Some(check(
+            "build_profile",
+            Status::Info,
+            format!(
+                "{profile}: whether {} defines it is unknown (its root manifest could not be read)",
+                release.about
+            ),
+            None,
+        ));
+    };
+    if defined.contains(profile) {
+        return Some(check(
+            "build_profile",
+            Status::Ok,
+            format!("{profile} is defined by {}", release.about),
+            None,
+        ));
+    }
+    let cargo_home = world
+        .env
+        .get("CARGO_HOME")
+        .map_or_else(|| cfg.home.join(".cargo"), PathBuf::from);
+    let configured = ["config.toml", "config"]
+        .iter()
+        .map(|f| cargo_home.join(f))
+        .find(|f| crate::build::profiles_of(f).is_some_and(|p| p.contains(profile)));
+    if let Some(file) = configured {
+        return Some(check(
+            "build_profile",
+            Status::Ok,
+            format!("{profile} is defined in {}", file.display()),
+            None,
+        ));
+    }
+    let mut known: Vec<String> = vec!["release".to_owned(), "dev".to_owned()];
+    for p in defined {
+        if !known.contains(p) {
+            known.push(p.clone());
+        }
+    }
+    Some(check(
+        "build_profile",
+        Status::Fail,
+        format!(
+            "{profile} is not a profile {} defines, nor {}/config.toml: cargo refuses it (\"profile `{profile}` is not defined\")",
+            release.about,
+            cargo_home.display()
+        ),
+        Some(format!(
+            "set `build_profile` to one of: {}",
+            known.join(", ")
+        )),
+    ))
+}
+
 /// The build checkout's target dir against `cache_max_size`.
 fn cache_check(cfg: &Config) -> Check {
     let size = crate::build::cache::target_dir_size(&cfg.cache_dir);
@@ -591,6 +665,7 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
     let release = read_release(&builder, cfg, newest.as_deref());
     out.push(toolchain_check(&builder, cfg, &release));
     out.push(binary_check(cfg, &release));
+    out.extend(profile_check(cfg, world, &release));
     out.push(cache_check(cfg));
 
     for (name, dir, ours) in [
@@ -687,11 +762,20 @@ fn checks(cfg: &Config, world: &World) -> Vec<Check> {
         &cfg.packages,
     );
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
-    let managed = if layout.is_managed(&cfg.binary) {
-        format!(
+    let management = layout.management(&cfg.binary, &cfg.packages);
+    let managed = if management.managed() {
+        let mut text = format!(
             "managed: version root {}",
             layout.current().unwrap_or_default()
-        )
+        );
+        if !management.plain.is_empty() {
+            let _ = write!(
+                text,
+                " ({} not linked by heph-selfupdate: the next update takes them under management)",
+                management.plain.join(", ")
+            );
+        }
+        text
     } else if !inst.binary_exists {
         format!(
             "not in {} (the first update installs it)",

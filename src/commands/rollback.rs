@@ -1,6 +1,6 @@
-//! `heph-selfupdate rollback`: back to the newest healthy version root other than the
-//! current one (or `--to` a chosen kept root), through the same switch, proof and messages
-//! as an update. The version rolled back from is marked bad, so the timer does not
+//! `heph-selfupdate rollback`: back to the newest healthy version root of another version
+//! that holds `binary` (or `--to` a chosen kept root), through the same switch, proof and
+//! messages as an update. The version rolled back from is marked bad, so the timer does not
 //! reinstall it. `--dry-run` shows the plan.
 
 use std::fmt::Write as _;
@@ -51,9 +51,10 @@ fn choose(
         let root = layout
             .roots()
             .into_iter()
-            .filter(|r| r.name != current && r.has_all(&cfg.packages))
+            // A root without `binary` is refused by the switch, which says what it holds.
+            .filter(|r| r.name != current && r.binaries().is_some())
             .filter(|r| r.version().is_some_and(|v| same_version(&v, &version)))
-            .min_by_key(|r| !roots::is_healthy(r, state));
+            .min_by_key(|r| (!r.holds(&cfg.binary), !roots::is_healthy(r, state)));
         return match root {
             Some(r) => match builder.may_roll_back_to(&r) {
                 Ok(()) => Ok(r),
@@ -68,7 +69,7 @@ fn choose(
             ),
         };
     }
-    let candidates = roots::rollback_candidates(layout, state, Some(&current), &cfg.packages);
+    let candidates = roots::rollback_candidates(layout, state, Some(&current), &cfg.binary);
     let mut refused = Vec::new();
     for r in candidates {
         match builder.may_roll_back_to(&r) {
@@ -88,7 +89,8 @@ fn choose(
         )
     };
     bail!(
-        "nothing to roll back to: no healthy version root other than {current} (kept: {}){refused}\nhelp: `heph-selfupdate rollback --to <version>` picks a kept root; `check-and-apply --to <version>` installs a chosen release",
+        "nothing to roll back to: no healthy version root of another version than {current}'s that holds `{}` (kept: {}){refused}\nhelp: `heph-selfupdate rollback --to <version>` picks a kept root; `check-and-apply --to <version>` installs a chosen release",
+        cfg.binary,
         listing()
     )
 }

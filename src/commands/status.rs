@@ -320,7 +320,8 @@ fn build(
     );
     let layout = Layout::new(&cfg.data_dir, &cfg.bin_dir);
     let resolves_to = std::fs::canonicalize(&inst.binary_path).ok();
-    let managed = layout.is_managed(&cfg.binary);
+    let management = layout.management(&cfg.binary, &cfg.packages);
+    let managed = management.managed();
     let current = layout.current();
     let now = world.clock.now();
     let roots: Vec<RootView> = layout
@@ -442,14 +443,7 @@ fn build(
     if !inst.missing.is_empty() {
         line("missing", inst.missing.join(", "));
     }
-    line(
-        "managed",
-        if managed {
-            format!("yes, version roots in {}", layout.versions_dir().display())
-        } else {
-            "no (plain binaries; the first update takes them under management)".to_owned()
-        },
-    );
+    line("managed", management.describe(&layout.versions_dir()));
     if !roots.is_empty() {
         let names: Vec<String> = roots
             .iter()
@@ -666,6 +660,8 @@ fn build(
             "binary": inst.binary_path,
             "resolves_to": resolves_to,
             "managed": managed,
+            "linked": management.linked,
+            "plain": management.plain,
             "missing": inst.missing,
         }),
         current,

@@ -664,9 +664,13 @@ fn keeps_only_keep_versions_roots() {
 }
 
 #[test]
-fn adding_a_package_installs_it_at_the_same_version() {
-    let mut s = sandbox("0.2.0", &["v0.1.0", "v0.2.0"]);
+fn a_package_added_to_packages_is_installed_with_the_next_release() {
+    let mut s = sandbox("0.1.0", &["v0.1.0", "v0.2.0"]);
     s.env.var("HEPH_SELFUPDATE_PACKAGES", "heph,hephd,heph-tui");
+    // Not a missing binary: nothing records what heph-tui installs.
+    let check = s.env.run(&["check", "--json"]);
+    check.expect(100);
+    assert_eq!(check.json()["reason"], "newer_release");
     s.env.run(&["check-and-apply"]).expect(0);
     assert!(calls_of(&s.env, "cargo")[0].ends_with("heph hephd heph-tui"));
     assert_eq!(

@@ -145,13 +145,31 @@ fn nothing_installed_is_an_update() {
 }
 
 #[test]
-fn a_missing_package_binary_makes_an_update_due() {
+fn a_recorded_binary_that_is_gone_makes_an_update_due_and_an_unrecorded_package_does_not() {
     let (mut env, _forge) = setup(Flavour::Forgejo, Some("0.2.0"));
     env.var("HEPH_SELFUPDATE_PACKAGES", "heph,hephd,heph-tui");
+    // Nothing records what heph-tui installs (here nothing records anything): it is a
+    // package, not a binary of its name.
+    let run = env.run(&["check", "--json"]);
+    run.expect(0);
+    assert_eq!(run.json()["missing"], serde_json::json!([]));
+    // cargo's records beside bin_dir say heph-tui installed `heph-tui` and `heph-top`.
+    std::fs::write(
+        env.bin_dir.parent().unwrap().join(".crates2.json"),
+        r#"{"installs":{
+            "heph 0.2.0 (path+file:///s/heph)":{"bins":["heph"]},
+            "hephd 0.2.0 (path+file:///s/hephd)":{"bins":["hephd"]},
+            "heph-tui 0.2.0 (path+file:///s/heph-tui)":{"bins":["heph-tui","heph-top"]}
+        }}"#,
+    )
+    .unwrap();
     let run = env.run(&["check", "--json"]);
     run.expect(100);
     assert_eq!(run.json()["reason"], "missing_binaries");
-    assert_eq!(run.json()["missing"], serde_json::json!(["heph-tui"]));
+    assert_eq!(
+        run.json()["missing"],
+        serde_json::json!(["heph-tui", "heph-top"])
+    );
 }
 
 #[test]

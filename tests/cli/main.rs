@@ -20,7 +20,6 @@ mod promises_ux;
 mod publish;
 mod recovery;
 mod respawn;
-mod review18;
 mod stdout;
 mod systemd;
 mod transaction;

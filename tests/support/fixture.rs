@@ -1,6 +1,7 @@
 //! Real git repositories for tests: a small tagged repository (for `git ls-remote`), and
 //! a tiny Cargo workspace with packages `heph` and `hephd` whose tags really build.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -627,12 +628,7 @@ fn main() {{
     } else {
         w("crates/taskq/src/daemon.rs", &daemon_code);
     }
-    let status = Command::new(cargo())
-        .args(["generate-lockfile", "--quiet", "--offline"])
-        .current_dir(dir)
-        .status()
-        .expect("cargo generate-lockfile");
-    assert!(status.success(), "generate-lockfile failed");
+    generate_lockfile(dir);
 }
 
 /// A taskq repository with one tag per `(tag, daemon)`, in order.
@@ -643,4 +639,98 @@ pub fn taskq_repo(dir: &Path, shape: TaskqShape, releases: &[(&str, Taskqd)]) ->
         repo.commit_and_tag(tag);
     }
     repo
+}
+
+/// One package of a shaped release (see [`write_shaped_release`]): its name and its
+/// binaries (`[[bin]]` entries, each with a `path`).
+#[derive(Debug, Clone, Copy)]
+pub struct Pkg {
+    pub name: &'static str,
+    pub bins: &'static [&'static str],
+}
+
+/// A [`Pkg`].
+pub const fn pkg(name: &'static str, bins: &'static [&'static str]) -> Pkg {
+    Pkg { name, bins }
+}
+
+/// Writes release `version` of a workspace of `pkgs`, each in `crates/<name>`: every binary
+/// prints `<name> <version>` for `--version` and otherwise runs as a daemon until killed (it
+/// exits at once when `$FAKE_STATE/bad-<version>` exists). No dependencies, unoptimised:
+/// seconds to build. For the shapes the taskq fixture does not have (a binary a release
+/// adds, renames or moves to another package; another project's binary).
+pub fn write_shaped_release(dir: &Path, version: &str, pkgs: &[Pkg]) {
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    let _ = std::fs::remove_dir_all(dir.join("crates"));
+    let members: Vec<String> = pkgs
+        .iter()
+        .map(|p| format!("\"crates/{}\"", p.name))
+        .collect();
+    w(
+        "Cargo.toml",
+        &format!(
+            "[workspace]\nmembers = [{}]\nresolver = \"2\"\n\n[profile.release]\nopt-level = 0\ndebug = false\nincremental = false\n",
+            members.join(", ")
+        ),
+    );
+    w(".gitignore", "/target\n");
+    for p in pkgs {
+        let mut manifest = format!(
+            "[package]\nname = \"{}\"\nversion = \"{version}\"\nedition = \"2021\"\n\n",
+            p.name
+        );
+        for b in p.bins {
+            let _ = write!(
+                manifest,
+                "[[bin]]\nname = \"{b}\"\npath = \"src/{b}.rs\"\n\n"
+            );
+            w(
+                &format!("crates/{}/src/{b}.rs", p.name),
+                &format!(
+                    r#"fn main() {{
+    if std::env::args().any(|a| a == "--version") {{
+        println!("{b} {{}}", env!("CARGO_PKG_VERSION"));
+        return;
+    }}
+    if let Some(s) = std::env::var_os("FAKE_STATE") {{
+        if std::path::Path::new(&s).join(concat!("bad-", env!("CARGO_PKG_VERSION"))).exists() {{
+            eprintln!("{b}: fatal: cannot start");
+            std::process::exit(1);
+        }}
+    }}
+    loop {{
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }}
+}}
+"#
+                ),
+            );
+        }
+        w(&format!("crates/{}/Cargo.toml", p.name), &manifest);
+    }
+    generate_lockfile(dir);
+}
+
+/// A repository with one tag per `(tag, packages)` release, in order.
+pub fn shaped_repo(dir: &Path, releases: &[(&str, &[Pkg])]) -> Repo {
+    let repo = Repo::init(dir);
+    for (tag, pkgs) in releases {
+        write_shaped_release(dir, tag.trim_start_matches('v'), pkgs);
+        repo.commit_and_tag(tag);
+    }
+    repo
+}
+
+/// `cargo generate-lockfile` of the workspace in `dir` (offline: no dependencies).
+fn generate_lockfile(dir: &Path) {
+    let status = Command::new(cargo())
+        .args(["generate-lockfile", "--quiet", "--offline"])
+        .current_dir(dir)
+        .status()
+        .expect("cargo generate-lockfile");
+    assert!(status.success(), "generate-lockfile failed");
 }
