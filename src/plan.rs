@@ -537,7 +537,10 @@ impl Executor<'_> {
                 MIN_AGE,
             ));
         }
-        let binaries = self.layout.expected_binaries(&self.settings.build.packages);
+        // Ours in bin_dir: what cargo's records say the packages install, and `binary`
+        // (a plain install may have no records).
+        let mut binaries = self.layout.expected_binaries(&self.settings.build.packages);
+        binaries.push(self.settings.build.binary.clone());
         removed.extend(crate::fsutil::remove_stray_temporaries(
             &self.settings.bin_dir,
             |name| binaries.iter().any(|b| b == name),
